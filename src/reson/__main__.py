@@ -1,0 +1,5 @@
+import sys
+
+from reson.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""The `reson` command: one entry point, one subcommand per module.
+
+Each subcommand lives in its own module with a ``main(argv)`` that parses its own arguments, so
+``reson train ...`` and ``python -m reson.train ...`` are the same program, and ``reson --help`` imports
+nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, one-line summary)
+COMMANDS = {
+    "score": ("reson.score", "score a JSONL of completions with the accuracy and format rewards"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: reson <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "Run `reson <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"reson: unknown command {name!r}. Choose one of: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: the data shipped beside the repo and a tiny model built here, once per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the shared data folder {SHARED_DATA} is missing: clone the repo beside ../shared")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, shared_data) -> Path:
+    """A random tiny Qwen2 model and a tokenizer trained on GSM8K text under the R1-Zero template."""
+    from reson.data import format_prompt
+    from reson.tiny_model import save_tiny_model
+
+    lines = (shared_data / "gsm8k" / "train.jsonl").read_text().splitlines()[:300]
+    rows = [json.loads(line) for line in lines]
+    texts = [format_prompt(r["question"]) + " <think>" + r["answer"] + "</think> <answer>1</answer>" for r in rows]
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"), texts, seed=0)
