@@ -13,6 +13,11 @@ import sys
 # subcommand -> (module, one-line summary)
 COMMANDS = {
     "score": ("reson.score", "score a JSONL of completions with the accuracy and format rewards"),
+    "train": ("reson.train", "train a base model with GRPO from a YAML recipe"),
+    "eval": ("reson.evaluate", "evaluate a model on GSM8K, MATH and friends"),
+    "convert": ("reson.convert", "convert a trained model to MLX, optionally quantized"),
+    "chat": ("reson.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
+    "plan": ("reson.plan", "predict a training recipe's peak GPU memory"),
 }
 
 
