@@ -8,7 +8,7 @@ VENV := .venv
 $(VENV)/installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt -e ".[dev,mlx]"
+	$(VENV)/bin/pip install --quiet -r requirements.txt -e ".[train,mlx,dev]"
 	touch $@
 
 demo: $(VENV)/installed
