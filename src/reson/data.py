@@ -1,10 +1,31 @@
 """Datasets and prompt templates: GSM8K, MATH and friends, from the hub or from local files.
 
-(Being built: loaders, normalisation, canaries and mixing land here. The templates below are the contract
-the rest of the package uses.)
+`load_problems` turns any of them into the same rows::
+
+    {"id": "gsm8k/train/0", "source": "gsm8k", "question": "...", "answer": "72", "solution": "... #### 72"}
+
+plus `level` (1-5) and `subject` for MATH-like rows. `answer` is always the gold *final* answer: the number
+after `####` for GSM8K, the `answer` field or else the last `\\boxed{}` of the solution for MATH. Short names
+load from the hub (`openai/gsm8k`, ...) unless `data_dir` or the environment variable `RESON_DATA_DIR` names
+a folder laid out like the repository's `../shared/data` (see `LOCAL_FILES`); a path to a .jsonl, .json or
+.parquet file in GSM8K or MATH form works too. A row whose gold answer cannot be parsed is skipped, and
+counted in one warning per file.
+
+Subsets are seeded permutations, so they are stable across runs and machines: `sample_rows(rows, n, seed)`
+is a prefix of the permutation (a larger n is a superset), `canary_rows` takes the held-out canaries from
+its other end, and `mix` combines sources in given proportions.
 """
 
 from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # DeepSeek-R1-Zero's template for base models: plain text, no chat template.
 R1_ZERO_TEMPLATE = (
@@ -22,6 +43,26 @@ PLAIN_TEMPLATE = "{question}\nPlease reason step by step, and put your final ans
 
 TEMPLATES = {"r1_zero": R1_ZERO_TEMPLATE, "r1_zero_think": R1_ZERO_THINK_TEMPLATE, "plain": PLAIN_TEMPLATE}
 
+# name -> (hub repo, config, {our split: hub split}). AIME 2024 is one 30-problem split, "train" on the hub.
+HUB_DATASETS = {
+    "gsm8k": ("openai/gsm8k", "main", {"train": "train", "test": "test"}),
+    "math": ("DigitalLearningGmbH/MATH-lighteval", None, {"train": "train", "test": "test"}),
+    "math500": ("HuggingFaceH4/MATH-500", None, {"test": "test"}),
+    "aime24": ("HuggingFaceH4/aime_2024", None, {"test": "train"}),
+    "amc23": ("math-ai/amc23", None, {"test": "test"}),
+}
+# name -> {split: file under a data folder laid out like ../shared/data}
+LOCAL_FILES = {
+    "gsm8k": {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
+    "math": {"train": "math/hendrycks_math_train.jsonl", "test": "math/hendrycks_math_test.jsonl"},
+    "math500": {"test": "math/math500_test.jsonl"},
+    "aime24": {"test": "competition/aime24_test.jsonl"},
+    "amc23": {"test": "competition/amc23_test.jsonl"},
+}
+SYNTHETIC_SIZES = {"train": 10_000, "test": 500}  # rows `load_problems("synthetic")` generates by default
+DATASET_NAMES = (*HUB_DATASETS, "synthetic")
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
 
 def format_prompt(question: str, template: str = "r1_zero", tokenizer=None) -> str:
     """The prompt for `question` under a named template; "chat" applies the tokenizer's chat template."""
@@ -33,3 +74,250 @@ def format_prompt(question: str, template: str = "r1_zero", tokenizer=None) -> s
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}: choose one of {', '.join([*TEMPLATES, 'chat'])}.")
     return TEMPLATES[template].format(question=question.strip())
+
+
+def load_problems(
+    name_or_path: str, split: str = "train", data_dir: str | None = None, *, size: int | None = None, seed: int = 0
+) -> list[dict]:
+    """Normalized rows of a named dataset, a hub id ("owner/name" or "owner/name:config") or a local file.
+
+    `size` and `seed` apply to "synthetic" only (default size: `SYNTHETIC_SIZES[split]`).
+    """
+    hub_aliases = {repo: name for name, (repo, _, _) in HUB_DATASETS.items()}
+    name = hub_aliases.get(name_or_path, name_or_path)
+    if size is not None and name != "synthetic":
+        raise ValueError(f"size applies to 'synthetic' only; subsample {name_or_path!r} with sample_rows instead.")
+    if name == "synthetic":
+        from reson.synthetic import generate
+
+        n = SYNTHETIC_SIZES.get(split, 0) if size is None else size
+        return _normalize(generate(split, n, seed), "synthetic", split, "synthetic")
+    if name in HUB_DATASETS:
+        repo, config, hub_splits = HUB_DATASETS[name]
+        if split not in hub_splits:
+            raise ValueError(f"{name} has no {split!r} split: choose one of {', '.join(hub_splits)}.")
+        data_dir = data_dir or os.environ.get("RESON_DATA_DIR")
+        if data_dir:
+            path = Path(data_dir) / LOCAL_FILES[name][split]
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} not found: {data_dir} should be laid out like shared/data "
+                    f"({', '.join(f for files in LOCAL_FILES.values() for f in files.values())})."
+                )
+            return _normalize(_read_file(path), name, split, str(path))
+        return _normalize(_load_hub(repo, config, hub_splits[split]), name, split, repo)
+    path = Path(name_or_path).expanduser()
+    if path.suffix in FILE_SUFFIXES or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is not a file: pass a .jsonl, .json or .parquet file of problems.")
+        source, file_split = _describe_path(path, split)
+        return _normalize(_read_file(path), source, file_split, str(path))
+    if "/" in name_or_path:  # any other hub dataset in GSM8K or MATH form
+        repo, _, config = name_or_path.partition(":")
+        return _normalize(_load_hub(repo, config or None, split), repo, split, repo)
+    raise ValueError(
+        f"unknown dataset {name_or_path!r}: use one of {', '.join(DATASET_NAMES)}, a hub id (owner/name), "
+        f"or a path to a {'/'.join(FILE_SUFFIXES)} file."
+    )
+
+
+def with_prompts(rows: list[dict], template: str = "r1_zero", tokenizer=None) -> list[dict]:
+    """Copies of `rows` with `prompt` added under `template` ("chat" uses the tokenizer's chat template)."""
+    return [{**row, "prompt": format_prompt(row["question"], template, tokenizer)} for row in rows]
+
+
+def train_test_split(rows: list[dict], test_size: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Split a one-split dataset: the test rows are `canary_rows(rows, test_size, seed)`, the rest is train."""
+    test = canary_rows(rows, test_size, seed)
+    test_ids = {row["id"] for row in test}
+    return [row for row in rows if row["id"] not in test_ids], test
+
+
+def sample_rows(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """`n` rows, the first `n` of a seeded permutation: same seed, same rows; a larger `n` is a superset."""
+    _check_count(rows, n)
+    return [rows[i] for i in _permutation(len(rows), seed)[:n]]
+
+
+def canary_rows(rows: list[dict], n: int, seed: int = 0, exclude: list[dict] | None = None) -> list[dict]:
+    """`n` held-out canary rows, taken from the far end of the permutation `sample_rows` reads from the front.
+
+    So they are disjoint from `sample_rows(rows, k, seed)` whenever k + n <= len(rows). Rows whose id or question
+    appears in `exclude` (a training subset) are never chosen.
+    """
+    excluded = {key for row in exclude or () for key in (row["id"], row["question"])}
+    order = _permutation(len(rows), seed)[::-1]
+    order = [i for i in order if rows[i]["id"] not in excluded and rows[i]["question"] not in excluded]
+    if n < 0 or n > len(order):
+        left = f" left after excluding {len(exclude or ())} training rows" if exclude else ""
+        raise ValueError(f"asked for {n} canary rows but there are {len(order)} rows{left}: ask for fewer.")
+    return [rows[i] for i in order[:n]]
+
+
+def mix(sources: list[tuple[list[dict], float]], total: int | None = None, seed: int = 0) -> list[dict]:
+    """Rows drawn from several sources and shuffled together.
+
+    With `total`, each source's number is a weight: it gives that share of `total` rows (largest-remainder
+    rounding, so the counts add up to `total`). Without it, each number is an exact count of rows.
+    """
+    if not sources:
+        raise ValueError("mix needs at least one (rows, weight) source.")
+    weights = [w for _, w in sources]
+    if any(w < 0 for w in weights) or not sum(weights):
+        raise ValueError(f"mix weights must be >= 0 and not all zero, got {weights}.")
+    if total is None:
+        if any(w != int(w) for w in weights):
+            raise ValueError(f"without total, each source needs a whole row count, got {weights}: or pass total.")
+        counts = [int(w) for w in weights]
+    else:
+        shares = [total * w / sum(weights) for w in weights]
+        counts = [int(s) for s in shares]
+        by_remainder = sorted(range(len(shares)), key=lambda i: shares[i] - counts[i], reverse=True)
+        for i in by_remainder[: total - sum(counts)]:
+            counts[i] += 1
+    mixed = [row for (rows, _), n in zip(sources, counts, strict=True) for row in sample_rows(rows, n, seed)]
+    random.Random(seed).shuffle(mixed)
+    return mixed
+
+
+def to_hf_dataset(rows: list[dict]):
+    """A `datasets.Dataset` for TRL; a column missing from some rows (e.g. `level` in a mix) is None there."""
+    from datasets import Dataset
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return Dataset.from_dict({key: [row.get(key) for row in rows] for key in columns})
+
+
+def _permutation(size: int, seed: int) -> list[int]:
+    order = list(range(size))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _check_count(rows: list[dict], n: int) -> None:
+    if n < 0 or n > len(rows):
+        source = rows[0]["source"] if rows else "the dataset"
+        raise ValueError(f"asked for {n} rows but {source} has {len(rows)}: ask for 0 to {len(rows)}.")
+
+
+def _read_file(path: Path) -> list[dict]:
+    """Raw records of a JSONL (or JSON array) or Parquet file."""
+    if path.suffix not in FILE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(FILE_SUFFIXES)}.")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise ImportError(f"reading {path} needs pyarrow: pip install 'reson-llm[train]'.") from e
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg}).") from e
+    return records
+
+
+def _load_hub(repo: str, config: str | None, split: str) -> list[dict]:
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError(f"loading {repo} from the hub needs datasets: pip install 'reson-llm[train]'.") from e
+    try:
+        return datasets.load_dataset(repo, config, split=split).to_list()
+    except Exception as e:  # offline, unknown repo or split: say how to work from local files instead
+        raise ValueError(
+            f"could not load {repo!r} (config {config}, split {split!r}) from the hub: {e}. Offline, set data_dir "
+            "or RESON_DATA_DIR to a folder laid out like shared/data, or pass a local file."
+        ) from e
+
+
+def _describe_path(path: Path, split: str) -> tuple[str, str]:
+    """(source, split) for a file: a known file of the shared/data layout keeps its name, else the file stem."""
+    for name, files in LOCAL_FILES.items():
+        for file_split, relative in files.items():
+            if path.parts[-len(Path(relative).parts) :] == Path(relative).parts:
+                return name, file_split
+    match = re.fullmatch(r"(.*?)[_-]?(train|test|validation)", path.stem)
+    if match:
+        return (match.group(1) or path.parent.name or "file"), match.group(2)
+    return path.stem, split
+
+
+def _normalize(records: list[dict], source: str, split: str, origin: str) -> list[dict]:
+    """Rows {id, source, question, answer[, solution, level, subject]}; unparseable gold answers are skipped."""
+    from reson.parsing import last_boxed, parse_gsm8k_gold
+
+    if not records:
+        raise ValueError(f"{origin} has no rows.")
+    columns = {key for record in records for key in record}
+    question_key = "problem" if "problem" in columns else "question" if "question" in columns else None
+    if question_key is None or not columns & {"answer", "solution"}:
+        raise ValueError(
+            f"{origin} has columns {sorted(columns)}; it needs a question ('question' or 'problem') and a gold "
+            "answer ('answer', or a 'solution' ending in \\boxed{}, or a GSM8K 'answer' with '####')."
+        )
+    # GSM8K form: the answer column holds the worked solution, with the final answer after '####'.
+    gsm8k_form = "solution" not in columns and any("####" in str(r.get("answer", "")) for r in records)
+    rows, skipped = [], []
+    for index, record in enumerate(records):
+        row_id = str(record.get("unique_id") or f"{source}/{split}/{index}")
+        question = record.get(question_key)
+        solution = record.get("answer") if gsm8k_form else record.get("solution")
+        solution = solution if isinstance(solution, str) else None
+        if gsm8k_form:
+            try:
+                answer = _gold_string(parse_gsm8k_gold(solution)) if solution and "####" in solution else None
+            except ValueError:
+                answer = None
+        else:
+            answer = _gold_string(record.get("answer"))
+            if answer is None and solution:
+                answer = _gold_string(last_boxed(solution))
+        if not isinstance(question, str) or not question.strip() or answer is None:
+            skipped.append(row_id)
+            continue
+        row = {"id": row_id, "source": source, "question": question.strip(), "answer": answer}
+        if solution:
+            row["solution"] = solution
+        if "level" in columns:
+            row["level"] = _level(record.get("level"))
+        if columns & {"subject", "type"}:
+            row["subject"] = record.get("subject") or record.get("type")
+        rows.append(row)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d of %d rows whose question or gold answer could not be parsed (first: %s).",
+            origin,
+            len(skipped),
+            len(records),
+            ", ".join(skipped[:3]),
+        )
+    if not rows:
+        raise ValueError(f"{origin}: none of its {len(records)} rows has a parseable question and gold answer.")
+    return rows
+
+
+def _gold_string(value) -> str | None:
+    """A gold answer as a clean string: 27.0 -> "27" (AMC), "025" -> "25" (AIME), "" -> None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        text = str(int(text))
+    return text or None
+
+
+def _level(value) -> int | None:
+    """MATH difficulty 1-5 from 3 or "Level 3"; None for the odd "Level ?"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"(?:Level\s*)?(\d+)", str(value or "").strip())
+    return int(match.group(1)) if match else None
