@@ -1,0 +1,116 @@
+"""Per-completion records and their summary: the one definition of the emergence and evaluation metrics.
+
+Training's emergence callback and ``reson eval`` both build ``completion_record``s from ``reson.rewards.score`` and
+``summarize`` them, so a think-usage or self-correction number means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from reson.parsing import split_completion
+
+# Words and phrases that mark a model revisiting its own reasoning, matched as whole words, case-insensitively, in the
+# think part only. The union of the lists used by DeepSeek-R1 (Nature 2025), Open-Reasoner-Zero and SimpleRL-Zoo,
+# minus "but", "however", "check", "error", "evaluate" and "verify", which ordinary step-by-step arithmetic uses
+# without any second thought ("but she gave 3 away", "check: 5 + 7 = 12"); plus explicit corrections. Oat-Zero warns
+# that such words are often superficial: report them with correctness (``self_correction_rate_correct``), not alone.
+SELF_CORRECTION_PHRASES: tuple[str, ...] = (
+    "wait",
+    "let me check",
+    "let me re-check",
+    "let me recheck",
+    "let me double-check",
+    "let me double check",
+    "let me verify",
+    "let me reconsider",
+    "double-check",
+    "actually",
+    "that's not right",
+    "that is not right",
+    "that's wrong",
+    "that is wrong",
+    "that's incorrect",
+    "i was wrong",
+    "i made a mistake",
+    "mistake",
+    "re-check",
+    "recheck",
+    "rethink",
+    "re-evaluate",
+    "reconsider",
+    "try again",
+    "retry",
+    "alternatively",
+    "oops",
+)
+
+_PHRASE_RE = re.compile(
+    r"(?<![\w-])(?:"
+    + "|".join(re.escape(p).replace("'", "['\u2019]").replace(r"\ ", r"\s+") for p in SELF_CORRECTION_PHRASES)
+    + r")(?![\w-])",
+    re.IGNORECASE,
+)
+
+
+def has_self_correction(text: str | None) -> bool:
+    """True when ``text`` contains one of ``SELF_CORRECTION_PHRASES`` as a whole word or phrase (any case; curly or
+    straight apostrophes; any run of whitespace between words). "Waiter" or "actually-" compounds do not count."""
+    return bool(text) and _PHRASE_RE.search(text) is not None
+
+
+def completion_record(completion: str, prompt: str, score, num_think_tokens: int | None = None) -> dict:
+    """One completion's metrics.
+
+    ``think_used``: a closed, non-empty think block. ``think_tokens``: ``num_think_tokens`` when given (tokenizer
+    tokens), else the whitespace-separated words of the think part (0 without a think block). ``self_correction``:
+    a self-correction phrase inside the think part. ``accuracy`` and ``format`` are copied from ``score``
+    (a ``reson.rewards.Score``).
+    """
+    parsed = split_completion(completion or "", prompt or "")
+    think = parsed.think or ""
+    if num_think_tokens is None:
+        num_think_tokens = len(think.split())
+    return {
+        "think_used": bool(parsed.closed and think.strip()),
+        "think_tokens": int(num_think_tokens),
+        "self_correction": has_self_correction(think),
+        "accuracy": score.accuracy,
+        "format": score.format,
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Aggregate ``completion_record``s.
+
+    - ``accuracy``: mean accuracy over records whose accuracy is not None (0.0 when there are none).
+    - ``format_compliance``: share of records whose format grade is 1.0.
+    - ``think_usage_pct``: percentage (0-100) of records with ``think_used``.
+    - ``avg_think_tokens``: mean ``think_tokens`` over the records that used a think block (0.0 when none did).
+    - ``self_correction_rate``: share of records with a self-correction phrase.
+    - ``self_correction_rate_correct``: share of records that both self-correct and are correct (accuracy 1.0): the
+      keyword counted together with correctness, as Oat-Zero advises.
+    - ``accuracy_when_self_correcting``: accuracy among the self-correcting records (0.0 when there are none).
+    - ``count``: number of records.
+
+    Shares are fractions in [0, 1]; only ``think_usage_pct`` is a percentage.
+    """
+    count = len(records)
+    graded = [r["accuracy"] for r in records if r["accuracy"] is not None]
+    thinking = [r["think_tokens"] for r in records if r["think_used"]]
+    correcting = [r for r in records if r["self_correction"]]
+    return {
+        "accuracy": _mean(graded),
+        "format_compliance": _mean([float(r["format"] == 1.0) for r in records]),
+        "think_usage_pct": 100.0 * _mean([float(r["think_used"]) for r in records]),
+        "avg_think_tokens": _mean(thinking),
+        "self_correction_rate": _mean([float(r["self_correction"]) for r in records]),
+        "self_correction_rate_correct": _mean([float(r["self_correction"] and r["accuracy"] == 1.0) for r in records]),
+        "accuracy_when_self_correcting": _mean([r["accuracy"] for r in correcting if r["accuracy"] is not None]),
+        "count": count,
+    }
