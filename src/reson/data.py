@@ -100,10 +100,7 @@ def load_problems(
         if data_dir:
             path = Path(data_dir) / LOCAL_FILES[name][split]
             if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} not found: {data_dir} should be laid out like shared/data "
-                    f"({', '.join(f for files in LOCAL_FILES.values() for f in files.values())})."
-                )
+                raise FileNotFoundError(f"{path} not found: data_dir {data_dir} should be laid out like shared/data.")
             return _normalize(_read_file(path), name, split, str(path))
         return _normalize(_load_hub(repo, config, hub_splits[split]), name, split, repo)
     path = Path(name_or_path).expanduser()
@@ -135,7 +132,9 @@ def train_test_split(rows: list[dict], test_size: int, seed: int = 0) -> tuple[l
 
 def sample_rows(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
     """`n` rows, the first `n` of a seeded permutation: same seed, same rows; a larger `n` is a superset."""
-    _check_count(rows, n)
+    if n < 0 or n > len(rows):
+        source = rows[0]["source"] if rows else "the dataset"
+        raise ValueError(f"asked for {n} rows but {source} has {len(rows)}: ask for 0 to {len(rows)}.")
     return [rows[i] for i in _permutation(len(rows), seed)[:n]]
 
 
@@ -192,12 +191,6 @@ def _permutation(size: int, seed: int) -> list[int]:
     order = list(range(size))
     random.Random(seed).shuffle(order)
     return order
-
-
-def _check_count(rows: list[dict], n: int) -> None:
-    if n < 0 or n > len(rows):
-        source = rows[0]["source"] if rows else "the dataset"
-        raise ValueError(f"asked for {n} rows but {source} has {len(rows)}: ask for 0 to {len(rows)}.")
 
 
 def _read_file(path: Path) -> list[dict]:
@@ -291,12 +284,10 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
             row["subject"] = record.get("subject") or record.get("type")
         rows.append(row)
     if skipped:
+        first = ", ".join(skipped[:3])
         logger.warning(
-            "%s: skipped %d of %d rows whose question or gold answer could not be parsed (first: %s).",
-            origin,
-            len(skipped),
-            len(records),
-            ", ".join(skipped[:3]),
+            f"{origin}: skipped {len(skipped)} of {len(records)} rows whose question or gold answer could "
+            f"not be parsed (first: {first})."
         )
     if not rows:
         raise ValueError(f"{origin}: none of its {len(records)} rows has a parseable question and gold answer.")
