@@ -1,0 +1,360 @@
+"""The memory planner: each term against a hand computation, the fits decision, the advice, and the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reson import plan
+from reson.plan import Architecture, Settings, estimate
+
+# A made-up decoder small enough to count by hand: h=8, L=2, a=2 heads, k=1 kv head, d=4, I=16, V=32, tied.
+TINY = Architecture(
+    hidden_size=8,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=16,
+    vocab_size=32,
+    tie_word_embeddings=True,
+)
+# b=2 completions a micro-batch, G=4 generated a round, prompt 4 + completion 6 tokens, bf16 weights and compute
+BASE = Settings(
+    per_device_train_batch_size=2,
+    generation_batch_size=4,
+    num_generations=2,
+    max_completion_length=6,
+    prompt_length=4,
+    gradient_checkpointing=False,
+    weight_bytes=2,
+    compute_bytes=2,
+)
+GPU = 10**9  # large enough to fit; the fits tests pick their own size
+
+# Parameters: embeddings 32*8 = 256 (tied, counted once), final norm 8; per layer q 8*8+8 = 72, k and v
+# 2*(8*4+4) = 72, o 8*8 = 64, MLP 3*8*16 = 384, two norms 16: 608 a layer, 1216 for two.
+PARAMS = 256 + 8 + 2 * (72 + 72 + 64 + 384 + 16)
+# One layer's saved activations per token: norms 2*(4*8 + 2*8 + 2*8) = 128; q, k, v, out 2*(2*8 + 2*4) = 48;
+# logsumexp 4*2 = 8; o_proj input 2*8 = 16; MLP 4*2*16 = 128.
+LAYER = 128 + 48 + 8 + 16 + 128
+TOKENS = 2 * (4 + 6)  # micro-batch sequences x (prompt + completion)
+FINAL_NORM = TOKENS * (4 * 8 + 2 * 8 + 2 * 8)
+
+
+def test_parameter_count_by_hand():
+    assert PARAMS == 1480
+    assert TINY.num_params == PARAMS
+
+
+@pytest.mark.parametrize(
+    "model, published",
+    [
+        # The parameter counts on each model's hub page
+        ("Qwen/Qwen2.5-0.5B", 494_032_768),
+        ("Qwen/Qwen2.5-1.5B", 1_543_714_304),
+        ("Qwen/Qwen2.5-3B", 3_085_938_688),
+        ("Qwen/Qwen2.5-7B", 7_615_616_512),  # untied: the LM head counts separately
+    ],
+)
+def test_parameter_count_of_known_models(model, published):
+    assert plan.KNOWN_MODELS[model].num_params == published
+
+
+def test_each_term_by_hand():
+    p = estimate(TINY, BASE, GPU)
+    assert p.terms["weights"] == 2 * 1480
+    assert p.terms["gradients"] == 2 * 1480
+    assert p.terms["optimizer states (AdamW moments)"] == 2 * 2 * 1480  # two moments in the weights' dtype
+    assert p.terms["master weights (fp32)"] == 0  # plain PyTorch keeps no fp32 copy
+    assert p.terms["reference model (beta > 0)"] == 0  # beta 0: no reference model
+    assert LAYER == 328
+    assert p.activations_without_checkpointing == TOKENS * 2 * 328 + FINAL_NORM == 14400
+    # With checkpointing: each layer's input (2 bytes x h) plus one layer recomputed at a time
+    assert p.activations_with_checkpointing == TOKENS * (2 * 2 * 8 + 328) + FINAL_NORM == 8480
+    assert p.terms["activations"] == 14400  # checkpointing is off
+    # Fused LM head: a 12-token x 32-vocab tile in bf16, the fp32 LM-head gradient 4*32*8, hidden 12 x 8 at 4+2 bytes
+    n = 2 * 6
+    assert p.terms["loss logits (fused LM head)"] == 2 * n * 32 + 4 * 32 * 8 + 6 * n * 8 == 2368
+    assert p.unfused_logits == 2 * 4 * n * 32  # fp32 logits plus their log-softmax
+    # KV cache: k and v, 2 layers, 4 values per token, 10 tokens, 4 sequences, 2 bytes
+    assert p.terms["generation KV cache"] == 2 * 2 * 4 * 10 * 4 * 2 == 1280
+    # Prefill's widest layer over 4 x 4 prompt tokens, 2 bytes x (3*16 + 4*8); sampling logits 3 x 4 bytes x 4 x 32
+    assert p.terms["generation prefill and sampling"] == 4 * 4 * 2 * (48 + 32) + 3 * 4 * 4 * 32 == 4096
+    assert p.terms["vLLM reservation (colocate)"] == 0
+    persistent = 2960 + 5920
+    assert p.generation_phase == persistent + 1280 + 4096
+    assert p.training_phase == persistent + 2960 + 14400 + 2368
+    assert p.peak == max(p.generation_phase, p.training_phase) == 28608
+
+
+def test_checkpointing_switches_the_activation_term():
+    p = estimate(TINY, dataclasses.replace(BASE, gradient_checkpointing=True), GPU)
+    assert p.terms["activations"] == 8480
+    assert p.training_phase == 2960 + 5920 + 2960 + 8480 + 2368
+
+
+def test_fp32_weights_train_in_bf16_with_fp32_states():
+    s = dataclasses.replace(BASE, weight_bytes=4, compute_bytes=2)
+    p = estimate(TINY, s, GPU)
+    assert p.terms["weights"] == p.terms["gradients"] == 4 * 1480
+    assert p.terms["optimizer states (AdamW moments)"] == 8 * 1480
+    # The residual stream and the norms' inputs are fp32 now: norms 2*(32 + 32 + 16), attention 48+8, o_proj 16,
+    # MLP 128
+    assert p.activations_without_checkpointing == TOKENS * 2 * (160 + 56 + 16 + 128) + TOKENS * (32 + 32 + 16)
+
+
+def test_eight_bit_adam_takes_two_bytes_a_parameter():
+    p = estimate(TINY, dataclasses.replace(BASE, optim="adamw_8bit"), GPU)
+    assert p.terms["optimizer states (AdamW moments)"] == 2 * 1480
+
+
+def test_reference_model_when_beta_is_positive():
+    p = estimate(TINY, dataclasses.replace(BASE, beta=0.04), GPU)
+    assert p.terms["reference model (beta > 0)"] == 2 * 1480
+    assert p.generation_phase == 2960 + 5920 + 2960 + 1280 + 4096
+
+
+def test_zero3_shards_everything_and_gathers_the_model_to_generate():
+    s = dataclasses.replace(BASE, num_gpus=4, strategy="zero3")
+    p = estimate(TINY, s, GPU)
+    assert p.terms["weights"] == 2 * 1480 // 4
+    assert p.terms["gradients"] == 2 * 1480 // 4
+    assert p.terms["optimizer states (AdamW moments)"] == 8 * 1480 // 4  # DeepSpeed keeps fp32 moments
+    assert p.terms["master weights (fp32)"] == 4 * 1480 // 4
+    persistent = 740 + 2960 + 1480
+    assert p.generation_phase == persistent + (2960 - 740) + 1280 + 4096
+
+
+def test_zero2_shards_gradients_and_optimizer_not_weights():
+    p = estimate(TINY, dataclasses.replace(BASE, num_gpus=2, strategy="zero2"), GPU)
+    assert p.terms["weights"] == 2960
+    assert p.terms["gradients"] == 1480
+    assert p.terms["optimizer states (AdamW moments)"] == 8 * 1480 // 2
+    assert p.terms["master weights (fp32)"] == 4 * 1480 // 2
+
+
+def test_ddp_replicates_everything():
+    single = estimate(TINY, BASE, GPU)
+    ddp = estimate(TINY, dataclasses.replace(BASE, num_gpus=8, strategy="ddp"), GPU)
+    assert ddp.terms == single.terms
+
+
+def test_vllm_colocate_reserves_its_share_for_the_whole_run():
+    s = dataclasses.replace(BASE, use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.25)
+    p = estimate(TINY, s, 100_000)
+    assert p.terms["vLLM reservation (colocate)"] == 25_000
+    assert "generation KV cache" not in p.terms  # vLLM's KV cache lives inside its reservation
+    assert p.training_phase == 25_000 + 2960 + 5920 + 2960 + 14400 + 2368
+    assert p.generation_phase == 25_000 + 2960 + 5920
+
+
+def test_vllm_sleep_mode_releases_the_reservation_while_training():
+    s = dataclasses.replace(BASE, use_vllm=True, vllm_gpu_memory_utilization=0.25, vllm_enable_sleep_mode=True)
+    p = estimate(TINY, s, 100_000)
+    assert p.training_phase == 2960 + 5920 + 2960 + 14400 + 2368
+    assert p.generation_phase == 2960 + 5920 + 25_000
+
+
+def test_vllm_server_puts_nothing_on_the_training_gpu():
+    p = estimate(TINY, dataclasses.replace(BASE, use_vllm=True, vllm_mode="server"), GPU)
+    assert p.terms["vLLM reservation (colocate)"] == 0
+    assert p.generation_phase == 2960 + 5920
+
+
+def test_fits_at_ninety_percent_of_the_gpu():
+    peak = estimate(TINY, BASE, GPU).peak  # 28608 bytes
+    assert estimate(TINY, BASE, 31_787).fits  # 90% of it is 28608
+    tight = estimate(TINY, BASE, 31_786)
+    assert not tight.fits and tight.peak == peak
+    assert tight.advice  # says what to change
+
+
+def _peak(settings: Settings) -> int:
+    return estimate(TINY, settings, GPU).peak
+
+
+def _need(settings: Settings) -> int:
+    """The smallest GPU that fits `settings`."""
+    return int(estimate(TINY, settings, GPU).peak / 0.9) + 1
+
+
+def test_advice_names_the_first_knob_that_is_enough():
+    # Generation dominates (64 sequences in flight): fewer generations per prompt and shorter completions both help,
+    # and num_generations comes first in the list
+    s = dataclasses.replace(BASE, per_device_train_batch_size=1, num_generations=8, generation_batch_size=64)
+    s = dataclasses.replace(s, gradient_checkpointing=True, max_completion_length=256)
+    halved = dataclasses.replace(s, num_generations=4, generation_batch_size=32)
+    p = estimate(TINY, s, _need(halved))
+    assert p.generation_phase > p.training_phase and not p.fits
+    assert len(p.advice) == 1 and p.advice[0].startswith(
+        "turn num_generations 8 -> 4 (same prompts per step: 64 -> 32"
+    )
+
+
+def test_advice_skips_knobs_that_cannot_turn():
+    # num_generations 2 cannot halve, 64 tokens is the shortest completion, one completion a batch: only checkpointing
+    s = dataclasses.replace(BASE, per_device_train_batch_size=1, max_completion_length=64, generation_batch_size=2)
+    with_ckpt = dataclasses.replace(s, gradient_checkpointing=True)
+    gpu = _need(with_ckpt)
+    advice = estimate(TINY, s, gpu).advice
+    assert advice == [
+        f"turn gradient_checkpointing false -> true first: predicted peak {plan._gib(_peak(with_ckpt))} GiB"
+    ]
+
+
+def test_advice_walks_the_list_when_no_single_knob_is_enough():
+    s = dataclasses.replace(BASE, max_completion_length=512, per_device_train_batch_size=4, generation_batch_size=4)
+    both = dataclasses.replace(s, max_completion_length=128, per_device_train_batch_size=2)
+    gpu = _need(both)
+    for field, turn in plan.KNOBS:  # no knob alone gets there
+        changed = s
+        while (nxt := turn(changed)) is not None:
+            changed = nxt
+        assert not estimate(TINY, changed, gpu).fits, field
+    advice = estimate(TINY, s, gpu).advice
+    assert advice[0] == "no single knob is enough; in order:"
+    assert advice[1].startswith("max_completion_length 512 -> 64")
+    assert advice[2].startswith("per_device_train_batch_size 4 -> ")
+
+
+def test_advice_when_nothing_fits_points_past_the_list():
+    s = dataclasses.replace(BASE, use_vllm=True, vllm_gpu_memory_utilization=0.3)
+    advice = estimate(TINY, s, 4_000).advice  # the weights and optimizer alone are larger than 90% of 4 kB
+    assert advice[0].startswith("no knob in the out-of-memory list makes it fit")
+    assert "vllm_gpu_memory_utilization=0.3" in advice[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recipes and models
+
+
+def test_recipe_defaults_are_grpo_configs():
+    s = plan.settings_from_recipe({"model_name_or_path": "Qwen/Qwen2.5-3B"}, "bfloat16")
+    assert (s.per_device_train_batch_size, s.generation_batch_size, s.num_generations) == (8, 8, 8)
+    assert s.max_completion_length == 512 and s.gradient_checkpointing
+    assert s.weight_bytes == 4  # GRPOTrainer loads a model given by name in float32 unless told otherwise
+    assert s.compute_bytes == 2  # bf16 defaults to True
+
+
+def test_recipe_generation_batch_and_dtype():
+    recipe = {
+        "per_device_train_batch_size": 6,
+        "gradient_accumulation_steps": 4,
+        "model_init_kwargs": {"dtype": "auto"},
+        "max_prompt_length": 300,
+    }
+    s = plan.settings_from_recipe(recipe, "bfloat16")
+    assert s.generation_batch_size == 24 and s.weight_bytes == 2 and s.prompt_length == 300
+    # TRL's generation_batch_size counts completions over all processes
+    s = plan.settings_from_recipe({"generation_batch_size": 64}, None, num_gpus=4, strategy="zero2")
+    assert s.generation_batch_size == 16
+
+
+def test_local_model_folder_reads_config_json(tmp_path):
+    config = {
+        "hidden_size": 8,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 16,
+        "vocab_size": 32,
+        "tie_word_embeddings": True,
+        "dtype": "float32",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    arch, dtype = plan.resolve_architecture(str(tmp_path))
+    assert arch == TINY and dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: plan.resolve_gpu("rtx9090"), "h100-80gb, h100-94gb"),
+        (lambda: plan.resolve_architecture("someone/unknown-model"), "Qwen/Qwen2.5-3B"),
+        (lambda: plan.settings_from_recipe({"num_generations": 1}, None), "at least 2"),
+        (lambda: plan.settings_from_recipe({"dtype": "int3"}, None), "dtype 'int3'"),
+        (lambda: plan.settings_from_recipe({}, None, num_gpus=2, strategy="single"), "choose ddp"),
+    ],
+)
+def test_bad_input_says_what_to_change(call, match):
+    with pytest.raises(plan.PlanError, match=match):
+        call()
+
+
+def _gpu_recipes() -> list[Path]:
+    """The recipes under configs/ that train a known hub model on a GPU."""
+    found = []
+    for path in sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")):
+        values = yaml.safe_load(path.read_text()) or {}
+        model = str(values.get("model_name_or_path", ""))
+        if plan.known_architecture(model) is not None and not values.get("use_cpu"):
+            found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("recipe", _gpu_recipes(), ids=lambda path: path.name)
+def test_every_gpu_recipe_fits_its_gpu(recipe):
+    # The recipes are sized for an 80 GB GPU: the H100 one for an H100, the others for an A100
+    gpu = "h100-80gb" if "h100" in recipe.name else "a100-80gb"
+    assert plan.main(["--config", str(recipe), "--gpu", gpu]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _recipe(tmp_path, **values) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"model_name_or_path": "Qwen/Qwen2.5-1.5B", "dtype": "bfloat16", **values}))
+    return path
+
+
+def test_help():
+    result = subprocess.run([sys.executable, "-m", "reson.plan", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--gpu" in result.stdout and "h200-141gb" in result.stdout
+
+
+def test_cli_prints_the_breakdown_and_fits(tmp_path, capsys):
+    assert plan.main(["--config", str(_recipe(tmp_path)), "--gpu", "h100-80gb"]) == 0
+    out = capsys.readouterr().out
+    for line in ("weights", "gradients", "optimizer states", "activations with checkpointing", "generation KV cache"):
+        assert line in out
+    assert ": fits" in out
+
+
+def test_cli_exit_code_and_advice_when_it_does_not_fit(tmp_path, capsys):
+    recipe = _recipe(tmp_path, gradient_checkpointing=False, per_device_train_batch_size=16)
+    assert plan.main(["--config", str(recipe), "--gpu", "a100-40gb"]) == 1
+    out = capsys.readouterr().out
+    assert "does NOT fit" in out and "first: predicted peak" in out
+
+
+def test_cli_json(tmp_path, capsys):
+    assert plan.main(["--config", str(_recipe(tmp_path)), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["peak"] == max(data["generation_phase"], data["training_phase"]) and data["fits"] is True
+
+
+def test_cli_unknown_gpu_lists_the_valid_ones(tmp_path, capsys):
+    assert plan.main(["--config", str(_recipe(tmp_path)), "--gpu", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert "--gpu 'h100'" in err and all(name in err for name in plan.GPUS)
+
+
+def test_cli_missing_config_file(tmp_path, capsys):
+    assert plan.main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: no such file" in capsys.readouterr().err
+
+
+def test_cli_recipe_without_a_model(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("num_generations: 4\n")
+    assert plan.main(["--config", str(path)]) == 2
+    assert "no model_name_or_path" in capsys.readouterr().err
