@@ -15,9 +15,11 @@ COMMANDS = {
     "score": ("reson.score", "score a JSONL of completions with the accuracy and format rewards"),
     "train": ("reson.train", "train a base model with GRPO from a YAML recipe"),
     "eval": ("reson.evaluate", "evaluate a model on GSM8K, MATH and friends"),
+    "compare": ("reson.compare", "compare eval runs: the Baseline vs After GRPO table in markdown"),
     "convert": ("reson.convert", "convert a trained model to MLX, optionally quantized"),
     "chat": ("reson.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
     "plan": ("reson.plan", "predict a training recipe's peak GPU memory"),
+    "report": ("reson.report", "plots and an HTML page of a run's curves and canary completions"),
 }
 
 

@@ -1,0 +1,182 @@
+"""`reson compare`: the "Baseline vs After GRPO" table from two or more `reson eval` output folders.
+
+    reson compare runs/eval/base runs/eval/grpo                  # prints markdown, writes compare.md
+    reson compare runs/eval/base runs/eval/grpo --labels "Qwen2.5-3B" "+ GRPO 1000 steps" --output table.md
+
+Rows are the metrics of each dataset (accuracy, pass@k and maj@k when sampled, format compliance, think usage,
+think length, self-correction, truncation, completion length, then MATH's accuracy per level and subject);
+columns are the runs, plus the change from the first to the second when there are two. Rates are shown in
+percent and their change in points. Runs evaluated under different settings (template, problems, decoding)
+are compared anyway, with a note saying what differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+RESULTS_FILE = "results.json"
+# metric key -> (row label, scale): rates are stored as fractions and shown in percent
+METRIC_ROWS = {
+    "accuracy": ("accuracy (%)", 100.0),
+    "format_compliance": ("format compliance (%)", 100.0),
+    "think_usage_pct": ("think usage (%)", 1.0),
+    "avg_think_tokens": ("mean think tokens", 1.0),
+    "self_correction_rate": ("self-correction (%)", 100.0),
+    "self_correction_among_correct": ("self-correction among correct (%)", 100.0),
+    "self_correction_rate_correct": ("self-correcting and correct (%)", 100.0),
+    "truncation_rate": ("truncated (%)", 100.0),
+    "avg_completion_tokens": ("mean completion tokens", 1.0),
+    "num_problems": ("problems", None),
+}
+SETTINGS_COMPARED = ("template", "split", "num_samples", "seed", "backend", "generation")
+
+
+class CompareError(ValueError):
+    pass
+
+
+def load_results(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise CompareError(
+            f"{run_dir}: no {RESULTS_FILE}; run `reson eval --output {run_dir}` first (an interrupted eval finishes "
+            "when run again)."
+        )
+    return json.loads(path.read_text())
+
+
+def _metric_keys(runs: list[dict], dataset: str) -> list[str]:
+    present = {k for run in runs for k in run["datasets"].get(dataset, {}).get("metrics", {})}
+    sampled = sorted(
+        (k for k in present if k.startswith(("pass@", "maj@"))),
+        key=lambda k: (k.split("@")[0] != "pass", int(k.split("@")[1])),
+    )
+    ordered = ["accuracy", *sampled, *(k for k in METRIC_ROWS if k != "accuracy")]
+    return [k for k in ordered if k in present]
+
+
+def _row_label(key: str) -> tuple[str, float | None]:
+    if key in METRIC_ROWS:
+        return METRIC_ROWS[key]
+    return f"{key} (%)", 100.0  # pass@k, maj@k
+
+
+def _fmt(value, scale) -> str:
+    if value is None:
+        return "–"
+    if scale is None:
+        return str(int(value))
+    return f"{value * scale:.1f}"
+
+
+def _delta(a, b, scale) -> str:
+    if a is None or b is None or scale is None:
+        return ""
+    return f"{(b - a) * scale:+.1f}"
+
+
+def compare_table(runs: list[dict], labels: list[str], title: str | None = None) -> str:
+    """A markdown table of every dataset's metrics, one column per run (and a change column for two runs)."""
+    if len(runs) != len(labels):
+        raise CompareError(f"{len(labels)} labels for {len(runs)} runs: give one label per run.")
+    two = len(runs) == 2
+    title = title or (" vs ".join(labels))
+    header = ["Dataset", "Metric", *labels] + (["Δ"] if two else [])
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    datasets = list(dict.fromkeys(ds for run in runs for ds in run["datasets"]))
+    for dataset in datasets:
+        metrics = [run["datasets"].get(dataset, {}).get("metrics", {}) for run in runs]
+        rows = [(key, *_row_label(key), [m.get(key) for m in metrics]) for key in _metric_keys(runs, dataset)]
+        for field, name in (("by_level", "level"), ("by_subject", "subject")):
+            keys = sorted({k for run in runs for k in run["datasets"].get(dataset, {}).get(field, {})})
+            for key in keys:
+                values = [run["datasets"].get(dataset, {}).get(field, {}).get(key, {}).get("accuracy") for run in runs]
+                rows.append((f"{field}/{key}", f"accuracy, {name} {key} (%)", 100.0, values))
+        for _, label, scale, values in rows:
+            cells = [dataset, label, *(_fmt(v, scale) for v in values)]
+            if two:
+                cells.append(_delta(values[0], values[1], scale))
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for label, run in zip(labels, runs, strict=True):
+        gen = run.get("generation", {})
+        decoding = "greedy" if not gen.get("temperature") else f"T={gen.get('temperature')}, top_p={gen.get('top_p')}"
+        lines.append(
+            f"- **{label}**: `{run.get('model')}`, template `{run.get('template')}`, {decoding}, "
+            f"n={gen.get('n', 1)}, max {gen.get('max_new_tokens')} new tokens"
+        )
+    notes = _differences(runs, labels)
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def _differences(runs: list[dict], labels: list[str]) -> list[str]:
+    """Notes on settings that differ between the runs, so a table never hides an unfair comparison."""
+    notes = []
+    for key in SETTINGS_COMPARED:
+        values = [run.get(key) if key != "generation" else _decoding(run) for run in runs]
+        if any(v != values[0] for v in values[1:]):
+            shown = ", ".join(f"{label}: {value}" for label, value in zip(labels, values, strict=True))
+            notes.append(f"Note: the runs differ in {key} ({shown}).")
+    datasets = set.intersection(*(set(run["datasets"]) for run in runs))
+    for dataset in sorted(datasets):
+        ids = [run["datasets"][dataset].get("ids") for run in runs]
+        if any(i != ids[0] for i in ids[1:]):
+            notes.append(f"Note: {dataset} was evaluated on different problems in different runs.")
+    return notes
+
+
+def _decoding(run: dict) -> dict:
+    gen = run.get("generation", {})
+    return {k: gen.get(k) for k in ("temperature", "top_p", "n", "max_new_tokens")}
+
+
+def compare(run_dirs: list[str | Path], output: str | Path | None = None, labels: list[str] | None = None) -> str:
+    """The comparison table of the `reson eval` folders `run_dirs`; also written to `output` when given."""
+    if not run_dirs:
+        raise CompareError("give at least one `reson eval` output folder.")
+    runs = [load_results(d) for d in run_dirs]
+    title = None
+    if labels is None:
+        if len(runs) == 2:
+            labels, title = ["Baseline", "After GRPO"], "Baseline vs After GRPO"
+        else:
+            labels = [Path(d).name or str(d) for d in run_dirs]
+    table = compare_table(runs, labels, title=title)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(table)
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reson compare",
+        description='Compare `reson eval` runs: the "Baseline vs After GRPO" table in markdown.',
+    )
+    parser.add_argument("runs", nargs="+", help="`reson eval` output folders (each with a results.json)")
+    parser.add_argument(
+        "--labels", nargs="+", default=None, help="column names (default for two: Baseline, After GRPO)"
+    )
+    parser.add_argument("--output", default="compare.md", help="markdown file to write (default compare.md)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        table = compare(args.runs, output=args.output, labels=args.labels)
+    except CompareError as err:
+        print(f"reson compare: error: {err}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    print(f"\nwritten to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

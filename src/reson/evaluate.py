@@ -1,0 +1,667 @@
+"""`reson eval`: evaluate any model (hub id, local folder, training checkpoint) on GSM8K, MATH and friends.
+
+    reson eval --model_path Qwen/Qwen2.5-3B --datasets gsm8k math500 --output runs/eval/base
+    reson eval --model_path runs/grpo/checkpoint-1000 --datasets ../shared/data/gsm8k/test.jsonl \\
+        --num_samples 200 --output runs/eval/grpo
+    reson compare runs/eval/base runs/eval/grpo          # the "Baseline vs After GRPO" table
+
+Prompts, answer parsing and scoring are the training code's own (`reson.data`, `reson.rewards`,
+`reson.metrics`), so evaluation and training cannot disagree about what a correct, well-formatted answer is.
+
+What it writes to `--output DIR`:
+- `samples.jsonl`: one line per completion (dataset, id, sample index, prompt, completion, extracted answer,
+  gold, each score, token counts), appended and fsynced batch by batch. Run the same command again after
+  Ctrl-C or a crash and it resumes: finished samples are kept, a half-written last line is dropped.
+- `run.json`: the settings the folder belongs to; another model or other settings in the same folder is an error.
+- `results.json`: the summary (per dataset metrics, sample ids, settings, package versions). A folder with
+  a finished `results.json` is not evaluated again unless `--overwrite`.
+
+Choices worth knowing:
+- Greedy decoding by default (`--temperature 0`). Sampling seeds each completion from (seed, dataset, problem
+  id, sample index), so a sample does not depend on batching or on resuming.
+- Metrics are `reson.metrics.summarize`'s (accuracy over gradable answers, format compliance, think usage,
+  self-correction) plus truncation, completion length, `self_correction_among_correct` (the share of correct
+  answers whose thinking self-corrects) and `ungraded` (answers whose gold could not be parsed).
+- With `--n` > 1, `accuracy` is the mean over all samples (the pass@1 estimate); `pass@k` is the unbiased
+  estimator of Chen et al. (2021); `maj@k` is the expected majority-vote accuracy over random k-subsets of the
+  n samples (answers grouped by the same equivalence check as scoring, ties split evenly), so maj@n is the
+  plain majority vote over all n.
+- A completion is truncated when it reached `--max_new_tokens` without EOS or `</answer>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from reson import generation
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_NAMES = ("r1_zero", "r1_zero_think", "plain", "chat")
+DEFAULT_BATCH_SIZE = {"hf": 32, "vllm": 512}
+SAMPLES_FILE, RESULTS_FILE, RUN_FILE = "samples.jsonl", "results.json", "run.json"
+# settings that change what a sample is; a folder holding samples made under others cannot be resumed
+FINGERPRINT_KEYS = (
+    "model",
+    "datasets",
+    "split",
+    "num_samples",
+    "seed",
+    "template",
+    "backend",
+    "temperature",
+    "top_p",
+    "n",
+    "max_new_tokens",
+)
+
+
+class EvalError(ValueError):
+    """Bad input to `reson eval`, found before any model loads."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pass@k and maj@k
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k) (Chen et al., 2021)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def maj_at_k(counts: list[int], correct: list[bool], n: int, k: int) -> float:
+    """Expected majority-vote correctness of a uniformly random k-subset of n samples.
+
+    `counts[i]` samples gave an answer in group i (`correct[i]` tells whether that group's answer is right);
+    the other n - sum(counts) samples gave no answer and never win a vote. A subset where several groups tie
+    for the most votes scores the share of the tied groups that are correct; one with no answers scores 0.
+    Exact: a dynamic programme over how many samples each group contributes.
+    """
+    unanswered = n - sum(counts)
+    if unanswered < 0 or not 1 <= k <= n or len(counts) != len(correct):
+        raise ValueError(f"maj@k needs sum(counts) <= n and 1 <= k <= n, got counts={counts}, n={n}, k={k}")
+    # state (drawn, top count, groups at the top, correct groups at the top) -> number of subsets
+    states: dict[tuple[int, int, int, int], int] = {(0, 0, 0, 0): 1}
+    for count, right in zip(counts, correct, strict=True):
+        nxt: dict[tuple[int, int, int, int], int] = defaultdict(int)
+        for (drawn, top, tied, tied_right), ways in states.items():
+            for x in range(0, min(count, k - drawn) + 1):
+                if x == 0 or x < top:
+                    key = (drawn + x, top, tied, tied_right)
+                elif x == top:
+                    key = (drawn + x, top, tied + 1, tied_right + right)
+                else:
+                    key = (drawn + x, x, 1, int(right))
+                nxt[key] += ways * math.comb(count, x)
+        states = nxt
+    total = 0.0
+    for (drawn, top, tied, tied_right), ways in states.items():
+        if top > 0 and k - drawn <= unanswered:
+            total += ways * math.comb(unanswered, k - drawn) * tied_right / tied
+    return total / math.comb(n, k)
+
+
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n itself."""
+    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    return sorted(set(ks) | {n})
+
+
+def group_answers(answers: list[str | None], equivalent) -> list[int | None]:
+    """Group index per answer (None for no answer): each answer joins the first earlier group it is equivalent
+    to. `equivalent(candidate, references) -> list[bool]` compares one answer against the group representatives."""
+    reps: list[str] = []
+    by_text: dict[str, int] = {}
+    groups: list[int | None] = []
+    for answer in answers:
+        if answer is None or not answer.strip():
+            groups.append(None)
+            continue
+        key = "".join(answer.split())
+        if key not in by_text:
+            matches = equivalent(answer, reps) if reps else []
+            by_text[key] = next((i for i, same in enumerate(matches) if same), len(reps))
+            if by_text[key] == len(reps):
+                reps.append(answer)
+        groups.append(by_text[key])
+    return groups
+
+
+def _score_equivalent(timeout: float | None):
+    """Answer equivalence by the scoring code itself: `a` graded against `b` as if `b` were the gold answer."""
+    from reson.rewards import score
+
+    def equivalent(candidate: str, references: list[str]) -> list[bool]:
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        scores = score([f"<answer>{candidate}</answer>"] * len(references), list(references), **kwargs)
+        return [s.accuracy == 1.0 for s in scores]
+
+    return equivalent
+
+
+# ---------------------------------------------------------------------------------------------------------
+# metrics per dataset
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_correct(record: dict) -> bool:
+    return record.get("accuracy") == 1.0
+
+
+def dataset_metrics(records: list[dict], n: int = 1, equivalent=None) -> dict:
+    """Metrics for one dataset's sample records (each carries the fields `evaluate` writes to samples.jsonl).
+
+    `equivalent` groups answers for maj@k (defaults to the scoring code); only used when n > 1.
+    """
+    from reson.metrics import summarize
+
+    if not records:
+        return {"count": 0}
+    metrics = dict(summarize(records))  # accuracy over graded records, format, think usage, self-correction
+    correct = [r for r in records if _is_correct(r)]
+    metrics["self_correction_among_correct"] = (
+        sum(bool(r["self_correction"]) for r in correct) / len(correct) if correct else 0.0
+    )
+    metrics["ungraded"] = sum(r["accuracy"] is None for r in records)  # gold answer that could not be parsed
+    metrics["truncation_rate"] = sum(bool(r["truncated"]) for r in records) / len(records)
+    metrics["avg_completion_tokens"] = sum(r["num_tokens"] for r in records) / len(records)
+    metrics["count"] = len(records)
+    by_problem: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_problem[str(r["id"])].append(r)
+    metrics["num_problems"] = len(by_problem)
+    if n > 1:
+        equivalent = equivalent or _score_equivalent(None)
+        ks = default_ks(n)
+        passes = {k: 0.0 for k in ks}
+        majs = {k: 0.0 for k in ks}
+        for samples in by_problem.values():
+            if len(samples) != n:
+                raise ValueError(f"problem {samples[0]['id']} has {len(samples)} samples, expected {n}")
+            samples = sorted(samples, key=lambda r: r["sample_index"])
+            c = sum(_is_correct(r) for r in samples)
+            groups = group_answers([r.get("extracted") for r in samples], equivalent)
+            counts: dict[int, int] = defaultdict(int)
+            right: dict[int, bool] = {}
+            for g, r in zip(groups, samples, strict=True):
+                if g is not None:
+                    counts[g] += 1
+                    right[g] = right.get(g, False) or _is_correct(r)
+            order = sorted(counts)
+            for k in ks:
+                passes[k] += pass_at_k(n, c, k)
+                majs[k] += maj_at_k([counts[g] for g in order], [right[g] for g in order], n, k)
+        for k in ks:
+            metrics[f"pass@{k}"] = passes[k] / len(by_problem)
+        for k in ks:
+            metrics[f"maj@{k}"] = majs[k] / len(by_problem)
+    return metrics
+
+
+def breakdown(records: list[dict], field: str) -> dict:
+    """Accuracy and count per value of `field` (MATH's level or subject); empty when no record has it."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if r.get(field) is not None:
+            groups[str(r[field])].append(r)
+    return {
+        key: {"accuracy": sum(_is_correct(r) for r in rs) / len(rs), "count": len(rs)}
+        for key, rs in sorted(groups.items())
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# settings, datasets, output folder
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.endswith((".jsonl", ".json", ".parquet")) or Path(spec).exists()
+
+
+def _dataset_source(spec: str) -> str:
+    return str(Path(spec).expanduser().resolve()) if _looks_like_path(spec) else spec
+
+
+def check_model_path(model_path: str) -> str:
+    """The model's identity for run.json: an absolute local path, or the hub id as given."""
+    path = Path(model_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise EvalError(
+                f"--model_path {model_path}: folder has no config.json; point it at a model or checkpoint folder."
+            )
+        return str(path.resolve())
+    parts = model_path.split("/")
+    is_hub_id = len(parts) == 2 and all(p and p not in (".", "..") for p in parts) and not model_path.startswith("~")
+    if not is_hub_id:
+        raise EvalError(f"--model_path {model_path}: no such folder, and not a hub id (owner/name); check the path.")
+    return model_path
+
+
+def load_datasets(
+    specs: list[str], split: str, num_samples: int | None, seed: int, data_dir: str | None
+) -> dict[str, tuple[str, list[dict]]]:
+    """label -> (source, rows), each set cut to a seeded, stable subset of `num_samples` problems.
+
+    The label is the dataset's name; for a file, the name `reson.data` gives it (gsm8k for .../gsm8k/test.jsonl,
+    else the file's stem), so a run on a name and a run on its local file line up in `reson compare`.
+    """
+    from reson.data import DATASET_NAMES, load_problems, sample_rows
+
+    datasets: dict[str, tuple[str, list[dict]]] = {}
+    for spec in specs:
+        is_path = _looks_like_path(spec)
+        if is_path and not Path(spec).expanduser().is_file():
+            raise EvalError(f"--datasets {spec}: no such file.")
+        if not is_path and spec not in DATASET_NAMES and "/" not in spec:
+            raise EvalError(
+                f"--datasets {spec}: unknown dataset; use one of {', '.join(DATASET_NAMES)}, a hub id (owner/name) "
+                "or a .jsonl/.parquet file."
+            )
+        try:
+            rows = load_problems(spec, split=split, data_dir=data_dir)
+        except (ValueError, FileNotFoundError, ImportError) as err:
+            raise EvalError(f"--datasets {spec}: {err}") from err
+        label = rows[0]["source"] if is_path else spec
+        if label in datasets:
+            raise EvalError(f"--datasets {spec}: {label} is given twice.")
+        if num_samples is not None:
+            if num_samples > len(rows):
+                raise EvalError(
+                    f"--num_samples {num_samples}: {label} ({split}) has only {len(rows)} problems; ask for fewer."
+                )
+            rows = sample_rows(rows, num_samples, seed=seed)
+        ids = [str(r["id"]) for r in rows]
+        if len(set(ids)) != len(ids):
+            raise EvalError(f"--datasets {spec}: problem ids are not unique; cannot resume or report per problem.")
+        datasets[label] = (_dataset_source(spec), rows)
+    return datasets
+
+
+def sample_seed(seed: int, label: str, problem_id, sample_index: int) -> int:
+    digest = hashlib.sha256(f"{seed}/{label}/{problem_id}/{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")
+
+
+def read_samples(path: Path) -> list[dict]:
+    """The finished sample records in `path`; a torn or corrupt tail (a crash mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records, good_end, pos = [], 0, 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            break
+        try:
+            records.append(json.loads(data[pos:end]))
+        except json.JSONDecodeError:
+            break
+        pos = good_end = end + 1
+    if good_end < len(data):
+        logger.warning("dropping %d bytes of an unfinished line at the end of %s", len(data) - good_end, path)
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return records
+
+
+def _append_samples(path: Path, records: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None:
+    """Create or check the output folder; returns the finished results when there is nothing left to do."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run_file, results_file, samples_file = (output_dir / f for f in (RUN_FILE, RESULTS_FILE, SAMPLES_FILE))
+    if overwrite:
+        for f in (run_file, results_file, samples_file):
+            f.unlink(missing_ok=True)
+    if run_file.exists():
+        old = json.loads(run_file.read_text())
+        diff = [k for k in FINGERPRINT_KEYS if old.get(k) != run.get(k)]
+        if diff:
+            shown = "; ".join(f"{k}: {old.get(k)!r} there, {run.get(k)!r} now" for k in diff)
+            raise EvalError(
+                f"--output {output_dir} holds an evaluation with other settings ({shown}); "
+                "use another --output, or --overwrite to replace it."
+            )
+        if results_file.exists():
+            return json.loads(results_file.read_text())
+    elif results_file.exists() or samples_file.exists():
+        raise EvalError(
+            f"--output {output_dir} holds results without a {RUN_FILE}; use another --output, or --overwrite."
+        )
+    else:
+        _write_json(run_file, run)
+    return None
+
+
+def package_versions(backend: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["reson-llm", "torch", "transformers", "math-verify"] + (["vllm"] if backend == "vllm" else [])
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model_path: str,
+    datasets: list[str] | str,
+    output_dir: str | Path,
+    *,
+    split: str = "test",
+    num_samples: int | None = None,
+    template: str = "r1_zero",
+    backend: str = "auto",
+    batch_size: int | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    n: int = 1,
+    max_new_tokens: int = 1024,
+    seed: int = 0,
+    data_dir: str | None = None,
+    overwrite: bool = False,
+    dtype: str = "auto",
+    device: str = "auto",
+    timeout: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate `model_path` on `datasets` and write samples.jsonl and results.json to `output_dir`.
+
+    Returns the results summary (what results.json holds). Resumes an interrupted run in the same folder;
+    returns the stored summary of a finished one unless `overwrite`. Raises `EvalError` on bad input before
+    any model loads.
+    """
+    # ---- check the settings ------------------------------------------------------------------------------
+    specs = [datasets] if isinstance(datasets, str) else list(datasets)
+    if not specs:
+        raise EvalError("--datasets: give at least one dataset name or file.")
+    if template not in TEMPLATE_NAMES:
+        raise EvalError(f"--template {template}: unknown; choose one of {', '.join(TEMPLATE_NAMES)}.")
+    if n < 1 or max_new_tokens < 1 or (batch_size is not None and batch_size < 1):
+        raise EvalError("--n, --max_new_tokens and --batch_size must be at least 1.")
+    if num_samples is not None and num_samples < 1:
+        raise EvalError(f"--num_samples {num_samples}: must be at least 1 (or leave it out for the whole set).")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise EvalError("--temperature must be >= 0 and --top_p in (0, 1].")
+    if n > 1 and temperature == 0:
+        raise EvalError(f"--n {n} with greedy decoding gives {n} identical answers; set --temperature (e.g. 0.6).")
+    model_id = check_model_path(model_path)
+    try:
+        backend = generation.resolve_backend(backend)
+    except ValueError as err:
+        raise EvalError(f"--backend: {err}") from err
+    batch_size = batch_size or DEFAULT_BATCH_SIZE[backend]
+
+    # ---- data --------------------------------------------------------------------------------------------
+    loaded = load_datasets(specs, split, num_samples, seed, data_dir)
+    rows_by_label = {label: rows for label, (_, rows) in loaded.items()}
+    run = {
+        "model": model_id,
+        "datasets": {label: source for label, (source, _) in loaded.items()},
+        "split": split,
+        "num_samples": num_samples,
+        "seed": seed,
+        "template": template,
+        "backend": backend,
+        "temperature": temperature,
+        "top_p": top_p,
+        "n": n,
+        "max_new_tokens": max_new_tokens,
+    }
+
+    # ---- output folder: finished, resumable or new -------------------------------------------------------
+    output_dir = Path(output_dir)
+    finished = _prepare_output(output_dir, run, overwrite)
+    if finished is not None:
+        logger.info("%s already holds finished results; pass --overwrite to evaluate again", output_dir)
+        return finished
+    samples_file = output_dir / SAMPLES_FILE
+    done = {(r["dataset"], str(r["id"]), r["sample_index"]): r for r in read_samples(samples_file)}
+
+    # ---- tokenizer and prompts ---------------------------------------------------------------------------
+    from reson.data import with_prompts
+
+    tokenizer = generation.load_tokenizer(model_path)
+    try:
+        for label in rows_by_label:
+            rows_by_label[label] = with_prompts(rows_by_label[label], template=template, tokenizer=tokenizer)
+    except ValueError as err:
+        raise EvalError(f"--template {template}: {err}") from err
+
+    # ---- the work: every (problem, sample index), longest prompts first, cut into fixed batches ----------
+    items = [(label, row, k) for label, rows in rows_by_label.items() for row in rows for k in range(n)]
+    prompt_tokens = [
+        len(ids) for ids in tokenizer([it[1]["prompt"] for it in items], add_special_tokens=False)["input_ids"]
+    ]
+    order = sorted(range(len(items)), key=lambda i: -prompt_tokens[i])
+    batches = [[items[i] for i in order[j : j + batch_size]] for j in range(0, len(order), batch_size)]
+    pending = [[it for it in b if (it[0], str(it[1]["id"]), it[2]) not in done] for b in batches]
+    pending = [b for b in pending if b]
+    todo = sum(map(len, pending))
+    if done:
+        logger.info("resuming: %d samples done, %d to go", len(done), todo)
+
+    # ---- model and generation ----------------------------------------------------------------------------
+    started = time.time()
+    if todo:
+        from tqdm.auto import tqdm
+
+        generator = generation.make_generator(
+            backend, model_path, tokenizer=tokenizer, dtype=dtype, device=device, seed=seed
+        )
+        bar = tqdm(total=todo, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
+        for batch in pending:
+            requests = [
+                generation.Request(row["prompt"], sample_seed(seed, label, row["id"], k)) for label, row, k in batch
+            ]
+            outputs = generator.generate(requests, max_new_tokens, temperature=temperature, top_p=top_p)
+            records = _score_batch(batch, outputs, tokenizer, timeout)
+            _append_samples(samples_file, records)
+            done.update({(r["dataset"], str(r["id"]), r["sample_index"]): r for r in records})
+            bar.update(len(batch))
+        bar.close()
+    elapsed = time.time() - started
+
+    # ---- summarize ---------------------------------------------------------------------------------------
+    equivalent = _score_equivalent(timeout)
+    results = {
+        "model": model_id,
+        "model_path": str(model_path),
+        "backend": backend,
+        "template": template,
+        "split": split,
+        "seed": seed,
+        "num_samples": num_samples,
+        "generation": {
+            "temperature": temperature,
+            "top_p": top_p,
+            "n": n,
+            "max_new_tokens": max_new_tokens,
+            "batch_size": batch_size,
+            "stop": ["EOS", generation.STOP_STRING],
+        },
+        "versions": package_versions(backend),
+        "datasets": {},
+        "throughput": {
+            "samples_generated": todo,
+            "seconds": round(elapsed, 3),
+            "samples_per_s": todo / elapsed if todo and elapsed else None,
+        },
+    }
+    for label, rows in rows_by_label.items():
+        records = [done[(label, str(row["id"]), k)] for row in rows for k in range(n)]
+        results["datasets"][label] = {
+            "source": run["datasets"][label],
+            "ids": [str(row["id"]) for row in rows],
+            "metrics": dataset_metrics(records, n=n, equivalent=equivalent),
+            "by_level": breakdown(records, "level"),
+            "by_subject": breakdown(records, "subject"),
+        }
+    _write_json(output_dir / RESULTS_FILE, results)
+    return results
+
+
+def _score_batch(batch, outputs, tokenizer, timeout: float | None) -> list[dict]:
+    """Sample records for one generated batch: scores and emergence metrics from the training code."""
+    from reson.metrics import completion_record
+    from reson.parsing import split_completion
+    from reson.rewards import score
+
+    completions = [o.text for o in outputs]
+    prompts = [row["prompt"] for _, row, _ in batch]
+    golds = [str(row["answer"]) for _, row, _ in batch]
+    kwargs = {} if timeout is None else {"timeout": timeout}
+    scores = score(completions, golds, prompts=prompts, **kwargs)
+    records = []
+    for (label, row, k), out, prompt, gold, s in zip(batch, outputs, prompts, golds, scores, strict=True):
+        think = split_completion(out.text, prompt).think
+        think_tokens = len(tokenizer(think, add_special_tokens=False)["input_ids"]) if think else 0
+        emergence = completion_record(out.text, prompt, s, num_think_tokens=think_tokens)
+        record = {
+            "dataset": label,
+            "id": str(row["id"]),
+            "sample_index": k,
+            "prompt": prompt,
+            "completion": out.text,
+            "extracted": s.extracted,
+            "gold": gold,
+            "accuracy": s.accuracy,
+            "format": s.format,
+            "think_used": emergence["think_used"],
+            "think_tokens": emergence["think_tokens"],
+            "self_correction": emergence["self_correction"],
+            "num_tokens": out.num_tokens,
+            "truncated": out.truncated,
+        }
+        for field in ("level", "subject"):
+            if row.get(field) is not None:
+                record[field] = row[field]
+        records.append(record)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reson eval",
+        description="Evaluate a model on GSM8K, MATH and friends: accuracy, format, think usage, self-correction, "
+        "truncation, pass@k and maj@k. Resumable: run the same command again after an interruption.",
+    )
+    parser.add_argument("--model_path", required=True, help="hub id, local model folder or training checkpoint")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["gsm8k"],
+        help="names (gsm8k, math500, math, aime24, amc23, synthetic), hub ids, or .jsonl/.parquet files in GSM8K "
+        "or MATH form",
+    )
+    parser.add_argument("--output", required=True, help="folder for samples.jsonl, run.json and results.json")
+    parser.add_argument("--split", default="test", help="dataset split for names (files are used whole)")
+    parser.add_argument("--data_dir", default=None, help="local folder laid out like shared/data, for offline names")
+    parser.add_argument("--num_samples", type=int, default=None, help="a seeded, stable subset of N problems per set")
+    parser.add_argument("--template", default="r1_zero", choices=TEMPLATE_NAMES, help="prompt template")
+    parser.add_argument("--backend", default="auto", choices=generation.BACKENDS, help="auto: vllm if installed")
+    parser.add_argument("--batch_size", type=int, default=None, help="completions per batch (hf 32, vllm 512)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--n", type=int, default=1, help="samples per problem (pass@k, maj@k when > 1)")
+    parser.add_argument("--max_new_tokens", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0, help="subset choice and sampling seeds")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (hf backend)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per answer check (scoring default)")
+    parser.add_argument("--overwrite", action="store_true", help="discard results already in --output")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def format_summary(results: dict) -> str:
+    lines = [f"model: {results['model']}  template: {results['template']}"]
+    for label, ds in results["datasets"].items():
+        m = ds["metrics"]
+        extra = "  ".join(f"{k} {m[k]:.3f}" for k in m if k.startswith(("pass@", "maj@")))
+        lines.append(
+            f"{label}: accuracy {m['accuracy']:.3f}  format {m.get('format_compliance', 0):.3f}  "
+            f"truncated {m['truncation_rate']:.3f}  tokens {m['avg_completion_tokens']:.1f}  n={m['count']}  {extra}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = evaluate(
+            args.model_path,
+            args.datasets,
+            args.output,
+            split=args.split,
+            num_samples=args.num_samples,
+            template=args.template,
+            backend=args.backend,
+            batch_size=args.batch_size,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            n=args.n,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            overwrite=args.overwrite,
+            dtype=args.dtype,
+            device=args.device,
+            timeout=args.timeout,
+            progress=not args.no_progress,
+        )
+    except EvalError as err:
+        print(f"reson eval: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nreson eval: interrupted; finished batches are in {args.output}. Run the same command to resume.")
+        return 130
+    print(format_summary(results))
+    print(f"results: {Path(args.output) / RESULTS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
