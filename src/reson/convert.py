@@ -1,0 +1,189 @@
+"""Convert a trained model to MLX, optionally quantized, to chat with it on a Mac.
+
+    reson convert --model_path runs/r1-zero-3b                      # -> runs/r1-zero-3b-mlx (float weights)
+    reson convert --model_path runs/r1-zero-3b --quantize 4bit      # -> runs/r1-zero-3b-mlx-4bit
+    reson chat --model_path runs/r1-zero-3b-mlx-4bit --interactive
+
+The conversion is mlx-lm's own (`mlx_lm.convert`), so the folder it writes is an ordinary mlx-lm model. Around
+it this command:
+
+- takes a TRL `checkpoint-N` folder as well as a final model: when the checkpoint holds no tokenizer, the one
+  in the run folder above it is used;
+- refuses to overwrite an existing output unless `--force`, and even then builds the new model in a temporary
+  folder beside the output and swaps it in only once it is complete and checked, so a failed conversion
+  never destroys the old one;
+- writes `rope_theta` at the top of config.json when transformers 5 saved it only under `rope_parameters`
+  (mlx-lm 0.32's Qwen2 would otherwise fall back to its default of 1e6, silently);
+- checks that the result loads and generates a few tokens, and prints its size next to the source's.
+
+Quantization is mlx-lm's affine quantization (4 or 8 bits, groups of `--group_size` weights); layers whose
+input size is not a multiple of the group size stay in full precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reson.backends import (
+    MLX_MISSING,
+    ModelFolderError,
+    mlx_available,
+    mlx_config_fixes,
+    model_format,
+    tokenizer_dir,
+)
+
+QUANTIZE_BITS = {"4bit": 4, "8bit": 8}
+CHECK_PROMPT = "What is 2 + 3?"
+# Files a model needs besides its tokenizer; a checkpoint's optimizer and trainer state are left behind.
+MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reson convert",
+        description="Convert a trained transformers model (or a TRL checkpoint folder) to MLX with mlx-lm.",
+    )
+    parser.add_argument("--model_path", required=True, help="the trained model folder, or a checkpoint-N folder")
+    parser.add_argument(
+        "--quantize", choices=sorted(QUANTIZE_BITS), default=None, help="quantize the weights (default: keep them)"
+    )
+    parser.add_argument(
+        "--group_size", type=int, default=64, choices=(32, 64, 128), help="weights per quantization group"
+    )
+    parser.add_argument("--output", default=None, help="the MLX folder to write (default: <model_path>-mlx[-4bit])")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    return parser
+
+
+def default_output(model_path: Path, quantize: str | None) -> Path:
+    suffix = "-mlx" if quantize is None else f"-mlx-{quantize}"
+    return model_path.parent / (model_path.name + suffix)
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def model_size(path: Path) -> int:
+    """Bytes of weights in a model folder (safetensors or torch .bin files)."""
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern) if f.is_file())
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def stage_source(model_path: Path, tokenizer_path: Path, staging: Path) -> Path:
+    """A folder with the model's files and its tokenizer's, linked, for a checkpoint whose tokenizer is elsewhere."""
+    staging.mkdir(parents=True)
+    for pattern in MODEL_FILES:
+        for f in model_path.glob(pattern):
+            (staging / f.name).symlink_to(f.resolve())
+    for f in tokenizer_path.iterdir():
+        if f.is_file() and not (staging / f.name).exists() and ("token" in f.name or f.suffix in (".jinja", ".txt")):
+            (staging / f.name).symlink_to(f.resolve())
+    return staging
+
+
+def check_generates(mlx_path: Path) -> str:
+    """Load the converted model and greedily generate a few tokens; returns the text."""
+    from reson.backends import MLXBackend, generate
+    from reson.data import format_prompt
+
+    backend = MLXBackend(mlx_path)
+    return generate(backend, format_prompt(CHECK_PROMPT), max_tokens=8, temperature=0.0).text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    # Check the inputs, before anything loads
+    model_path = Path(args.model_path.rstrip("/"))
+    try:
+        if model_format(model_path) == "mlx":
+            raise ModelFolderError(f"{model_path} is already an MLX model: chat with it directly (`reson chat`).")
+        if not list(model_path.glob("*.safetensors")):
+            raise ModelFolderError(
+                f"{model_path} holds only pytorch_model*.bin weights; mlx-lm reads safetensors: re-save it with "
+                "model.save_pretrained(path) (safetensors is the default)."
+            )
+        tokenizer_path = tokenizer_dir(model_path)
+    except ModelFolderError as e:
+        print(f"reson convert: {e}", file=sys.stderr)
+        return 2
+    if not mlx_available():
+        print(f"reson convert: {MLX_MISSING}", file=sys.stderr)
+        return 2
+    output = Path(args.output) if args.output else default_output(model_path, args.quantize)
+    if output.exists() and not args.force:
+        print(
+            f"reson convert: {output} already exists: pass --force to replace it, or choose --output.", file=sys.stderr
+        )
+        return 2
+    if output.resolve() == model_path.resolve():
+        print("reson convert: --output must differ from --model_path.", file=sys.stderr)
+        return 2
+
+    # Convert into a temporary folder beside the output (same filesystem, so the final swap is a rename)
+    from mlx_lm import convert
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        source = model_path
+        if tokenizer_path != model_path:
+            print(f"[reson] {model_path} holds no tokenizer; using the one in {tokenizer_path}", file=sys.stderr)
+            source = stage_source(model_path, tokenizer_path, work / "source")
+        built = work / "mlx"
+        start = time.perf_counter()
+        bits = QUANTIZE_BITS.get(args.quantize)
+        convert(
+            str(source),
+            mlx_path=str(built),
+            quantize=bits is not None,
+            q_bits=bits,
+            q_group_size=args.group_size if bits is not None else None,
+        )
+
+        # Write out the RoPE entries mlx-lm reads, so the folder also works with mlx-lm's own tools
+        config_file = built / "config.json"
+        config = json.loads(config_file.read_text())
+        config.update(mlx_config_fixes(config))
+        config_file.write_text(json.dumps(config, indent=4, sort_keys=True) + "\n")
+
+        # Check that it loads and generates
+        sample = check_generates(built)
+        seconds = time.perf_counter() - start
+
+        # Swap it in: the old output (with --force) is removed only now that the new one is complete
+        old = work / "old"
+        if output.exists():
+            output.rename(old)
+        try:
+            built.rename(output)
+        except OSError:
+            if old.exists():
+                old.rename(output)
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    kind = args.quantize or "unquantized"
+    print(
+        f"MLX model ({kind}) written to {output}: weights {_megabytes(model_size(output))} "
+        f"(source {_megabytes(model_size(model_path))}), folder {_megabytes(folder_size(output))}, in {seconds:.1f}s."
+    )
+    print(f"It loads and generates: {sample!r}")
+    print(f"Chat with it: reson chat --model_path {output} --interactive")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
