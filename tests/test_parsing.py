@@ -1,0 +1,163 @@
+"""Answer parsing: think/answer split for both prompt styles, answer spans, plain numbers, GSM8K gold answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from fractions import Fraction
+
+import pytest
+
+from reson.parsing import (
+    Parsed,
+    extract_answer,
+    is_hedged,
+    last_boxed,
+    parse_gsm8k_gold,
+    parse_number,
+    split_completion,
+)
+
+PREFILLED = "A conversation ... User: what is 2+3? Assistant: <think>"
+PLAIN = "A conversation ... User: what is 2+3? Assistant:"
+
+SPLITS = [
+    # (completion, prompt, expected Parsed, why)
+    ("<think>2+3=5</think> <answer>5</answer>", PLAIN, Parsed("2+3=5", " <answer>5</answer>", True), "the R1 shape"),
+    (" 2+3=5 </think> 5", PREFILLED, Parsed(" 2+3=5 ", " 5", True), "prefilled <think>: completion starts inside"),
+    (
+        " 2+3=5 </think> 5",
+        PREFILLED + "  \n",
+        Parsed(" 2+3=5 ", " 5", True),
+        "whitespace after the prefill is ignored",
+    ),
+    ("2+3=5 </think> 5", "", Parsed("2+3=5 ", " 5", True), "lone </think>: the block opened at the start"),
+    ("<think>2+3 is", PLAIN, Parsed("2+3 is", "", False), "unclosed block: no answer yet"),
+    (" 2+3 is 5", PREFILLED, Parsed(" 2+3 is 5", "", False), "prefilled and never closed: all thinking"),
+    ("The answer is 5.", PLAIN, Parsed(None, "The answer is 5.", False), "no tags: the whole completion answers"),
+    ("", PLAIN, Parsed(None, "", False), "empty completion"),
+    ("Sure. <think>a</think> 5", PLAIN, Parsed("a", " 5", True), "preamble is neither thinking nor answer"),
+    ("<think>a</think> 4 <think>b</think> 5", PLAIN, Parsed("a</think> 4 <think>b", " 5", True), "answer after last"),
+    ("<think>a</think> 4 <think> maybe 5", PLAIN, Parsed("a", " 4 ", True), "a reopened block is cut off"),
+    ("<think>ünï 𝛑</think> ½", PLAIN, Parsed("ünï 𝛑", " ½", True), "unicode passes through"),
+]
+
+
+@pytest.mark.parametrize(("completion", "prompt", "expected", "why"), SPLITS, ids=[c[3] for c in SPLITS])
+def test_split_completion(completion, prompt, expected, why):
+    assert split_completion(completion, prompt) == expected
+
+
+ANSWERS = [
+    # (answer text, expected span, why)
+    ("<answer>42</answer>", "42", "answer tags"),
+    (" <answer> \\boxed{42} </answer>", "42", "a box inside the answer tags is unwrapped"),
+    ("<answer>1</answer> then <answer>2</answer>", "2", "the last answer tag wins"),
+    ("<answer> 42", "42", "an unclosed last answer tag runs to the end"),
+    ("so \\boxed{\\frac{1}{2}} and \\boxed{\\frac{\\sqrt{2}}{2}}", "\\frac{\\sqrt{2}}{2}", "last box, nested braces"),
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}", "escaped braces inside a box"),
+    ("\\boxed{3} then \\boxed{4", "3", "a truncated last box falls back to the complete one"),
+    ("\\fbox{7}", "7", "fbox counts as a box"),
+    ("\\boxed 9.", "9.", "bare \\boxed without braces"),
+    ("The total is $1,234.50 in all.", "$1,234.50", "last number with currency and thousands commas"),
+    ("She lost -3/4 of a cup", "-3/4", "signed fraction"),
+    ("about 45% of them", "45%", "percent"),
+    ("first 3 apples, then 12 pears", "12", "the last number, not the first"),
+    ("The answer is 17 or 18.", "17 or 18", "a hedge keeps its candidates"),
+    ("Candidates: 12, 13, 14", "12, 13, 14", "a list keeps its candidates"),
+    ("It is 1,234.", "1,234", "thousands commas are not a list"),
+    ("no numbers here", None, "nothing answer-like"),
+    ("", None, "empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "why"), ANSWERS, ids=[c[2] for c in ANSWERS])
+def test_extract_answer(text, expected, why):
+    assert extract_answer(text) == expected
+
+
+def test_last_boxed_none_and_deep_nesting():
+    assert last_boxed("no box") is None
+    assert last_boxed("\\boxed{" + "{" * 50 + "x" + "}" * 50 + "}") == "{" * 50 + "x" + "}" * 50
+
+
+NUMBERS = [
+    # (text, value or None, percent, why)
+    ("42", Fraction(42), False, "integer"),
+    ("-1,234,567", Fraction(-1234567), False, "sign and thousands commas"),
+    ("\u22123", Fraction(-3), False, "unicode minus"),
+    ("0.50", Fraction(1, 2), False, "decimal"),
+    (".5", Fraction(1, 2), False, "leading dot"),
+    ("1/2", Fraction(1, 2), False, "slash fraction"),
+    ("\\frac{1}{2}", Fraction(1, 2), False, "latex fraction"),
+    ("-\\dfrac{3}{4}", Fraction(-3, 4), False, "signed dfrac"),
+    ("\\frac12", Fraction(1, 2), False, "brace-less frac"),
+    ("$18", Fraction(18), False, "dollars"),
+    ("\\$5.00", Fraction(5), False, "escaped dollar"),
+    ("-$5", Fraction(-5), False, "sign before the currency"),
+    ("\u20ac7", Fraction(7), False, "euro"),
+    ("45%", Fraction(45), True, "percent"),
+    ("10\\%", Fraction(10), True, "latex percent"),
+    ("5 cm", Fraction(5), False, "unit word"),
+    ("12 dollars", Fraction(12), False, "unit word"),
+    ("5\\text{ cm}^2", Fraction(5), False, "latex unit"),
+    ("90^\\circ", Fraction(90), False, "degrees"),
+    ("1{,}000", Fraction(1000), False, "latex thousands separator"),
+    ("3.", Fraction(3), False, "trailing full stop"),
+    ("2^3", None, False, "a power is an expression"),
+    ("5x", None, False, "a product with a variable"),
+    ("5 pi", None, False, "pi is not a unit"),
+    ("x=5", None, False, "an equation"),
+    ("\\sqrt{2}", None, False, "a root"),
+    ("1/0", None, False, "division by zero is not a number"),
+    ("", None, False, "empty"),
+    ("1" * 200, None, False, "overlong strings are not read"),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "percent", "why"), NUMBERS, ids=[c[3] for c in NUMBERS])
+def test_parse_number(text, value, percent, why):
+    number = parse_number(text)
+    if value is None:
+        assert number is None
+    else:
+        assert number is not None and number.value == value and number.percent == percent
+
+
+HEDGES = [
+    # (span, gold, hedged, why)
+    ("17 or 18", "18", True, "two candidates"),
+    ("17 \\text{ or } 18", "18", True, "latex or"),
+    ("either 3", "3", True, "either"),
+    ("12, 13, 14", "12", True, "a list against a single-number gold"),
+    ("1, 2", "1, 2", False, "a list against a list gold is an answer"),
+    ("1,234", "1234", False, "thousands commas"),
+    ("x = 2 \\text{ or } x = 3", "x = 2 \\text{ or } x = 3", False, "the gold itself says or"),
+    ("18", "18", False, "one value"),
+]
+
+
+@pytest.mark.parametrize(("span", "gold", "hedged", "why"), HEDGES, ids=[c[3] for c in HEDGES])
+def test_is_hedged(span, gold, hedged, why):
+    assert is_hedged(span, gold) is hedged
+
+
+def test_parse_gsm8k_gold_forms():
+    assert parse_gsm8k_gold("9 * 2 = 18\n#### 18") == "18"
+    assert parse_gsm8k_gold("... #### 1,234") == "1234"
+    assert parse_gsm8k_gold("#### -10") == "-10"
+    with pytest.raises(ValueError, match="####"):
+        parse_gsm8k_gold("no final answer")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_every_gsm8k_gold_parses_to_its_number(shared_data, split):
+    lines = (shared_data / "gsm8k" / f"{split}.jsonl").read_text().splitlines()
+    assert len(lines) > 1000
+    for line in lines:
+        solution = json.loads(line)["answer"]
+        after = solution.split("####")[-1].strip()
+        gold = parse_gsm8k_gold(solution)
+        assert re.fullmatch(r"-?\d+(\.\d+)?", gold), (gold, after)
+        assert parse_number(gold).value == Fraction(after.replace(",", "")), after
+        assert parse_number(after).value == Fraction(gold)  # the raw "1,234" form reads the same
