@@ -1,0 +1,73 @@
+"""Emergence and evaluation metrics: self-correction phrases, per-completion records, their summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from reson.metrics import SELF_CORRECTION_PHRASES, completion_record, has_self_correction, summarize
+from reson.rewards import Score
+
+PHRASES = [
+    # (text, expected, why)
+    ("Wait, 5+7 is 12, not 13.", True, "wait, capitalised"),
+    ("Let me check: 12 * 3 = 36", True, "let me check"),
+    ("Actually the total is 40.", True, "actually"),
+    ("Hmm, that's not right.", True, "that's not right"),
+    ("Hmm, that\u2019s not right.", True, "curly apostrophe"),
+    ("Let me  re-check the sum.", True, "re-check, extra space"),
+    ("I should recheck this.", True, "recheck"),
+    ("I made a MISTAKE above", True, "mistake, upper case"),
+    ("Alternatively, count backwards.", True, "alternatively"),
+    ("The waiter brought 3 plates.", False, "waiter is not wait"),
+    ("She has 5 apples, but gives 2 away.", False, "but is ordinary arithmetic prose"),
+    ("Checking: 2+2=4", False, "checking is not in the list (only 'let me check')"),
+    ("", False, "empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "why"), PHRASES, ids=[c[2] for c in PHRASES])
+def test_has_self_correction(text, expected, why):
+    assert has_self_correction(text) is expected
+
+
+def test_every_listed_phrase_is_detected():
+    for phrase in SELF_CORRECTION_PHRASES:
+        assert has_self_correction(f"So {phrase.upper()}, then."), phrase
+        assert not has_self_correction(f"So x{phrase}y then."), phrase  # inside a longer word: no
+
+
+def test_completion_record_counts_in_the_think_part_only():
+    right = Score(accuracy=1.0, format=1.0, extracted="18")
+    record = completion_record("<think>9*2=18, wait, yes 18</think> <answer>18</answer>", "", right)
+    assert record == {"think_used": True, "think_tokens": 4, "self_correction": True, "accuracy": 1.0, "format": 1.0}
+    # the phrase after the think block does not count
+    after = completion_record("<think>9*2=18</think> wait, 18", "", right)
+    assert after["self_correction"] is False
+    # prefilled prompt: the completion starts inside the block; tokenizer counts override word counts
+    prefilled = completion_record(" actually 18 </think> 18", "Assistant: <think>", right, num_think_tokens=7)
+    assert prefilled["think_used"] and prefilled["think_tokens"] == 7 and prefilled["self_correction"]
+    # an empty or unclosed block is not think use
+    assert not completion_record("<think> </think> 18", "", right)["think_used"]
+    assert not completion_record("<think>still going", "", right)["think_used"]
+    assert completion_record("18", "", right)["think_tokens"] == 0
+
+
+def test_summarize():
+    records = [
+        {"think_used": True, "think_tokens": 10, "self_correction": True, "accuracy": 1.0, "format": 1.0},
+        {"think_used": True, "think_tokens": 30, "self_correction": True, "accuracy": 0.0, "format": 0.5},
+        {"think_used": False, "think_tokens": 0, "self_correction": False, "accuracy": 0.0, "format": 0.0},
+        {"think_used": False, "think_tokens": 0, "self_correction": False, "accuracy": None, "format": 0.25},
+    ]
+    assert summarize(records) == {
+        "accuracy": pytest.approx(1 / 3),  # None is not applicable, not wrong
+        "format_compliance": 0.25,
+        "think_usage_pct": 50.0,
+        "avg_think_tokens": 20.0,  # over the completions that used a think block
+        "self_correction_rate": 0.5,
+        "self_correction_rate_correct": 0.25,
+        "accuracy_when_self_correcting": 0.5,
+        "count": 4,
+    }
+    empty = summarize([])
+    assert empty["count"] == 0 and empty["accuracy"] == 0.0
