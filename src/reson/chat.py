@@ -163,11 +163,9 @@ class Renderer:
                 self.pending = ""
                 return
             self._label(section)
-        if not text.strip():  # whitespace alone: wait, it may end the section
-            self.pending = text
-            return
-        self.pending = ""
-        self.out.write(text)
+        body = text.rstrip()  # trailing whitespace waits: it may end the section
+        self.pending = text[len(body) :]
+        self.out.write(body)
 
     def _label(self, section: str) -> None:
         if self.section is not None:

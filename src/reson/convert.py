@@ -122,13 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reson convert: {MLX_MISSING}", file=sys.stderr)
         return 2
     output = Path(args.output) if args.output else default_output(model_path, args.quantize)
+    if output.resolve() == model_path.resolve():
+        print("reson convert: --output must differ from --model_path.", file=sys.stderr)
+        return 2
     if output.exists() and not args.force:
         print(
             f"reson convert: {output} already exists: pass --force to replace it, or choose --output.", file=sys.stderr
         )
-        return 2
-    if output.resolve() == model_path.resolve():
-        print("reson convert: --output must differ from --model_path.", file=sys.stderr)
         return 2
 
     # Convert into a temporary folder beside the output (same filesystem, so the final swap is a rename)
@@ -161,7 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         # Check that it loads and generates
         sample = check_generates(built)
         seconds = time.perf_counter() - start
-
+    except KeyboardInterrupt:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    except Exception as e:
+        shutil.rmtree(work, ignore_errors=True)
+        kept = f"; {output} is left as it was" if output.exists() else ""
+        print(f"reson convert: converting {model_path} failed ({type(e).__name__}: {e}){kept}.", file=sys.stderr)
+        return 1
+    try:
         # Swap it in: the old output (with --force) is removed only now that the new one is complete
         old = work / "old"
         if output.exists():
