@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -209,6 +210,7 @@ class Score:
 
 
 _VERIFY = object()  # marker: math-verify must decide
+_LIST_COMMA_RE = re.compile(r",(?!\d{3}(?!\d))")  # a comma that is not a thousands separator
 
 
 def _quick_accuracy(completion: str, prompt: str, gold: Gold) -> tuple[float | None | object, str | None]:
@@ -226,6 +228,8 @@ def _quick_accuracy(completion: str, prompt: str, gold: Gold) -> tuple[float | N
         pred = parse_number(span)
         if pred is not None:
             return float(numbers_equal(gold.number, pred)), span
+        if "=" not in span and _LIST_COMMA_RE.search(span):
+            return 0.0, span  # a tuple, list, set or interval never equals a single number
     if len(span) > MAX_ANSWER_CHARS or _nesting_depth(span) > MAX_NESTING:
         return 0.0, span
     if gold.text in _UNPARSEABLE_GOLDS:
@@ -290,6 +294,13 @@ def _note_unparseable(gold) -> None:
             "reson.rewards.unparseable_gold_count(). Check the dataset's answer column.",
             str(gold)[:200],
         )
+
+
+def clear_caches() -> None:
+    """Forget cached gold answers and verdicts (benchmarks and tests that need cold caches)."""
+    _GOLD_CACHE.clear()
+    _RESULT_CACHE.clear()
+    _UNPARSEABLE_GOLDS.clear()
 
 
 def unparseable_gold_count() -> int:
@@ -396,6 +407,7 @@ class _Worker:
         self.ready = False
         self.started = time.monotonic()
         self.task: int | None = None
+        self.sent = 0.0
         self.deadline = 0.0
 
 
@@ -423,6 +435,7 @@ class VerifierPool:
         self.workers: list[_Worker] = []
         self.timeouts = 0  # tasks that overran, since the pool started
         self.restarts = 0
+        self.max_task_seconds = 0.0  # slowest task from dispatch to verdict (or kill), since the pool started
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._failed_starts = 0
@@ -522,6 +535,7 @@ class VerifierPool:
                             pairs[worker.task][1][:80],
                         )
                         results[worker.task] = False
+                        self.max_task_seconds = max(self.max_task_seconds, now - worker.sent)
                         self._replace(worker)
                     elif not worker.ready and now - worker.started > _STARTUP_TIMEOUT:
                         self._failed_starts += 1
@@ -545,7 +559,8 @@ class VerifierPool:
                         except OSError:
                             pending.appendleft(index)
                             continue
-                        worker.task, worker.deadline = index, time.monotonic() + timeout
+                        worker.sent = time.monotonic()
+                        worker.task, worker.deadline = index, worker.sent + timeout
                 busy = [w for w in self.workers if w.task is not None]
                 if until_ready:
                     if all(w.ready for w in self.workers):
@@ -590,6 +605,7 @@ class VerifierPool:
             except (ValueError, KeyError, TypeError):
                 verdict = False
             results[worker.task] = verdict
+            self.max_task_seconds = max(self.max_task_seconds, time.monotonic() - worker.sent)
             worker.task = None
 
 
@@ -647,6 +663,16 @@ def _parse_cached(gold: str, parse, config) -> list:
     return _PARSED_GOLDS[gold]
 
 
+_WARM_UP = [
+    ("\\frac{1}{2}", "0.5"),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
+    ("x^2+3x-6", "1+2i"),
+    ("[1, 2)", "\\{1, 2\\}"),
+    ("\\text{(C)}", "30^\\circ"),
+]
+
+
 class _SoftTimeout(Exception):
     pass
 
@@ -685,7 +711,8 @@ def _worker_main() -> None:  # pragma: no cover - runs in the verifier subproces
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the trainer; it closes the pool
-    _verify_pair("\\frac{1}{2}", "0.5", parse, verify, config)  # warm the caches before saying ready
+    for gold, pred in _WARM_UP:  # warm sympy's caches before saying ready: first calls are slow
+        _verify_pair(gold, pred, parse, verify, config)
     out.write("ready\n")
     for line in sys.stdin:
         verdict: bool | None = False
