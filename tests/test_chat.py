@@ -297,3 +297,10 @@ def test_help(capsys):
     out = capsys.readouterr().out
     for option in ("--interactive", "--prompts", "--backend", "--max_tokens", "--temperature", "--seed"):
         assert option in out
+
+
+def test_transformers_missing(models, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # a Mac with requirements-mac.txt: no torch
+    assert chat(["--model_path", str(models[0]), "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "needs torch and transformers" in err and "reson convert" in err

@@ -34,7 +34,10 @@ MLX_MISSING = (
     "the MLX backend needs mlx and mlx-lm: on a Mac `pip install -r requirements-mac.txt`, on Linux "
     "`pip install 'reson-llm[mlx]'` (CPU wheels); or use --backend hf."
 )
-HF_MISSING = "the transformers backend needs torch and transformers: `pip install 'reson-llm[train]'`, or use MLX."
+HF_MISSING = (
+    "the transformers backend needs torch and transformers: `pip install 'reson-llm[train]'`, or convert the "
+    "model to MLX with `reson convert` (mlx-lm reads transformers folders without torch)."
+)
 
 
 class ModelFolderError(ValueError):
@@ -124,7 +127,7 @@ def resolve_backend(backend: str, model_path: str | Path) -> str:
             "use --backend mlx, or point at the original transformers folder."
         )
     if backend == "hf" and not hf_available():
-        raise ModelFolderError(HF_MISSING)
+        raise ModelFolderError(f"{model_path} is a transformers model, and {HF_MISSING}")
     return backend
 
 
