@@ -1,0 +1,464 @@
+"""`reson eval` and `reson compare`: metric maths against brute force, hand-made completions with known scores,
+end-to-end runs on the tiny model with the shared data files, kill-and-resume, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from reson import cli, evaluate
+from reson.compare import compare, compare_table
+from reson.evaluate import (
+    EvalError,
+    dataset_metrics,
+    default_ks,
+    group_answers,
+    maj_at_k,
+    pass_at_k,
+    read_samples,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# pass@k and maj@k against enumeration of every k-subset
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _brute_pass(correct: list[bool], k: int) -> Fraction:
+    subsets = list(itertools.combinations(range(len(correct)), k))
+    return Fraction(sum(any(correct[i] for i in s) for s in subsets), len(subsets))
+
+
+def _brute_maj(groups: list[int | None], right: dict[int, bool], k: int) -> Fraction:
+    """Majority vote of each k-subset: the most frequent group wins; a tie scores the share of tied groups that
+    are right; a subset without any answer scores 0."""
+    subsets = list(itertools.combinations(range(len(groups)), k))
+    total = Fraction(0)
+    for s in subsets:
+        votes: dict[int, int] = {}
+        for i in s:
+            if groups[i] is not None:
+                votes[groups[i]] = votes.get(groups[i], 0) + 1
+        if not votes:
+            continue
+        top = max(votes.values())
+        tied = [g for g, v in votes.items() if v == top]
+        total += Fraction(sum(right[g] for g in tied), len(tied))
+    return total / len(subsets)
+
+
+def test_pass_at_k_matches_enumeration():
+    for n in range(1, 8):
+        for c in range(n + 1):
+            correct = [True] * c + [False] * (n - c)
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(float(_brute_pass(correct, k)), abs=1e-12), (n, c, k)
+
+
+def test_maj_at_k_matches_enumeration():
+    rng = random.Random(0)
+    for _ in range(300):
+        n = rng.randint(1, 8)
+        num_groups = rng.randint(1, 4)
+        groups = [rng.choice([None, *range(num_groups)]) for _ in range(n)]
+        right = {g: rng.random() < 0.4 for g in range(num_groups)}
+        used = sorted({g for g in groups if g is not None})
+        counts = [groups.count(g) for g in used]
+        for k in range(1, n + 1):
+            expected = float(_brute_maj(groups, right, k))
+            got = maj_at_k(counts, [right[g] for g in used], n, k)
+            assert got == pytest.approx(expected, abs=1e-12), (groups, right, k)
+
+
+def test_maj_at_k_hand_computed():
+    # answers a, a, b with b right: one draw picks b a third of the time; pairs {a,a} lose, {a,b} tie (half
+    # credit, twice): 1/3; all three: a wins.
+    assert maj_at_k([2, 1], [False, True], 3, 1) == pytest.approx(1 / 3)
+    assert maj_at_k([2, 1], [False, True], 3, 2) == pytest.approx(1 / 3)
+    assert maj_at_k([2, 1], [False, True], 3, 3) == 0.0
+    # the right answer twice out of four, the other two samples gave no answer: it always wins when drawn
+    assert maj_at_k([2], [True], 4, 2) == pytest.approx(1 - 1 / 6)
+
+
+def test_default_ks():
+    assert default_ks(1) == [1]
+    assert default_ks(4) == [1, 2, 4]
+    assert default_ks(6) == [1, 2, 4, 6]
+
+
+def test_answers_grouped_by_the_scoring_equivalence():
+    # 1/2, 0.5 and \frac{1}{2} are one answer to the scorer; 3 is another; no answer is no group
+    groups = group_answers(["1/2", "0.5", "3", None, "\\frac{1}{2}", " 3 "], evaluate._score_equivalent(None))
+    assert groups == [0, 0, 1, None, 0, 1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# metrics on hand-made completions, scored by the training code
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Out:
+    def __init__(self, text: str, num_tokens: int, truncated: bool = False):
+        self.text, self.num_tokens, self.truncated = text, num_tokens, truncated
+
+
+class _WordTokenizer:
+    """Counts whitespace words as tokens, so think-token counts below are easy to check by eye."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(range(len(text.split())))}
+
+
+PROMPT = "User: q. Assistant:"
+
+
+def _records(cases, n: int = 1):
+    """cases: (id, gold, completion, num_tokens, truncated, extra row fields)"""
+    batch, outputs = [], []
+    for i, (pid, gold, text, tokens, truncated, extra) in enumerate(cases):
+        batch.append(("set", {"id": pid, "prompt": PROMPT, "answer": gold, **extra}, i % n))
+        outputs.append(_Out(text, tokens, truncated))
+    return evaluate._score_batch(batch, outputs, _WordTokenizer(), None)
+
+
+def test_metrics_on_hand_made_completions():
+    records = _records(
+        [
+            # right, well formed: think 3 words
+            ("a", "4", "<think> 2+2 = 4 </think> <answer>4</answer>", 12, False, {"level": 1, "subject": "Algebra"}),
+            # right after a self-correction: think 6 words
+            (
+                "b",
+                "6",
+                "<think> 3+3 = 5, wait: 6 </think> <answer>6</answer>",
+                14,
+                False,
+                {"level": 2, "subject": "Algebra"},
+            ),
+            # wrong, no tags at all
+            ("c", "8", "The answer is 7", 4, False, {"level": 2, "subject": "Geometry"}),
+            # cut off inside the think block: no answer, truncated
+            ("d", "25", "<think> 5*5 = 2", 30, True, {"level": 2, "subject": "Geometry"}),
+        ]
+    )
+    assert [r["accuracy"] for r in records] == [1.0, 1.0, 0.0, 0.0]
+    assert [r["extracted"] for r in records] == ["4", "6", "7", None]
+    assert [r["think_tokens"] for r in records] == [3, 5, 0, 3]
+    m = dataset_metrics(records)
+    assert m["accuracy"] == 0.5
+    assert m["format_compliance"] == 0.5  # only the two tagged completions are graded 1.0
+    assert m["think_usage_pct"] == 50.0  # closed, non-empty think blocks: a and b
+    assert m["avg_think_tokens"] == 4.0  # (3 + 5) / 2, over completions that used the block
+    assert m["self_correction_rate"] == 0.25  # "wait" in b
+    assert m["self_correction_among_correct"] == 0.5  # b of the correct a, b
+    assert m["truncation_rate"] == 0.25
+    assert m["avg_completion_tokens"] == 15.0  # (12 + 14 + 4 + 30) / 4
+    assert m["count"] == 4 and m["num_problems"] == 4
+    assert not any(k.startswith(("pass@", "maj@")) for k in m)
+    assert evaluate.breakdown(records, "level") == {
+        "1": {"accuracy": 1.0, "count": 1},
+        "2": {"accuracy": 1 / 3, "count": 3},
+    }
+    assert evaluate.breakdown(records, "subject") == {
+        "Algebra": {"accuracy": 1.0, "count": 2},
+        "Geometry": {"accuracy": 0.0, "count": 2},
+    }
+
+
+def test_pass_and_maj_at_k_on_hand_made_samples():
+    # problem p: 4 samples, one right (12), two agreeing on a wrong 13 (one written 13.0), one without answer.
+    # problem q: 4 samples, all right in different forms.
+    records = _records(
+        [
+            ("p", "12", "<answer>12</answer>", 3, False, {}),
+            ("p", "12", "<answer>13</answer>", 3, False, {}),
+            ("p", "12", "<answer>13.0</answer>", 3, False, {}),
+            ("p", "12", "no idea", 2, False, {}),
+            ("q", "1/2", "<answer>0.5</answer>", 3, False, {}),
+            ("q", "1/2", "<answer>\\frac{1}{2}</answer>", 3, False, {}),
+            ("q", "1/2", "<answer>1/2</answer>", 3, False, {}),
+            ("q", "1/2", "<answer>0.50</answer>", 3, False, {}),
+        ],
+        n=4,
+    )
+    m = dataset_metrics(records, n=4)
+    assert m["accuracy"] == 5 / 8
+    assert m["pass@1"] == pytest.approx(5 / 8)
+    assert m["pass@2"] == pytest.approx((0.5 + 1) / 2)  # p: 1 - C(3,2)/C(4,2)
+    assert m["pass@4"] == 1.0
+    # p: maj@4 picks 13 (two votes); maj@1 is right a quarter of the time; q is always right
+    assert m["maj@4"] == 0.5
+    assert m["maj@1"] == pytest.approx((0.25 + 1) / 2)
+    assert m["maj@2"] == pytest.approx((float(_brute_maj([0, 1, 1, None], {0: True, 1: False}, 2)) + 1) / 2)
+
+
+def test_read_samples_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "comp')
+    assert read_samples(path) == [{"a": 1}, {"a": 2}]
+    assert path.read_text() == '{"a": 1}\n{"a": 2}\n'  # the file is clean again for appending
+    path.write_text('{"a": 1}\n{"a": 2}')  # a complete object without its newline was not finished either
+    assert read_samples(path) == [{"a": 1}]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _results(accuracy, format_compliance, level_acc, template="r1_zero"):
+    return {
+        "model": "m",
+        "template": template,
+        "split": "test",
+        "num_samples": 2,
+        "seed": 0,
+        "backend": "hf",
+        "generation": {"temperature": 0.0, "top_p": 1.0, "n": 1, "max_new_tokens": 64},
+        "datasets": {
+            "math500": {
+                "ids": ["x", "y"],
+                "metrics": {"accuracy": accuracy, "format_compliance": format_compliance, "avg_think_tokens": 10.0},
+                "by_level": {"3": {"accuracy": level_acc, "count": 2}},
+                "by_subject": {},
+            }
+        },
+    }
+
+
+def test_compare_table_two_runs(tmp_path):
+    for name, res in (("base", _results(0.25, 0.0, 0.5)), ("grpo", _results(0.5, 1.0, 1.0, template="plain"))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+    out = tmp_path / "table.md"
+    table = compare([tmp_path / "base", tmp_path / "grpo"], output=out)
+    assert out.read_text() == table
+    lines = table.splitlines()
+    assert lines[0] == "## Baseline vs After GRPO"
+    assert "| Dataset | Metric | Baseline | After GRPO | Δ |" in lines
+    assert "| math500 | accuracy (%) | 25.0 | 50.0 | +25.0 |" in lines
+    assert "| math500 | format compliance (%) | 0.0 | 100.0 | +100.0 |" in lines
+    assert "| math500 | mean think tokens | 10.0 | 10.0 | +0.0 |" in lines
+    assert "| math500 | accuracy, level 3 (%) | 50.0 | 100.0 | +50.0 |" in lines
+    assert "Note: the runs differ in template (Baseline: r1_zero, After GRPO: plain)." in lines
+
+
+def test_compare_three_runs_have_no_delta_column():
+    runs = [_results(0.1, 0.1, 0.1), _results(0.2, 0.2, 0.2), _results(0.3, 0.3, 0.3)]
+    table = compare_table(runs, ["a", "b", "c"])
+    assert "| Dataset | Metric | a | b | c |" in table
+    assert "| math500 | accuracy (%) | 10.0 | 20.0 | 30.0 |" in table
+    assert "Δ" not in table
+
+
+def test_compare_cli_writes_the_file(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(_results(0.5, 0.5, 0.5)))
+    out = tmp_path / "c.md"
+    assert cli.main(["compare", str(tmp_path / "r"), "--output", str(out)]) == 0
+    assert "| math500 | accuracy (%) | 50.0 |" in capsys.readouterr().out
+    assert out.is_file()
+    assert cli.main(["compare", str(tmp_path / "missing")]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert f"reson {command}" in text
+    if command == "eval":
+        for option in ("--model_path", "--datasets", "--num_samples", "--backend", "--n", "--template", "--output"):
+            assert option in text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bad input: a clear error before any model loads
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(evaluate.generation, "make_generator", fail)
+
+
+def test_bad_input_fails_before_any_model_loads(tmp_path, tiny_model_path, shared_data, no_model_loading):
+    gsm8k = str(shared_data / "gsm8k" / "test.jsonl")
+    with pytest.raises(EvalError, match="gsm9k: unknown dataset"):
+        evaluate.evaluate(str(tiny_model_path), ["gsm9k"], tmp_path / "a")
+    with pytest.raises(EvalError, match="no such folder, and not a hub id"):
+        evaluate.evaluate(str(tmp_path / "no_model"), [gsm8k], tmp_path / "a")
+    with pytest.raises(EvalError, match="has no config.json"):
+        evaluate.evaluate(str(tmp_path), [gsm8k], tmp_path / "a")
+    with pytest.raises(EvalError, match="aime24 .test. has only 30 problems"):
+        evaluate.evaluate(
+            str(tiny_model_path),
+            [str(shared_data / "competition" / "aime24_test.jsonl")],
+            tmp_path / "a",
+            num_samples=31,
+        )
+    with pytest.raises(EvalError, match="no such file"):
+        evaluate.evaluate(str(tiny_model_path), [str(tmp_path / "nope.jsonl")], tmp_path / "a")
+    with pytest.raises(EvalError, match="identical answers"):
+        evaluate.evaluate(str(tiny_model_path), [gsm8k], tmp_path / "a", n=4)
+    # a folder holding another model's evaluation
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "run.json").write_text(json.dumps({"model": "Qwen/Qwen2.5-3B", "datasets": {}}))
+    with pytest.raises(EvalError, match="holds an evaluation with other settings.*model"):
+        evaluate.evaluate(str(tiny_model_path), [gsm8k], taken, num_samples=2)
+    assert (
+        cli.main(
+            ["eval", "--model_path", str(tiny_model_path), "--datasets", "gsm9k", "--output", str(tmp_path / "b")]
+        )
+        == 2
+    )
+
+
+@pytest.mark.skipif(evaluate.generation.vllm_available(), reason="checks the error where vLLM is absent")
+def test_vllm_asked_but_absent(tmp_path, tiny_model_path, shared_data, no_model_loading):
+    with pytest.raises(EvalError, match="backend 'vllm' needs vLLM"):
+        evaluate.evaluate(str(tiny_model_path), [str(shared_data / "gsm8k" / "test.jsonl")], tmp_path, backend="vllm")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# end to end on the tiny model
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: a tiny model gains nothing from more, and on a busy 2-core machine two threads wait
+    on each other (4x slower here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_end_to_end_on_shared_files(tmp_path, tiny_model_path, shared_data):
+    from reson.data import load_problems, sample_rows
+
+    gsm8k = shared_data / "gsm8k" / "test.jsonl"
+    math500 = shared_data / "math" / "math500_test.jsonl"
+    out = tmp_path / "run"
+    results = evaluate.evaluate(
+        str(tiny_model_path),
+        [str(gsm8k), str(math500)],
+        out,
+        num_samples=5,
+        max_new_tokens=12,
+        batch_size=3,
+        progress=False,
+    )
+    assert set(results["datasets"]) == {"gsm8k", "math500"}
+    assert results["datasets"]["gsm8k"]["ids"] == [r["id"] for r in sample_rows(load_problems(str(gsm8k)), 5)]
+    assert results["generation"]["max_new_tokens"] == 12 and results["template"] == "r1_zero"
+    assert results["versions"]["transformers"]
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["datasets"] == results["datasets"]
+    samples = _lines(out / "samples.jsonl")
+    assert len(samples) == 10
+    for s in samples:
+        assert {"prompt", "completion", "extracted", "gold", "accuracy", "format", "id", "sample_index"} <= set(s)
+        assert s["num_tokens"] <= 12
+        assert s["prompt"].endswith("Assistant:")
+    # MATH rows carry level and subject, and get a breakdown whose counts add up
+    by_level = results["datasets"]["math500"]["by_level"]
+    assert sum(v["count"] for v in by_level.values()) == 5
+    assert sum(v["count"] for v in results["datasets"]["math500"]["by_subject"].values()) == 5
+    assert results["datasets"]["gsm8k"]["by_level"] == {}
+    m = results["datasets"]["gsm8k"]["metrics"]
+    assert m["truncation_rate"] == sum(s["truncated"] for s in samples if s["dataset"] == "gsm8k") / 5
+
+    # a finished folder is not evaluated again...
+    before = (out / "samples.jsonl").stat().st_mtime_ns
+    again = evaluate.evaluate(str(tiny_model_path), [str(gsm8k), str(math500)], out, num_samples=5, max_new_tokens=12)
+    assert again == results and (out / "samples.jsonl").stat().st_mtime_ns == before
+    # ...unless asked to
+    redone = evaluate.evaluate(
+        str(tiny_model_path),
+        [str(gsm8k), str(math500)],
+        out,
+        num_samples=5,
+        max_new_tokens=12,
+        overwrite=True,
+        progress=False,
+    )
+    assert redone["throughput"]["samples_generated"] == 10
+    assert redone["datasets"] == results["datasets"]  # greedy: the same answers with another batch size
+
+
+@pytest.mark.slow
+def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_data):
+    data = [str(shared_data / "gsm8k" / "test.jsonl")]
+    settings = dict(num_samples=3, max_new_tokens=10, temperature=1.0, n=3, progress=False)
+    one = evaluate.evaluate(str(tiny_model_path), data, tmp_path / "one", batch_size=1, **settings)
+    many = evaluate.evaluate(str(tiny_model_path), data, tmp_path / "many", batch_size=5, **settings)
+    key = lambda s: (s["id"], s["sample_index"])  # noqa: E731
+    samples_one = sorted(_lines(tmp_path / "one" / "samples.jsonl"), key=key)
+    samples_many = sorted(_lines(tmp_path / "many" / "samples.jsonl"), key=key)
+    assert [s["completion"] for s in samples_one] == [s["completion"] for s in samples_many]
+    # the samples of one problem differ from each other (the seeds do differ)
+    assert len({s["completion"] for s in samples_one if s["id"] == samples_one[0]["id"]}) > 1
+    metrics = one["datasets"]["gsm8k"]["metrics"]
+    assert {"pass@1", "pass@2", "pass@3", "maj@1", "maj@2", "maj@3"} <= set(metrics)
+    assert metrics == many["datasets"]["gsm8k"]["metrics"]
+
+
+@pytest.mark.slow
+def test_killed_eval_resumes_to_the_same_results(tmp_path, tiny_model_path, shared_data):
+    data = str(shared_data / "gsm8k" / "test.jsonl")
+    settings = ["--num_samples", "30", "--max_new_tokens", "24", "--temperature", "1.0", "--batch_size", "2"]
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "reson.evaluate", "--model_path", str(tiny_model_path), "--datasets", data]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*cmd, *settings, "--output", str(killed), "--no_progress"], stderr=subprocess.DEVNULL, env=env
+    )
+    samples = killed / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if samples.exists() and samples.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the eval finished before it could be killed: give it more work"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = samples.read_text()
+    finished_lines = written[: written.rfind("\n") + 1]
+    assert 4 <= finished_lines.count("\n") < 30
+    assert not (killed / "results.json").exists()
+    with open(samples, "a") as f:  # as if killed halfway through writing a line
+        f.write('{"dataset": "gsm8k", "id": "gsm8k/te')
+
+    kwargs = dict(num_samples=30, max_new_tokens=24, temperature=1.0, batch_size=2, progress=False)
+    resumed = evaluate.evaluate(str(tiny_model_path), [data], killed, **kwargs)
+    straight = evaluate.evaluate(str(tiny_model_path), [data], tmp_path / "straight", **kwargs)
+
+    final = samples.read_text()
+    assert final.startswith(finished_lines)  # finished samples were kept, not recomputed
+    assert resumed["throughput"]["samples_generated"] == 30 - finished_lines.count("\n")
+    assert final == (tmp_path / "straight" / "samples.jsonl").read_text()
+    assert resumed["datasets"] == straight["datasets"]
