@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from reson import report
 
+REPO = Path(__file__).resolve().parents[1]
 PROMPT = "A conversation between User and Assistant. User: Tom has 3 apples and buys 2 more. How many now?. Assistant:"
 # Model output is untrusted: the page must show these as text, never as markup.
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="alert(1)"></pre><b>bold</b>'
@@ -58,16 +60,24 @@ def write_events(run: Path, steps: range) -> None:
 
 
 def canary(step: int, index: int, think: str | None, answer: str, correct: bool) -> dict:
-    """One emergence.jsonl line: a canary completion as sampled at `step`, graded against gold 5."""
+    """One emergence.jsonl line as the canary callback writes it: a completion sampled at `step`, graded against
+    gold 5, with `reson.metrics.completion_record`'s keys."""
+    from types import SimpleNamespace
+
+    from reson.metrics import completion_record
+
     completion = f"<think>{think}</think> <answer>{answer}</answer>" if think is not None else f" {answer}"
+    graded = SimpleNamespace(accuracy=1.0 if correct else 0.0, format=1.0 if think is not None else 0.0)
     return {
         "step": step,
-        "index": index,
-        "prompt": PROMPT,
+        "canary": index,
+        "id": f"synthetic/test/{index}",
+        "question": "Tom has 3 apples and buys 2 more. How many now?",
+        "gold": "5",
         "completion": completion,
-        "answer": "5",
-        "accuracy": 1.0 if correct else 0.0,
-        "format": 1.0 if think is not None else 0.0,
+        "completion_tokens": len(completion.split()),
+        "extracted": answer,
+        **completion_record(completion, PROMPT, graded),
     }
 
 
@@ -122,10 +132,13 @@ class PageParser(HTMLParser):
         self._table = self._row = None
         self._cell: dict | None = None
         self.text: list[str] = []
+        self.columns: list[str] = []  # the per-step table's metric columns
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.tags.append((tag, attrs))
+        if tag == "th" and self._table == "steps" and "data-key" in attrs:
+            self.columns.append(attrs["data-key"])
         if tag == "table" and attrs.get("id") in self.rows:
             self._table = attrs["id"]
         elif tag == "tr" and self._table:
@@ -205,8 +218,7 @@ def test_numbers_in_the_page_match_the_logs(run_dir, page_path):
             assert math.isclose(float(cell["text"]), float(cell["value"]), rel_tol=1e-3, abs_tol=1e-12)
     steps = page.rows["steps"]
     assert sorted(map(int, steps)) == list(range(11))  # logged steps and the canary step 0
-    # per-step table, first column is reward (the first plotted key)
-    assert float(steps["7"][0]["value"]) == log_entry(7)["reward"]
+    assert float(steps["7"][page.columns.index("reward")]["value"]) == log_entry(7)["reward"]
     # canary metrics computed from emergence.jsonl
     run = report.load_run(run_dir)
     assert run.series["emergence/think_usage_pct"] == {0: 0.0, 3: 50.0, 6: 75.0, 9: 100.0}
@@ -234,6 +246,15 @@ def test_aha_steps_from_logged_metrics_without_emergence_file(tmp_path):
     ]
     (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "max_steps": 100, "log_history": history}))
     assert report.aha_steps(report.load_run(run)) == {"think": 75, "self_correction": 100}
+
+
+def test_rows_without_record_keys_are_measured_from_their_text():
+    # a file from another tool: only the completion and its grade
+    row = {"step": 5, "prompt": PROMPT + " <think>", "completion": "3+2=6, wait: 3+2=5</think> 5", "accuracy": 1.0}
+    record = report.canary_record(row)
+    assert record["think_used"] and record["self_correction"] and record["think_tokens"] == 3
+    row = {"step": 5, "prompt": PROMPT, "completion": "<think></think> 5", "accuracy": 0.0}
+    assert not report.canary_record(row)["think_used"]
 
 
 def test_model_output_is_escaped(page_path):
@@ -367,3 +388,64 @@ def test_page_renders_in_headless_chromium(page_path, tmp_path):
         # not blank: many colours (plots, text) and real spread in every channel
         assert len(rgb.getcolors(maxcolors=1 << 20) or []) > 200
         assert all(stddev > 10 for stddev in ImageStat.Stat(rgb).stddev)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_path, shared_data, tmp_path_factory) -> Path:
+    """A real `reson train` run of the tiny model: two GRPO steps, canaries at steps 0, 1 and 2."""
+    output = tmp_path_factory.mktemp("tiny-run") / "grpo"
+    overrides = {
+        "model_name_or_path": tiny_model_path,
+        "output_dir": output,
+        "max_steps": 2,
+        "num_train_problems": 8,
+        "per_device_train_batch_size": 4,
+        "num_generations": 2,
+        "max_completion_length": 8,
+        "num_canaries": 3,
+        "emergence_every": 1,
+        "save_steps": 1,
+        "logging_steps": 1,
+    }
+    command = [sys.executable, "-m", "reson", "train", "--config", str(REPO / "configs" / "grpo_debug.yaml")]
+    command += [arg for key, value in overrides.items() for arg in (f"--{key}", str(value))]
+    env = {**os.environ, "RESON_DATA_DIR": str(shared_data)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output
+
+
+@pytest.mark.slow
+def test_report_on_a_real_tiny_run(tiny_run, tmp_path):
+    from PIL import Image
+
+    assert report.main([str(tiny_run), "--output", str(tmp_path)]) == 0
+    page_path = tmp_path / "report.html"
+    pngs = {p.stem for p in tmp_path.glob("*.png")}
+    # what the trainer and the canary callback log makes every plot
+    assert pngs == {plot.name for plot in report.PLOTS}
+    for name in pngs:
+        with Image.open(tmp_path / f"{name}.png") as image:
+            image.verify()
+    page = parse(page_path)
+    # the numbers: the newest checkpoint's log history, as shown in the page
+    state = json.loads((tiny_run / "checkpoint-2" / "trainer_state.json").read_text())
+    logged = [e for e in state["log_history"] if "reward" in e]
+    assert [e["step"] for e in logged] == [1, 2]
+    for key in ("reward", "loss", "grad_norm", "rewards/format/mean", "completions/mean_length"):
+        first = next(cell for cell in page.rows["summary"][key] if cell["value"] is not None)
+        assert float(first["value"]) == logged[0][key], key
+        assert float(page.rows["steps"]["2"][page.columns.index(key)]["value"]) == logged[1][key]
+    # canaries: every step's completions from emergence.jsonl, with the metrics the callback logged
+    rows = [json.loads(line) for line in (tiny_run / "emergence.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in rows}) == [0, 1, 2]
+    samples = [attrs for tag, attrs in page.tags if tag == "div" and "sample" in attrs.get("class", "")]
+    assert len(samples) == len(rows)  # 3 canaries, 3 shown per step
+    run = report.load_run(tiny_run)
+    logged_usage = {
+        e["step"]: e["emergence/think_usage_pct"] for e in state["log_history"] if "emergence/think_usage_pct" in e
+    }
+    assert logged_usage and all(run.series["emergence/think_usage_pct"][s] == v for s, v in logged_usage.items())
+    text = "".join(page.text)
+    for row in rows:
+        assert row["question"] in text
