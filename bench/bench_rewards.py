@@ -160,6 +160,10 @@ def main() -> None:
         f"without pathological; worst completion {trl['worst']:.2f} s"
     )
     print(
+        f"seconds        : reson {ours['seconds']:.2f} mixed, {ours['clean_seconds']:.2f} clean; "
+        f"TRL {trl['seconds']:.2f} mixed, {trl['clean_seconds']:.2f} clean"
+    )
+    print(
         f"speed-up       : {trl['seconds'] / ours['seconds']:.1f}x mixed, "
         f"{trl['clean_seconds'] / ours['clean_seconds']:.1f}x without pathological"
     )
