@@ -65,6 +65,8 @@ ANSWERS = [
     ("first 3 apples, then 12 pears", "12", "the last number, not the first"),
     ("The answer is 17 or 18.", "17 or 18", "a hedge keeps its candidates"),
     ("Candidates: 12, 13, 14", "12, 13, 14", "a list keeps its candidates"),
+    ("so x = 2 or x = 3", "2 or x = 3", "a hedge between assignments keeps its candidates"),
+    ("so n = 5, and m = 7. Answer: 7", "7", "a full stop ends a list"),
     ("It is 1,234.", "1,234", "thousands commas are not a list"),
     ("no numbers here", None, "nothing answer-like"),
     ("", None, "empty"),
@@ -161,3 +163,12 @@ def test_every_gsm8k_gold_parses_to_its_number(shared_data, split):
         assert re.fullmatch(r"-?\d+(\.\d+)?", gold), (gold, after)
         assert parse_number(gold).value == Fraction(after.replace(",", "")), after
         assert parse_number(after).value == Fraction(gold)  # the raw "1,234" form reads the same
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import reson.parsing
+
+    result = doctest.testmod(reson.parsing)
+    assert result.attempted >= 5 and result.failed == 0

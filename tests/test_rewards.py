@@ -71,6 +71,7 @@ ACCURACY = [
     ("<think>the answer is 18", "18", 0.0, "unclosed think block: no final answer"),
     (think("The answer is 17 or 18."), "18", 0.0, "a hedge between two values"),
     (think("\\boxed{17 \\text{ or } 18}"), "18", 0.0, "a boxed hedge"),
+    (think("So x = 17 or x = 18"), "18", 0.0, "a hedge between assignments"),
     (think("<answer>16, 17, 18</answer>"), "18", 0.0, "a list of candidates"),
     (think("\\boxed{\\{17, 18\\}}"), "18", 0.0, "a set of candidates (math-verify)"),
     ("", "18", 0.0, "empty completion"),

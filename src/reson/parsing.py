@@ -129,7 +129,7 @@ _NUMBER = r"""
 """
 _NUMBER_RE = re.compile(_NUMBER, re.VERBOSE)
 # Several numbers offered as candidates at the end of an answer: "17 or 18", "12, 13, 14", "either 3 and 4".
-_CANDIDATE_SEP = r"(?:\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+|\s*;\s*|\s*/\s+)"
+_CANDIDATE_SEP = r"(?:\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+|\s*;\s*|\s*/\s+)(?:[a-zA-Z]\s*=\s*)?"
 _TRAILING_LIST_RE = re.compile(rf"(?:(?:{_NUMBER}){_CANDIDATE_SEP})+$", re.VERBOSE)
 _LIST_ONLY_RE = re.compile(rf"^\s*(?:(?:{_NUMBER}){_CANDIDATE_SEP})+(?:{_NUMBER})\s*\.?$", re.VERBOSE)
 

@@ -566,7 +566,8 @@ class VerifierPool:
                             pending.appendleft(index)
                             continue
                         worker.sent = time.monotonic()
-                        worker.task, worker.deadline = index, worker.sent + timeout
+                        # kill a little before the limit, so the kill itself still lands within it
+                        worker.task, worker.deadline = index, worker.sent + timeout - min(0.05, 0.1 * timeout)
                 busy = [w for w in self.workers if w.task is not None]
                 if until_ready:
                     if all(w.ready for w in self.workers):
@@ -725,7 +726,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in the verifier subproces
         try:
             request = json.loads(line)
             # a soft deadline a little before the caller's hard one: Python-level loops end here without a restart
-            signal.setitimer(signal.ITIMER_REAL, max(0.01, 0.9 * float(request["timeout"])))
+            signal.setitimer(signal.ITIMER_REAL, max(0.005, 0.8 * float(request["timeout"])))
             try:
                 verdict = _verify_pair(request["gold"], request["pred"], parse, verify, config)
             finally:
