@@ -343,6 +343,7 @@ def train(config: ResonConfig, resume: bool | str | None = None, callbacks=()) -
             f"final weights are not finite; the last good checkpoint is {latest_checkpoint(output_dir)}."
         )
     trainer.save_model(str(output_dir))  # model, tokenizer (processing_class), training_args.bin; main process only
+    trainer.save_state()  # trainer_state.json with the whole log history
     if is_main:
         save_resolved_config(config)
         logger.info("saved the final model, tokenizer and %s to %s", RESOLVED_CONFIG_NAME, output_dir)
