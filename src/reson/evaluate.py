@@ -656,7 +656,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reson eval: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nreson eval: interrupted; finished batches are in {args.output}. Run the same command to resume.")
+        print(
+            f"\nreson eval: interrupted; finished batches are in {args.output}. Run the same command to resume.",
+            file=sys.stderr,
+        )
         return 130
     print(format_summary(results))
     print(f"results: {Path(args.output) / RESULTS_FILE}")

@@ -246,7 +246,6 @@ class VLLMGenerator:
             SamplingParams(
                 temperature=temperature,
                 top_p=top_p if temperature > 0 else 1.0,
-                top_k=-1 if temperature > 0 else 1,
                 max_tokens=max_new_tokens,
                 stop=[STOP_STRING],
                 include_stop_str_in_output=True,
