@@ -284,6 +284,39 @@ def test_help(command, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# generation: stop at </answer>, token counts, truncation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_stop_string_looks_at_the_completion_only(tiny_model_path):
+    import torch
+
+    from reson.generation import STOP_STRING, _StopString, load_tokenizer, to_generation
+
+    tok = load_tokenizer(str(tiny_model_path))
+    prompt = tok("The tags are <answer> </answer>. Assistant:", add_special_tokens=False)["input_ids"]
+    gt_ids = torch.tensor([i for i, t in enumerate(tok.convert_ids_to_tokens(list(range(len(tok))))) if ">" in t])
+    stop = _StopString(tok, len(prompt), gt_ids)
+    done_row = prompt + tok(" <think> 2+3=5 </think> <answer>5</answer>", add_special_tokens=False)["input_ids"]
+    open_row = prompt + tok(" <think> 2+3=5 </think> <answer>5", add_special_tokens=False)["input_ids"]
+    open_row = open_row + [open_row[-1]] * (len(done_row) - len(open_row))  # same length, never closed
+    assert len(done_row) == len(open_row)
+    assert stop(torch.tensor([done_row, open_row]), None).tolist() == [True, False]
+    # the prompt quotes </answer>, but nothing was generated yet: no stop
+    assert stop(torch.tensor([prompt]), None).tolist() == [False]
+
+    eos = tok.eos_token_id
+    answer = tok(" <answer>5</answer> more text", add_special_tokens=False)["input_ids"]
+    g = to_generation(answer, tok, {eos}, max_new_tokens=len(answer))
+    assert g.text == " <answer>5</answer>" and g.text.endswith(STOP_STRING) and not g.truncated
+    ended = tok(" 5", add_special_tokens=False)["input_ids"]
+    g = to_generation(ended + [eos, eos], tok, {eos}, max_new_tokens=len(ended) + 2)
+    assert (g.text, g.num_tokens, g.truncated) == (" 5", len(ended), False)
+    g = to_generation(ended, tok, {eos}, max_new_tokens=len(ended))
+    assert g.truncated and g.num_tokens == len(ended)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # bad input: a clear error before any model loads
 # ---------------------------------------------------------------------------------------------------------
 

@@ -457,7 +457,10 @@ def evaluate(
     # ---- tokenizer and prompts ---------------------------------------------------------------------------
     from reson.data import with_prompts
 
-    tokenizer = generation.load_tokenizer(model_path)
+    try:
+        tokenizer = generation.load_tokenizer(model_path)
+    except (OSError, ValueError) as err:  # not on the hub, offline, or a folder without a tokenizer
+        raise EvalError(f"--model_path {model_path}: could not load its tokenizer ({err}).") from err
     try:
         for label in rows_by_label:
             rows_by_label[label] = with_prompts(rows_by_label[label], template=template, tokenizer=tokenizer)

@@ -154,13 +154,15 @@ class HFGenerator:
             )
         completions = out[:, prompt_len:]  # [batch, new_tokens]
         ends = set(self.eos_token_ids) | {self.tokenizer.pad_token_id}
-        results = []
-        for row in completions.tolist():
-            length = next((i for i, t in enumerate(row) if t in ends), len(row))
-            text, stopped = _trim_at_stop(self.tokenizer.decode(row[:length], skip_special_tokens=True))
-            truncated = length >= max_new_tokens and not stopped
-            results.append(Generation(text=text, num_tokens=length, truncated=truncated))
-        return results
+        return [to_generation(row, self.tokenizer, ends, max_new_tokens) for row in completions.tolist()]
+
+
+def to_generation(row: list[int], tokenizer, ends: set[int], max_new_tokens: int) -> Generation:
+    """One generated row: cut at the first EOS/pad and after `</answer>`; truncated when it ran out of tokens."""
+    length = next((i for i, t in enumerate(row) if t in ends), len(row))
+    text, stopped = _trim_at_stop(tokenizer.decode(row[:length], skip_special_tokens=True))
+    truncated = length >= max_new_tokens and not stopped
+    return Generation(text=text, num_tokens=length, truncated=truncated)
 
 
 class _StopString:
