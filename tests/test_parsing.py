@@ -172,3 +172,30 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(reson.parsing)
     assert result.attempted >= 5 and result.failed == 0
+
+
+ADVERSARIAL = {
+    # inputs that make naive regexes or box scanners quadratic or exponential
+    "slash list": "1 / " * 3000 + "x 5",
+    "comma list": "1, " * 50_000 + "x 5",
+    "thousands chain": "1,234," * 20_000 + "x",
+    "unclosed boxes": "\\boxed{" * 20_000,
+    "unclosed answer tags": "<answer>" * 20_000,
+    "or chain": "1 or " * 30_000,
+    "digits": "9" * 100_000,
+    "think tags": "<think></think>" * 10_000,
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_parsing_stays_fast_on_adversarial_text(name):
+    import time
+
+    text = ADVERSARIAL[name]
+    start = time.monotonic()
+    span = extract_answer(text)
+    if span is not None:
+        is_hedged(span, "5")
+    split_completion(text, "")
+    split_completion(text, "Assistant: <think>")
+    assert time.monotonic() - start < 5.0  # linear: ~0.1 s here; the old list regex took minutes on "slash list"

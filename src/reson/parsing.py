@@ -98,7 +98,7 @@ def last_boxed(text: str) -> str | None:
     if not text:
         return None
     best: tuple[int, str] | None = None
-    for match in _BOXED_RE.finditer(text):
+    for match in list(_BOXED_RE.finditer(text))[-50:][::-1]:  # the last complete box; 50 tries bound the work
         depth, i = 1, match.end()
         while i < len(text) and depth:
             char = text[i]
@@ -109,6 +109,7 @@ def last_boxed(text: str) -> str | None:
             i += 1
         if depth == 0:
             best = (match.start(), text[match.end() : i - 1])
+            break
     bare = next(reversed(list(_BOXED_BARE_RE.finditer(text))), None)
     if bare is not None and (best is None or bare.start() > best[0]):
         return bare.group(1)
@@ -129,9 +130,20 @@ _NUMBER = r"""
 """
 _NUMBER_RE = re.compile(_NUMBER, re.VERBOSE)
 # Several numbers offered as candidates at the end of an answer: "17 or 18", "12, 13, 14", "either 3 and 4".
-_CANDIDATE_SEP = r"(?:\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+|\s*;\s*|\s*/\s+)(?:[a-zA-Z]\s*=\s*)?"
-_TRAILING_LIST_RE = re.compile(rf"(?:(?:{_NUMBER}){_CANDIDATE_SEP})+$", re.VERBOSE)
-_LIST_ONLY_RE = re.compile(rf"^\s*(?:(?:{_NUMBER}){_CANDIDATE_SEP})+(?:{_NUMBER})\s*\.?$", re.VERBOSE)
+# Several numbers offered as candidates at the end of an answer: "17 or 18", "12, 13, 14", "x = 2 or x = 3". Lists are
+# found by walking the (unambiguous) number matches and checking each gap, never by one big regex: a regex over
+# "number (separator number)*" backtracks exponentially on inputs such as "1 / 1 / 1 / ... x".
+_CANDIDATE_SEP_RE = re.compile(r"(?:\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+|\s*;\s*)(?:[a-zA-Z]\s*=\s*)?")
+
+
+def _candidates(text: str, matches: list[re.Match]) -> int:
+    """How many of the trailing ``matches`` form one candidate list ending with the last match."""
+    count = 1
+    for previous, current in zip(reversed(matches[:-1]), reversed(matches[1:]), strict=True):
+        if not _CANDIDATE_SEP_RE.fullmatch(text, previous.end(), current.start()):
+            break
+        count += 1
+    return count
 
 
 def last_number(text: str) -> str | None:
@@ -142,11 +154,8 @@ def last_number(text: str) -> str | None:
     matches = list(_NUMBER_RE.finditer(text))
     if not matches:
         return None
-    last = matches[-1]
-    head = text[: last.start()]
-    listed = _TRAILING_LIST_RE.search(head[-400:])
-    start = last.start() - (len(listed.group(0)) if listed else 0)
-    return text[start : last.end()].strip()
+    first = matches[-_candidates(text, matches)]
+    return text[first.start() : matches[-1].end()].strip()
 
 
 def extract_answer(answer_text: str) -> str | None:
@@ -281,4 +290,9 @@ def is_hedged(span: str, gold: str = "") -> bool:
     """
     if _HEDGE_RE.search(span) and not _HEDGE_RE.search(gold):
         return True
-    return len(_NUMBER_RE.findall(span)) > 1 and bool(_LIST_ONLY_RE.match(span)) and parse_number(gold) is not None
+    if parse_number(gold) is None:
+        return False
+    matches = list(_NUMBER_RE.finditer(span))
+    if len(matches) < 2 or span[: matches[0].start()].strip() or span[matches[-1].end() :].strip(" \t\n."):
+        return False
+    return _candidates(span, matches) == len(matches)  # nothing but numbers and separators: a list of candidates

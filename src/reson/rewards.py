@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -460,7 +461,7 @@ class VerifierPool:
             [sys.executable, "-u", "-c", code],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=None,  # a worker that cannot start says why on the trainer's stderr
             env=env,
             close_fds=True,
         )
@@ -705,6 +706,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in the verifier subproces
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
     logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
     from latex2sympy2_extended import NormalizationConfig
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
