@@ -1,0 +1,176 @@
+"""What `reson train` adds on top of plain TRL, per GRPO step.
+
+Runs the same tiny GRPO job (the CPU recipe's batch: 8 prompts x 8 completions, synthetic problems, a random tiny
+Qwen2) through `reson.train.train` (config checks, real accuracy + format rewards, console line, non-finite guard,
+emergence canaries) and through a bare `trl.GRPOTrainer` with a trivial reward, alternating A/B rounds in one process
+so machine load hits both alike. learning_rate is 0 in both, so both models stay identical and every step generates
+the same completions: the time difference is the layer, not the sampling. Per-step wall time is measured from one
+step's start to the next's by the same callback in both; the first steps of a run (warm-up: the verifier pool starts,
+allocators grow) and the steps where canaries were generated are excluded.
+
+    .venv/bin/python bench/bench_train_overhead.py [--steps 24] [--rounds 2]
+
+Target: the layer adds at most 10% per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "grpo_cpu_tiny.yaml"
+WARMUP_STEPS = 2
+
+
+def build_model(folder: Path) -> Path:
+    from reson.data import format_prompt
+    from reson.synthetic import generate
+    from reson.tiny_model import save_tiny_model
+
+    rows = generate("train", 400, seed=1)
+    texts = [format_prompt(r["question"]) + " <think>" + r["answer"] + "</think> <answer>1</answer>" for r in rows]
+    return save_tiny_model(folder, texts, seed=0)
+
+
+def step_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time from each step's start to the next step's start (so callbacks, logging and saving count)."""
+
+        def __init__(self):
+            self.starts: dict[int, float] = {}
+            self.end = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.starts[state.global_step] = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.end = time.perf_counter()
+
+        def durations(self) -> dict[int, float]:
+            """{step number (1-based): seconds}."""
+            begins = sorted(self.starts.items())
+            out = {}
+            for (step, t0), (_, t1) in zip(begins, begins[1:] + [(None, self.end)], strict=True):
+                out[step + 1] = t1 - t0
+            return out
+
+    return StepTimer()
+
+
+def overrides(model: Path, output_dir: Path, steps: int, emergence_every: int) -> dict:
+    return {
+        "model_name_or_path": str(model),
+        "output_dir": str(output_dir),
+        "max_steps": steps,
+        "learning_rate": 0.0,
+        "emergence_every": emergence_every,
+        "num_train_problems": 8 * steps,
+        "save_strategy": "no",
+        "report_to": [],
+        "logging_steps": 1,
+        "disable_tqdm": True,
+    }
+
+
+def run_reson(model: Path, workdir: Path, steps: int, emergence_every: int) -> tuple[dict[int, float], set[int]]:
+    from reson.config import load_config
+    from reson.train import train
+
+    timer = step_timer()
+    config = load_config(RECIPE, overrides(model, workdir, steps, emergence_every))
+    train(config, callbacks=[timer])
+    canary_steps = {s for s in range(steps + 1) if s % emergence_every == 0 or s == steps}
+    # The canaries for step s run at the end of step s, so step s's wall time includes them.
+    return timer.durations(), canary_steps
+
+
+def run_plain_trl(model: Path, workdir: Path, steps: int) -> dict[int, float]:
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from reson.config import load_config
+    from reson.data import to_hf_dataset
+    from reson.train import load_data
+
+    # Same rows, same prompts, same TRL settings as the reson run.
+    config = load_config(RECIPE, overrides(model, workdir / "unused", steps, 10**9))
+    rows, _ = load_data(config)
+    args = GRPOConfig(
+        output_dir=str(workdir),
+        max_steps=steps,
+        learning_rate=0.0,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        beta=config.beta,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=config.seed,
+        dataloader_pin_memory=False,
+    )
+
+    def trivial(completions, **kwargs):
+        return [float(len(c) % 2) for c in completions]
+
+    timer = step_timer()
+    trainer = GRPOTrainer(model=str(model), reward_funcs=trivial, args=args, train_dataset=to_hf_dataset(rows))
+    trainer.remove_callback(PrinterCallback)  # the raw metrics dict per step would flood the benchmark's output
+    trainer.add_callback(timer)
+    trainer.train()
+    return timer.durations()
+
+
+def summarize(durations: dict[int, float], excluded: set[int]) -> list[float]:
+    return [t for step, t in sorted(durations.items()) if step > WARMUP_STEPS and step not in excluded]
+
+
+def main() -> None:
+    import logging
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=24, help="GRPO steps per run")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds (each: one reson run, one plain TRL run)")
+    parser.add_argument("--emergence_every", type=int, default=10, help="canary interval in the reson runs")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = build_model(tmp / "model")
+        ours, plain = [], []
+        for r in range(args.rounds):
+            durations, canary_steps = run_reson(model, tmp / f"reson{r}", args.steps, args.emergence_every)
+            ours.append(summarize(durations, canary_steps))
+            plain.append(summarize(run_plain_trl(model, tmp / f"trl{r}", args.steps), set()))
+            print(
+                f"round {r + 1}: reson {statistics.mean(ours[-1]):.3f} s/step, "
+                f"plain TRL {statistics.mean(plain[-1]):.3f} s/step ({len(ours[-1])} and {len(plain[-1])} steps timed)"
+            )
+    all_ours = [t for run in ours for t in run]
+    all_plain = [t for run in plain for t in run]
+    mean_ratio = statistics.mean(all_ours) / statistics.mean(all_plain)
+    median_ratio = statistics.median(all_ours) / statistics.median(all_plain)
+    print(f"reson train : mean {statistics.mean(all_ours):.3f} s/step, median {statistics.median(all_ours):.3f}")
+    print(f"plain TRL   : mean {statistics.mean(all_plain):.3f} s/step, median {statistics.median(all_plain):.3f}")
+    print(f"ratio       : mean {mean_ratio:.3f}, median {median_ratio:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
