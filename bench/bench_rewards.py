@@ -94,6 +94,7 @@ def run_reson(batches: list[list[dict]], timeout: float) -> dict:
         worst_call = max(worst_call, time.monotonic() - start)
     clean = [[r for r in rows if not r["pathological"]] for rows in batches]
     rewards.clear_caches()
+    tasks_before = pool.tasks
     clean_seconds = 0.0
     for rows in clean:
         start = time.monotonic()
@@ -107,6 +108,7 @@ def run_reson(batches: list[list[dict]], timeout: float) -> dict:
         "timeouts": pool.timeouts,
         "scores": scores,
         "workers": pool.size,
+        "clean_verified": pool.tasks - tasks_before,
     }
     rewards.shutdown_pool()
     return result
@@ -154,6 +156,7 @@ def main() -> None:
         f"without pathological; worst completion {ours['worst']:.2f} s (limit {args.timeout} s); "
         f"{ours['timeouts']} overruns; {ours['workers']} verifier processes, start-up {ours['startup']:.1f} s (once)"
     )
+    print(f"                 {ours['clean_verified']} of the {clean_n} ordinary completions needed math-verify")
     trl = run_trl(batches)
     print(
         f"TRL accuracy   : {n / trl['seconds']:8.1f} completions/s mixed, {clean_n / trl['clean_seconds']:8.1f} "

@@ -442,6 +442,7 @@ class VerifierPool:
         self.workers: list[_Worker] = []
         self.timeouts = 0  # tasks that overran, since the pool started
         self.restarts = 0
+        self.tasks = 0  # answers sent to math-verify, since the pool started
         self.max_task_seconds = 0.0  # slowest task from dispatch to verdict (or kill), since the pool started
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -567,6 +568,7 @@ class VerifierPool:
                             pending.appendleft(index)
                             continue
                         worker.sent = time.monotonic()
+                        self.tasks += 1
                         # kill a little before the limit, so the kill itself still lands within it
                         worker.task, worker.deadline = index, worker.sent + timeout - min(0.05, 0.1 * timeout)
                 busy = [w for w in self.workers if w.task is not None]
