@@ -136,9 +136,10 @@ def test_trl_calling_contract():
         "source": ["synthetic", "synthetic"],
         "trainer_state": object(),
         "log_metric": lambda name, value: logged.setdefault(name, value),
-        "log_extra": lambda column, values: None,
+        "log_extra": lambda column, values: logged.setdefault(column, values),
     }
     assert rewards.accuracy(**kwargs) == [1.0, 0.0]
+    assert logged == {"rewards/accuracy/timeouts": 0.0, "extracted_answer": ["5", "6"]}
     assert rewards.format_reward(**kwargs) == [1.0, 1.0]
     # TRL's own rewards call the gold column "solution"; it is accepted too
     solution_kwargs = dict(kwargs, solution=kwargs.pop("answer"))
@@ -199,6 +200,14 @@ def test_registry_names_and_pickling():
         reward_funcs(["accuracy", "length"], timeout=1.0)
     with pytest.raises(ValueError, match="positive"):
         Accuracy(timeout=0)
+
+
+def test_pool_spans_the_cores(monkeypatch):
+    import os
+
+    assert rewards.VerifierPool().size == max(1, min(len(os.sched_getaffinity(0)), 8))
+    monkeypatch.setenv("RESON_VERIFY_WORKERS", "3")
+    assert rewards.VerifierPool().size == 3  # nothing starts until the pool is used
 
 
 def test_score_agrees_with_the_rewards():

@@ -356,7 +356,15 @@ class Accuracy:
         self.timeout = float(timeout)
         self.__name__ = "accuracy"
 
-    def __call__(self, completions, answer=None, prompts=None, log_metric: Callable | None = None, **kwargs):
+    def __call__(
+        self,
+        completions,
+        answer=None,
+        prompts=None,
+        log_metric: Callable | None = None,
+        log_extra: Callable | None = None,
+        **kwargs,
+    ):
         golds = answer if answer is not None else kwargs.get("solution")
         if golds is None:
             raise ValueError(
@@ -366,12 +374,14 @@ class Accuracy:
         texts = [completion_text(c) for c in completions]
         prompt_texts = [completion_text(p) for p in prompts] if prompts is not None else [""] * len(texts)
         before = get_pool().timeouts if _POOL is not None else 0
-        results, _ = score_accuracy(texts, golds, prompt_texts, self.timeout)
-        if log_metric is not None and _POOL is not None:
-            try:
-                log_metric("rewards/accuracy/timeouts", float(_POOL.timeouts - before))
-            except Exception:
-                logger.debug("log_metric failed", exc_info=True)
+        results, spans = score_accuracy(texts, golds, prompt_texts, self.timeout)
+        try:  # the trainer's hooks: overruns as a metric, the compared answers as a column of the completions table
+            if log_metric is not None:
+                log_metric("rewards/accuracy/timeouts", float((_POOL.timeouts if _POOL is not None else 0) - before))
+            if log_extra is not None:
+                log_extra("extracted_answer", ["" if s is None else s for s in spans])
+        except Exception:
+            logger.debug("accuracy: the trainer's logging hooks failed", exc_info=True)
         return results
 
 
