@@ -369,3 +369,38 @@ def test_a_killed_worker_is_replaced(pool):
     assert pool.restarts >= before  # an overrun restarts its worker; a soft-deadline stop does not need to
     assert Accuracy(timeout=LIMIT)([think("\\boxed{\\sqrt{4}}")], answer=["2"]) == [1.0]  # the pool still works
     assert len(pool.workers) == pool.size
+
+
+@pytest.mark.slow
+def test_rewards_inside_grpo_trainer(tiny_model_path, tmp_path):
+    """The real trainer calls both rewards with its own keyword arguments and logs them under their names."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.trainer.utils import get_callable_name
+
+    funcs = reward_funcs(["accuracy", "format"], timeout=LIMIT)
+    assert [get_callable_name(f) for f in funcs] == ["accuracy", "format"]
+    rows = [{"prompt": f"User: what is {n} + 1? Assistant: <think>", "answer": str(n + 1)} for n in range(4)]
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+    )
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_path),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model_path),
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+    )
+    trainer.train()
+    logged = {key for entry in trainer.state.log_history for key in entry}
+    assert {"rewards/accuracy/mean", "rewards/format/mean", "rewards/accuracy/timeouts"} <= logged
