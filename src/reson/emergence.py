@@ -11,11 +11,13 @@ both places), and logs:
   inside the think block;
 - `emergence/self_correction_rate_correct`: share that self-correct and are right (Oat-Zero: keywords alone
   mislead);
-- `emergence/canary_accuracy`, `emergence/format_compliance`, `emergence/mean_completion_tokens`.
+- `emergence/canary_accuracy`, `emergence/format_compliance` (share graded 1.0 by the format reward),
+  `emergence/mean_completion_tokens`, and `emergence/seconds` (the canaries' wall time).
 
 The metrics go through the trainer's log path, so they reach TensorBoard, W&B and `trainer_state.json` like any
 training metric. Every canary completion is appended with its step to `output_dir/emergence.jsonl`. Only the main
-process generates, logs and writes. Canary sampling uses its own seed (seed + step) inside a forked RNG, so it
+process generates, logs and writes (so under ZeRO-3 or FSDP, where it holds a shard of the weights, `reson train`
+turns the canaries off). Canary sampling uses its own seed (seed + step) inside a forked RNG, so it
 neither disturbs nor depends on the training random stream, and a resumed run repeats it exactly.
 """
 

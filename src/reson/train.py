@@ -27,7 +27,8 @@ Departures from the DeepSeek-R1-Zero and Dr. GRPO papers, on purpose:
   miniature (see DESIGN.md).
 - Data: GSM8K and MATH train splits (R1-Zero's RL data is not public); R1-Zero's plain-text template.
 - Generation stops at the tokenizer's EOS or `max_completion_length`, with no `</answer>` stop string (TRL's
-  transformers generator takes none); the rewards read the answer span and ignore what follows it.
+  transformers generator takes none); the accuracy reward reads the last `<answer>` span, so text after it costs
+  tokens, not reward.
 - Emergence canaries (held-out prompts generated every `emergence_every` steps) are this project's addition.
 """
 
@@ -254,6 +255,14 @@ def _log_through_trainer(trainer, metrics: dict[str, float]) -> None:
     trainer.control.should_log = should_log
 
 
+def _parameters_sharded(trainer) -> bool:
+    """True under DeepSpeed ZeRO-3 or FSDP, where no single process holds the whole model."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) and plugin is not None and plugin.zero_stage == 3)
+
+
 def train(config: ResonConfig, resume: bool | str | None = None, callbacks=()) -> Path:
     """Train with GRPO as `config` says; returns output_dir, which then holds the final model, its tokenizer, the
     resolved config (train_config.yaml), emergence.jsonl and the TensorBoard/W&B logs.
@@ -268,7 +277,7 @@ def train(config: ResonConfig, resume: bool | str | None = None, callbacks=()) -
     from trl import GRPOTrainer
 
     from reson.data import to_hf_dataset
-    from reson.emergence import EmergenceCallback, EmergenceLog
+    from reson.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
     from reson.rewards import reward_funcs
 
     output_dir = Path(config.output_dir)
@@ -291,7 +300,7 @@ def train(config: ResonConfig, resume: bool | str | None = None, callbacks=()) -
     rewards = reward_funcs(config.rewards, timeout=config.reward_timeout)
 
     # ---- Output folder: resolved config, emergence records consistent with the checkpoint ----
-    emergence_log = EmergenceLog(output_dir / "emergence.jsonl")
+    emergence_log = EmergenceLog(output_dir / EMERGENCE_FILE)
     if is_main:
         save_resolved_config(config)
         emergence_log.truncate_after(checkpoint_step(checkpoint) if checkpoint else -1)
@@ -323,6 +332,10 @@ def train(config: ResonConfig, resume: bool | str | None = None, callbacks=()) -
         callbacks=[*callbacks, guard, emergence],
     )
     emergence.logger_fn = lambda metrics: _log_through_trainer(trainer, metrics)
+    if emergence.canaries and _parameters_sharded(trainer):
+        # The main process generates canaries alone; with sharded weights it would wait forever for the others.
+        logger.warning("emergence canaries are off under ZeRO-3/FSDP: evaluate checkpoints with `reson eval` instead.")
+        emergence.canaries = []
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ConsoleCallback(show_bar=not config.disable_tqdm))
