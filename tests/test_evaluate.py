@@ -352,6 +352,7 @@ def test_bad_input_fails_before_any_model_loads(tmp_path, tiny_model_path, share
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "run.json").write_text(json.dumps({"model": "Qwen/Qwen2.5-3B", "datasets": {}}))
+    (taken / "samples.jsonl").write_text('{"dataset": "gsm8k", "id": "gsm8k/test/0", "sample_index": 0}\n')
     with pytest.raises(EvalError, match="holds an evaluation with other settings.*model"):
         evaluate.evaluate(str(tiny_model_path), [gsm8k], taken, num_samples=2)
     assert (

@@ -341,6 +341,9 @@ def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None
     if overwrite:
         for f in (run_file, results_file, samples_file):
             f.unlink(missing_ok=True)
+    started = results_file.exists() or (samples_file.exists() and samples_file.stat().st_size > 0)
+    if run_file.exists() and not started:  # settings written, nothing generated yet: take the new ones
+        run_file.unlink()
     if run_file.exists():
         old = json.loads(run_file.read_text())
         diff = [k for k in FINGERPRINT_KEYS if old.get(k) != run.get(k)]
@@ -352,7 +355,7 @@ def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None
             )
         if results_file.exists():
             return json.loads(results_file.read_text())
-    elif results_file.exists() or samples_file.exists():
+    elif started:
         raise EvalError(
             f"--output {output_dir} holds results without a {RUN_FILE}; use another --output, or --overwrite."
         )
@@ -481,13 +484,14 @@ def evaluate(
         logger.info("resuming: %d samples done, %d to go", len(done), todo)
 
     # ---- model and generation ----------------------------------------------------------------------------
-    started = time.time()
+    elapsed = 0.0
     if todo:
         from tqdm.auto import tqdm
 
         generator = generation.make_generator(
             backend, model_path, tokenizer=tokenizer, dtype=dtype, device=device, seed=seed
         )
+        started = time.time()  # throughput counts generating and scoring, not loading the model
         bar = tqdm(total=todo, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
         for batch in pending:
             requests = [
@@ -499,7 +503,7 @@ def evaluate(
             done.update({(r["dataset"], str(r["id"]), r["sample_index"]): r for r in records})
             bar.update(len(batch))
         bar.close()
-    elapsed = time.time() - started
+        elapsed = time.time() - started
 
     # ---- summarize ---------------------------------------------------------------------------------------
     equivalent = _score_equivalent(timeout)
