@@ -264,11 +264,11 @@ def score_accuracy(
             result = 0.0
         if result is _VERIFY:
             key = (info.text, spans[i])
-            if key in _RESULT_CACHE:
-                result = _RESULT_CACHE[key]
-                results[i] = None if result is None else float(result)
-            else:
+            cached = _RESULT_CACHE.get(key, _VERIFY)  # .get: another thread may clear the cache meanwhile
+            if cached is _VERIFY:
                 todo.setdefault(key, []).append(i)
+            else:
+                results[i] = None if cached is None else float(cached)
         else:
             results[i] = result
             if result is None:
@@ -279,7 +279,7 @@ def score_accuracy(
         if len(_RESULT_CACHE) > 100_000:
             _RESULT_CACHE.clear()
         for key, verdict in zip(keys, verdicts, strict=True):
-            _RESULT_CACHE[key] = verdict
+            _RESULT_CACHE[key] = verdict  # an overrun is cached as wrong too: a repeated tower costs the limit once
             if verdict is None:
                 _UNPARSEABLE_GOLDS.add(key[0])
             for i in todo[key]:
