@@ -404,3 +404,18 @@ def test_rewards_inside_grpo_trainer(tiny_model_path, tmp_path):
     trainer.train()
     logged = {key for entry in trainer.state.log_history for key in entry}
     assert {"rewards/accuracy/mean", "rewards/format/mean", "rewards/accuracy/timeouts"} <= logged
+
+
+@pytest.mark.parametrize("executable", ["/nonexistent/python", "/bin/false"], ids=["cannot spawn", "dies at start"])
+def test_a_pool_that_cannot_start_scores_zero_without_raising(monkeypatch, executable):
+    rewards.shutdown_pool()
+    rewards.clear_caches()
+    monkeypatch.setattr(sys, "executable", executable)
+    try:
+        start = time.monotonic()
+        completions = [think("\\boxed{\\frac{1}{\\sqrt{2}}}"), think("<answer>18</answer>")]
+        assert rewards.accuracy(completions, answer=["\\sqrt{2}/2", "18"]) == [0.0, 1.0]  # numbers need no pool
+        assert time.monotonic() - start < 30
+    finally:
+        rewards.shutdown_pool()
+        rewards.clear_caches()

@@ -499,10 +499,13 @@ class VerifierPool:
     def start(self, wait: bool = True) -> None:
         """Start the worker processes (if not running) and, with ``wait``, block until they are ready."""
         with self._lock:
-            while len(self.workers) < self.size and not self._broken:
-                self.workers.append(self._spawn())
-            if wait:
-                self._run([], deque(), [], timeout=0.0, until_ready=True)
+            try:
+                while len(self.workers) < self.size and not self._broken:
+                    self.workers.append(self._spawn())
+                if wait:
+                    self._run([], deque(), [], timeout=0.0, until_ready=True)
+            except Exception:
+                logger.exception("accuracy: verifier processes could not start; non-numeric answers will score 0.0")
 
     def close(self) -> None:
         """Stop every worker. Safe to call twice; does nothing in a forked child that inherited the pool."""
@@ -525,12 +528,12 @@ class VerifierPool:
         if not pairs:
             return results
         with self._lock:
-            while len(self.workers) < self.size and not self._broken:
-                self.workers.append(self._spawn())
             try:
+                while len(self.workers) < self.size and not self._broken:
+                    self.workers.append(self._spawn())
                 self._run(pairs, deque(range(len(pairs))), results, timeout=timeout)
             except Exception:  # never raise into the trainer; unfinished tasks stay False
-                logger.exception("verifier pool failed; unfinished answers scored 0.0")
+                logger.exception("accuracy: verifier pool failed; unfinished answers scored 0.0")
         return results
 
     def _run(self, pairs, pending: deque, results: list, timeout: float, until_ready: bool = False) -> None:
