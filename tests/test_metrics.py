@@ -66,8 +66,12 @@ def test_summarize():
         "avg_think_tokens": 20.0,  # over the completions that used a think block
         "self_correction_rate": 0.5,
         "self_correction_rate_correct": 0.25,
+        "self_correction_rate_among_correct": 1.0,  # the one correct answer self-corrects
         "accuracy_when_self_correcting": 0.5,
         "count": 4,
     }
+    # among correct answers: one of two correct answers self-corrects
+    correct = {"think_used": True, "think_tokens": 5, "self_correction": False, "accuracy": 1.0, "format": 1.0}
+    assert summarize([*records, correct])["self_correction_rate_among_correct"] == 0.5
     empty = summarize([])
     assert empty["count"] == 0 and empty["accuracy"] == 0.0

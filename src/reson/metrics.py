@@ -95,6 +95,8 @@ def summarize(records: Sequence[dict]) -> dict:
     - ``self_correction_rate``: share of records with a self-correction phrase.
     - ``self_correction_rate_correct``: share of records that both self-correct and are correct (accuracy 1.0): the
       keyword counted together with correctness, as Oat-Zero advises.
+    - ``self_correction_rate_among_correct``: share of the correct records (accuracy 1.0) that self-correct (0.0 when
+      none is correct).
     - ``accuracy_when_self_correcting``: accuracy among the self-correcting records (0.0 when there are none).
     - ``count``: number of records.
 
@@ -104,6 +106,7 @@ def summarize(records: Sequence[dict]) -> dict:
     graded = [r["accuracy"] for r in records if r["accuracy"] is not None]
     thinking = [r["think_tokens"] for r in records if r["think_used"]]
     correcting = [r for r in records if r["self_correction"]]
+    correct = [r for r in records if r["accuracy"] == 1.0]
     return {
         "accuracy": _mean(graded),
         "format_compliance": _mean([float(r["format"] == 1.0) for r in records]),
@@ -111,6 +114,7 @@ def summarize(records: Sequence[dict]) -> dict:
         "avg_think_tokens": _mean(thinking),
         "self_correction_rate": _mean([float(r["self_correction"]) for r in records]),
         "self_correction_rate_correct": _mean([float(r["self_correction"] and r["accuracy"] == 1.0) for r in records]),
+        "self_correction_rate_among_correct": _mean([float(r["self_correction"]) for r in correct]),
         "accuracy_when_self_correcting": _mean([r["accuracy"] for r in correcting if r["accuracy"] is not None]),
         "count": count,
     }
