@@ -19,6 +19,9 @@ What it writes to `--output DIR`:
 Choices worth knowing:
 - Greedy decoding by default (`--temperature 0`). Sampling seeds each completion from (seed, dataset, problem
   id, sample index), so a sample does not depend on batching or on resuming.
+- Batches are cut once from the whole work list (longest prompts first), so a resumed run with the same
+  `--batch_size` generates exactly the batches an uninterrupted run would, and ends with the same results.
+  Another batch size changes the padding, which can change a completion at the level of float rounding.
 - Metrics are `reson.metrics.summarize`'s (accuracy over gradable answers, format compliance, think usage,
   self-correction) plus truncation, completion length, `self_correction_among_correct` (the share of correct
   answers whose thinking self-corrects) and `ungraded` (answers whose gold could not be parsed).
@@ -27,6 +30,9 @@ Choices worth knowing:
   n samples (answers grouped by the same equivalence check as scoring, ties split evenly), so maj@n is the
   plain majority vote over all n.
 - A completion is truncated when it reached `--max_new_tokens` without EOS or `</answer>`.
+
+From Python: `evaluate(model_path, datasets, output_dir, **settings) -> dict` (what results.json holds) and
+`reson.compare.compare(run_dirs, output=None, labels=None) -> str`.
 """
 
 from __future__ import annotations
