@@ -159,7 +159,7 @@ def test_metrics_on_hand_made_completions():
     assert m["think_usage_pct"] == 50.0  # closed, non-empty think blocks: a and b
     assert m["avg_think_tokens"] == 4.0  # (3 + 5) / 2, over completions that used the block
     assert m["self_correction_rate"] == 0.25  # "wait" in b
-    assert m["self_correction_among_correct"] == 0.5  # b of the correct a, b
+    assert m["self_correction_rate_among_correct"] == 0.5  # b of the correct a, b
     assert m["truncation_rate"] == 0.25
     assert m["avg_completion_tokens"] == 15.0  # (12 + 14 + 4 + 30) / 4
     assert m["count"] == 4 and m["num_problems"] == 4

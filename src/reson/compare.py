@@ -25,7 +25,7 @@ METRIC_ROWS = {
     "think_usage_pct": ("think usage (%)", 1.0),
     "avg_think_tokens": ("mean think tokens", 1.0),
     "self_correction_rate": ("self-correction (%)", 100.0),
-    "self_correction_among_correct": ("self-correction among correct (%)", 100.0),
+    "self_correction_rate_among_correct": ("self-correction among correct (%)", 100.0),
     "self_correction_rate_correct": ("self-correcting and correct (%)", 100.0),
     "truncation_rate": ("truncated (%)", 100.0),
     "avg_completion_tokens": ("mean completion tokens", 1.0),

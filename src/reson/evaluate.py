@@ -23,8 +23,8 @@ Choices worth knowing:
   `--batch_size` generates exactly the batches an uninterrupted run would, and ends with the same results.
   Another batch size changes the padding, which can change a completion at the level of float rounding.
 - Metrics are `reson.metrics.summarize`'s (accuracy over gradable answers, format compliance, think usage,
-  self-correction) plus truncation, completion length, `self_correction_among_correct` (the share of correct
-  answers whose thinking self-corrects) and `ungraded` (answers whose gold could not be parsed).
+  self-correction overall and among correct answers) plus truncation, completion length and `ungraded`
+  (answers whose gold could not be parsed).
 - With `--n` > 1, `accuracy` is the mean over all samples (the pass@1 estimate); `pass@k` is the unbiased
   estimator of Chen et al. (2021); `maj@k` is the expected majority-vote accuracy over random k-subsets of the
   n samples (answers grouped by the same equivalence check as scoring, ties split evenly), so maj@n is the
@@ -179,10 +179,6 @@ def dataset_metrics(records: list[dict], n: int = 1, equivalent=None) -> dict:
     if not records:
         return {"count": 0}
     metrics = dict(summarize(records))  # accuracy over graded records, format, think usage, self-correction
-    correct = [r for r in records if _is_correct(r)]
-    metrics["self_correction_among_correct"] = (
-        sum(bool(r["self_correction"]) for r in correct) / len(correct) if correct else 0.0
-    )
     metrics["ungraded"] = sum(r["accuracy"] is None for r in records)  # gold answer that could not be parsed
     metrics["truncation_rate"] = sum(bool(r["truncated"]) for r in records) / len(records)
     metrics["avg_completion_tokens"] = sum(r["num_tokens"] for r in records) / len(records)
