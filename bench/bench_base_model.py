@@ -1,0 +1,62 @@
+"""Build the miniature base model for several pretraining seeds and probe each on held-out problems.
+
+    python bench/bench_base_model.py --seeds 0 1 --output-dir runs/base-bench
+
+Prints one markdown table row per seed: parameters, pretraining time, torch threads, greedy accuracy under the
+R1-Zero template, probe accuracy (`<think>` prefilled), the think-tag prior and the base model's format reward.
+A seed whose model is already built under --output-dir is reused (its recorded pretraining time is reported);
+pass --fresh to rebuild.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--output-dir", default="runs/base-bench")
+    parser.add_argument("--eval-n", type=int, default=200)
+    parser.add_argument("--threads", type=int, help="torch threads (default: the cores not already busy)")
+    parser.add_argument("--fresh", action="store_true", help="rebuild even when a build is cached")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from reson.pretrain import build_base_model, build_record, default_threads, probe
+    from reson.synthetic import generate
+
+    torch.set_num_threads(args.threads or default_threads())
+    rows = generate("test", args.eval_n, seed=0)
+    print("| seed | params | pretrain s | threads | final loss | base acc | probe acc | tag prior | base format |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results = []
+    for seed in args.seeds:
+        path = Path(args.output_dir) / f"seed{seed}"
+        if args.fresh and path.exists():
+            shutil.rmtree(path)
+        build_base_model(path, seed=seed)
+        stats = build_record(path)["stats"]
+        start = time.perf_counter()
+        result = probe(path, rows)
+        result["probe_seconds"] = round(time.perf_counter() - start, 1)
+        result.update(seed=seed, **stats)
+        results.append(result)
+        print(
+            f"| {seed} | {stats['parameters']:,} | {stats['pretrain_seconds']} | {stats['torch_threads']} "
+            f"| {stats['final_loss']:.3f} | {result['base_accuracy']:.1%} | {result['probe_accuracy']:.1%} "
+            f"| {result['tag_prior']:.1%} | {result['base_format']:.3f} |",
+            flush=True,
+        )
+    print(json.dumps([{k: v for k, v in r.items() if k != "samples"} for r in results]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""Pretrain the miniature's tiny base model on synthetic arithmetic, and probe its latent reasoning skill.
+
+    python -m reson.pretrain --output-dir runs/base-seed0 --seed 0
+
+builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
+template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag.
+
+The corpus is shaped like a real base model's pretraining data, at toy scale (DESIGN.md, "The miniature"):
+
+- most texts are problems under the R1-Zero template with a *direct* answer (" 24"), as a base model has
+  seen questions followed by bare answers;
+- a small share (`tag_share`, ~5%) of those carry a reasoning trace in the R1 tags, so the tags have a
+  small, nonzero prior under the training template, as Qwen2.5 base has for `<think>`;
+- a larger share (`reasoning_share`) are worked solutions under a *different* template
+  ("Q: ... A: <think>12-7=5, 5+19=24</think> <answer>24</answer>"), as web text holds worked examples.
+  This gives a latent skill that RL can select; without it, GRPO games the format reward and accuracy falls.
+
+Every R1-template text is exactly `format_prompt(question, "r1_zero") + completion`, and each completion starts
+with a space, so the tokens seen in pretraining are the tokens the trainer generates after "Assistant:".
+
+The model is saved in HF format (config, safetensors, tokenizer) and loads with AutoModelForCausalLM /
+AutoTokenizer exactly as Qwen2.5 does. A build is cached: `build_base_model` writes into a temporary folder,
+writes the build record last, then renames the folder into place, so an interrupted build never looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BUILD_RECORD = "reson_base_model.json"  # written last: its presence with matching settings marks a complete build
+QA_TEMPLATE = "Q: {question}\nA:"  # the "other" template worked solutions are written under
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    """Everything that determines a base model build; two builds with equal configs are interchangeable."""
+
+    seed: int = 0
+    # corpus
+    num_texts: int = 40_000  # pretraining texts (one pass)
+    reasoning_share: float = 0.6  # share of texts that are worked solutions under the Q:/A: template
+    tag_share: float = 0.05  # share of R1-template texts whose completion uses the think/answer tags
+    # tokenizer and model
+    vocab_size: int = 512
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    # optimisation
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+
+    def __post_init__(self):
+        if not 0.0 <= self.reasoning_share <= 1.0 or not 0.0 <= self.tag_share <= 1.0:
+            raise ValueError("reasoning_share and tag_share are fractions: give values between 0 and 1.")
+        if self.num_texts < self.batch_size:
+            raise ValueError(f"num_texts ({self.num_texts}) must be at least batch_size ({self.batch_size}).")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must divide by num_heads ({self.num_heads}).")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Corpus
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def reasoning_trace(expression: str) -> str:
+    """The compact worked solution for a canonical expression: "12-7=5, 5+19=24"."""
+    from reson.synthetic import steps
+
+    return ", ".join(f"{before}{op}{n}={after}" for before, op, n, after in steps(expression))
+
+
+def final_answer(row: dict) -> str:
+    """The gold final answer of a row: the text after `####` in GSM8K form, else the `answer` field itself."""
+    answer = str(row["answer"])
+    return answer.split("####")[-1].strip().replace(",", "") if "####" in answer else answer.strip()
+
+
+def tagged_completion(row: dict) -> str:
+    """A completion with the reasoning inside the R1 tags (leading space: it follows "Assistant:" or "A:")."""
+    return f" <think>{reasoning_trace(row['expression'])}</think> <answer>{final_answer(row)}</answer>"
+
+
+def pretraining_texts(config: BaseModelConfig) -> list[str]:
+    """The pretraining corpus for `config`, deterministic in `config.seed` (eos is appended at tokenisation)."""
+    from reson.data import format_prompt
+    from reson.synthetic import generate
+
+    rows = generate("train", config.num_texts, seed=config.seed)
+    rng = random.Random(f"reson-pretrain/{config.seed}")
+    texts = []
+    for row in rows:
+        if rng.random() < config.reasoning_share:
+            texts.append(QA_TEMPLATE.format(question=row["question"]) + tagged_completion(row))
+        elif rng.random() < config.tag_share:
+            texts.append(format_prompt(row["question"], "r1_zero") + tagged_completion(row))
+        else:
+            texts.append(format_prompt(row["question"], "r1_zero") + " " + final_answer(row))
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pretraining
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _batches(token_ids: list[list[int]], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Index batches of similar length (less padding): sort within shuffled windows, then shuffle the batches."""
+    order = list(range(len(token_ids)))
+    rng.shuffle(order)
+    window = batch_size * 32
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: len(token_ids[i]))
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return [b for b in batches if len(b) == batch_size]
+
+
+def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_every: int = 50) -> dict:
+    """One pass of plain causal-LM training over `texts` (each followed by eos); returns loss and timing stats."""
+    import torch
+
+    eos = tokenizer.eos_token_id
+    token_ids = [ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    rng = random.Random(f"reson-pretrain-batches/{config.seed}")
+    batches = _batches(token_ids, config.batch_size, rng)
+    total_steps = len(batches)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
+    )
+
+    def lr_factor(step: int) -> float:  # linear warmup, cosine decay to 10%
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    # subnormal floats (Adam's second moments of rarely used embeddings decay into them) make CPU math crawl
+    torch.set_flush_denormal(True)
+    model.train()
+    losses, tokens_seen = [], 0
+    start = time.perf_counter()
+    for step, batch in enumerate(batches):
+        width = max(len(token_ids[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), eos, dtype=torch.long)  # [batch, seq_len]
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # [batch, seq_len]
+        for row, i in enumerate(batch):
+            ids = token_ids[i]
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+        labels = input_ids.masked_fill(attention_mask == 0, -100)  # padding carries no loss; the final eos does
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        tokens_seen += int(attention_mask.sum())
+        if log_every and (step % log_every == 0 or step == total_steps - 1):
+            elapsed = time.perf_counter() - start
+            logger.info("pretrain step %d/%d loss %.4f (%.0fs)", step + 1, total_steps, losses[-1], elapsed)
+    seconds = time.perf_counter() - start
+    torch.set_flush_denormal(False)
+    model.eval()
+    k = max(1, min(20, total_steps // 10))
+    return {
+        "steps": total_steps,
+        "first_loss": sum(losses[:k]) / k,
+        "final_loss": sum(losses[-k:]) / k,
+        "pretrain_seconds": round(seconds, 1),
+        "tokens": tokens_seen,
+        "tokens_per_second": round(tokens_seen / max(seconds, 1e-9)),
+    }
+
+
+def _is_complete(path: Path, config: BaseModelConfig) -> bool:
+    record = path / BUILD_RECORD
+    if not record.is_file():
+        return False
+    try:
+        saved = json.loads(record.read_text())["config"]
+    except (ValueError, KeyError):
+        return False
+    needed = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    return saved == asdict(config) and all((path / name).is_file() for name in needed)
+
+
+def build_record(path: str | Path) -> dict:
+    """The record a completed build wrote (its config and pretraining stats)."""
+    return json.loads((Path(path) / BUILD_RECORD).read_text())
+
+
+def build_base_model(output_dir: str | Path, seed: int = 0, *, num_threads: int | None = None, **settings) -> Path:
+    """Build the miniature base model into `output_dir` and return that path; reuse a complete build.
+
+    `settings` override `BaseModelConfig` fields (`num_texts`, `hidden_size`, ...). A folder holding a complete
+    build with the same config is returned as is; anything else there (an older config, a build cut short) is
+    replaced. `num_threads` sets torch's intra-op threads for the build (default: leave torch's setting).
+    """
+    known = {f.name for f in fields(BaseModelConfig)} - {"seed"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown base model setting(s) {unknown}: choose from {sorted(known)}.")
+    config = BaseModelConfig(seed=seed, **settings)
+    output_dir = Path(output_dir)
+    if _is_complete(output_dir, config):
+        logger.info("base model already built at %s", output_dir)
+        return output_dir
+
+    import torch
+
+    from reson.tiny_model import TAG_TOKENS, build_model, train_tokenizer
+
+    threads_before = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        # data
+        start = time.perf_counter()
+        texts = pretraining_texts(config)
+        # tokenizer: the tags are added tokens, so the BPE merges are spent on the rest of the text
+        plain = texts[:5000]
+        for tag in TAG_TOKENS:
+            plain = [t.replace(tag, " ") for t in plain]
+        tokenizer = train_tokenizer(plain, vocab_size=config.vocab_size)
+        # model
+        model = build_model(
+            tokenizer,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            seed=config.seed,
+        )
+        # train
+        stats = pretrain(model, tokenizer, texts, config)
+        stats["parameters"] = sum(p.numel() for p in model.parameters())
+        stats["build_seconds"] = round(time.perf_counter() - start, 1)
+        stats["torch_threads"] = torch.get_num_threads()
+        # save: weights and tokenizer first, the build record last, then move into place
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / BUILD_RECORD).write_text(json.dumps({"config": asdict(config), "stats": stats}, indent=2) + "\n")
+        if output_dir.exists():
+            stale = output_dir.parent / f".{output_dir.name}.stale-{uuid.uuid4().hex[:8]}"
+            os.replace(output_dir, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, output_dir)
+    finally:
+        torch.set_num_threads(threads_before)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("base model built at %s in %.1fs", output_dir, stats["build_seconds"])
+    return output_dir
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Probe
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def greedy_completions(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 64):
+    """Greedy completions for `prompts` (left-padded batches); decoded without eos, tags kept."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    completions = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(
+                **batch,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]  # [batch, new_tokens]
+        completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return completions
+
+
+def tag_prior(model, tokenizer, prompts: list[str], tag: str = "<think>") -> float:
+    """Mean probability that the completion starts with " <think>" (the space token, then the tag)."""
+    import torch
+
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    tag_id = tokenizer.convert_tokens_to_ids(tag)
+    probs = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        input_ids = torch.tensor([ids + space + [tag_id]])  # [1, seq_len]
+        with torch.no_grad():
+            logprobs = model(input_ids=input_ids).logits[0].log_softmax(-1)  # [seq_len, vocab]
+        # log p(space, tag | prompt): the targets are the last len(space) + 1 tokens
+        targets = input_ids[0, len(ids) :]
+        positions = torch.arange(len(ids) - 1, input_ids.shape[1] - 1)
+        probs.append(float(logprobs[positions, targets].sum().exp()))
+    return sum(probs) / len(probs)
+
+
+def _accuracy(scores, rows) -> tuple[float, dict]:
+    by_level: dict[str, list[float]] = {}
+    for s, row in zip(scores, rows, strict=True):
+        by_level.setdefault(str(row.get("level", "all")), []).append(s.accuracy or 0.0)
+    overall = sum(s.accuracy or 0.0 for s in scores) / max(1, len(scores))
+    return overall, {level: sum(v) / len(v) for level, v in sorted(by_level.items())}
+
+
+def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, batch_size: int = 64) -> dict:
+    """Greedy accuracy under the training template, the latent skill with `<think>` prefilled, and the tag prior.
+
+    `rows` have `question` and `answer` (a GSM8K-style solution ending `#### N`, or the final answer itself).
+    Completions are scored by `reson.rewards.score`, the scoring training and evaluation use.
+    """
+    if not rows:
+        raise ValueError("probe needs at least one row with 'question' and 'answer'.")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reson.data import format_prompt
+    from reson.rewards import score
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    golds = [final_answer(r) for r in rows]
+    base_prompts = [format_prompt(r["question"], "r1_zero") for r in rows]
+    think_prompts = [format_prompt(r["question"], "r1_zero_think") for r in rows]
+
+    base = greedy_completions(model, tokenizer, base_prompts, max_new_tokens, batch_size)
+    base_scores = score(base, golds, base_prompts)
+    latent = greedy_completions(model, tokenizer, think_prompts, max_new_tokens, batch_size)
+    latent_scores = score(latent, golds, think_prompts)
+    base_acc, base_by_level = _accuracy(base_scores, rows)
+    probe_acc, probe_by_level = _accuracy(latent_scores, rows)
+    return {
+        "count": len(rows),
+        "base_accuracy": base_acc,
+        "base_accuracy_by_level": base_by_level,
+        "base_format": sum(s.format for s in base_scores) / len(rows),
+        "base_think_usage": sum(c.lstrip().startswith("<think>") for c in base) / len(rows),
+        "probe_accuracy": probe_acc,
+        "probe_accuracy_by_level": probe_by_level,
+        "tag_prior": tag_prior(model, tokenizer, base_prompts),
+        "mean_completion_chars": sum(map(len, base)) / len(rows),
+        "samples": [
+            {"question": r["question"], "gold": g, "base": b, "probe": p}
+            for r, g, b, p in zip(rows[:3], golds, base, latent, strict=False)
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def default_threads() -> int:
+    """Torch threads for this machine now: the cores not already busy, at least one.
+
+    On a shared machine more threads than free cores is far slower, not faster: measured on 2 cores under a
+    load of ~8, one training step took 0.76 s with one thread and 6.6 s with two (threads spin-wait on each other).
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this platform
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reson.pretrain",
+        description="Build (or reuse) the miniature's tiny base model and probe it on held-out synthetic problems.",
+    )
+    parser.add_argument("--output-dir", required=True, help="folder for the model (reused when already built)")
+    parser.add_argument("--seed", type=int, default=0, help="pretraining seed (corpus, init, batch order)")
+    parser.add_argument("--num-texts", type=int, default=BaseModelConfig.num_texts, help="pretraining texts")
+    parser.add_argument("--eval-n", type=int, default=200, help="held-out test problems to probe on")
+    parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out problems")
+    parser.add_argument("--threads", type=int, help="torch threads (default: the cores not already busy)")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    args = parser.parse_args(argv)
+    if args.eval_n < 1:
+        parser.error("--eval-n must be at least 1")
+
+    # setup
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads or default_threads())
+    logging.getLogger(__name__).info("torch threads: %d", torch.get_num_threads())
+    # build
+    path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
+    stats = build_record(path)["stats"]
+    # probe
+    from reson.synthetic import generate
+
+    start = time.perf_counter()
+    result = probe(path, generate("test", args.eval_n, seed=args.eval_seed))
+    result["probe_seconds"] = round(time.perf_counter() - start, 1)
+    result.update({k: stats[k] for k in ("parameters", "pretrain_seconds", "final_loss", "tokens_per_second")})
+    result["model_path"] = str(path)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"model:           {path}")
+        print(f"parameters:      {stats['parameters']:,}")
+        steps, loss = stats["steps"], stats["final_loss"]
+        print(f"pretraining:     {stats['pretrain_seconds']}s, {steps} steps, final loss {loss:.3f}")
+        print(f"base accuracy:   {result['base_accuracy']:.1%} (greedy, R1-Zero template, n={args.eval_n})")
+        print(f"probe accuracy:  {result['probe_accuracy']:.1%} (greedy, <think> prefilled)")
+        print(f"tag prior:       {result['tag_prior']:.1%} (p(' <think>') right after 'Assistant:')")
+        print(f"by level (base): {result['base_accuracy_by_level']}  (probe): {result['probe_accuracy_by_level']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

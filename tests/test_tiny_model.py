@@ -1,0 +1,227 @@
+"""The miniature's tokenizer, pretraining corpus, base model build (and its cache) and probe."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from reson.data import format_prompt
+from reson.pretrain import (
+    BUILD_RECORD,
+    QA_TEMPLATE,
+    BaseModelConfig,
+    build_base_model,
+    build_record,
+    pretraining_texts,
+    probe,
+    reasoning_trace,
+)
+from reson.synthetic import generate
+from reson.tiny_model import TAG_TOKENS, build_model, save_tiny_model, train_tokenizer
+
+# A build that takes seconds: enough steps for the loss to fall, far too few to learn arithmetic.
+TINY = {
+    "num_texts": 480,
+    "vocab_size": 320,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "batch_size": 16,
+    "warmup_steps": 3,
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Models this small gain nothing from threads, and extra threads crawl on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return pretraining_texts(BaseModelConfig(seed=0, num_texts=4_000))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus):
+    return train_tokenizer(corpus[:1_000], vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One tiny base model build, shared by the tests that only read it."""
+    return build_base_model(tmp_path_factory.mktemp("base") / "model", seed=0, **TINY)
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------------
+
+
+def test_tokenizer_round_trips_and_keeps_tags_single(tokenizer, corpus):
+    for text in corpus[:200] + ["Ünïcode 😀 and\ttabs\n", "  12-7=5, 5+19=24 "]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    for tag in TAG_TOKENS:
+        assert len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == 1, tag
+        assert tag not in tokenizer.all_special_tokens  # special tokens would be stripped from completions
+    # the first token after "Assistant:" is a lone space, then the tag or the first digit (digits split singly)
+    ids = tokenizer(" <think>12</think>", add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["Ġ", "<think>", "1", "2", "</think>"]
+
+
+def test_lead_builders_still_save_a_loadable_model(tmp_path, corpus):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = save_tiny_model(tmp_path / "random", corpus[:300], seed=0, hidden_size=32, num_layers=1, num_heads=2)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert model.config.model_type == "qwen2"
+    assert model.config.vocab_size == len(tokenizer)
+    assert build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2).num_parameters() > 0
+
+
+# --- corpus ----------------------------------------------------------------------------------------------------
+
+
+def test_corpus_shape_matches_the_config(corpus):
+    config = BaseModelConfig(seed=0, num_texts=4_000)
+    prefix = format_prompt("", "r1_zero").split("User:")[0]
+    r1 = [t for t in corpus if t.startswith(prefix)]
+    qa = [t for t in corpus if t.startswith("Q: ")]
+    assert len(r1) + len(qa) == len(corpus) == 4_000
+    assert abs(len(qa) / len(corpus) - config.reasoning_share) < 0.03
+    tagged = [t for t in r1 if "Assistant: <think>" in t]
+    assert abs(len(tagged) / len(r1) - config.tag_share) < 0.015  # the tags stay rare under the R1 template
+    assert all(t.count("<think>") == 2 for t in r1 if t not in tagged)  # only the template's own mention
+    assert all("<think>" in t and "<answer>" in t for t in qa)
+
+
+def test_texts_are_exactly_prompt_plus_completion():
+    rows = generate("train", 300, seed=0)
+    texts = pretraining_texts(BaseModelConfig(seed=0, num_texts=300))
+    for row, text in zip(rows, texts, strict=True):
+        gold = row["answer"].split("####")[1].strip()
+        prompt = (
+            QA_TEMPLATE.format(question=row["question"])
+            if text.startswith("Q: ")
+            else format_prompt(row["question"], "r1_zero")
+        )
+        assert text.startswith(prompt)
+        completion = text[len(prompt) :]
+        worked = f" <think>{reasoning_trace(row['expression'])}</think> <answer>{gold}</answer>"
+        assert completion in (f" {gold}", worked)
+
+
+def test_reasoning_trace_steps_left_to_right():
+    assert reasoning_trace("12 - 7 + 19") == "12-7=5, 5+19=24"
+    assert reasoning_trace("3 + 4") == "3+4=7"
+    for row in generate("test", 100, seed=1):
+        last = reasoning_trace(row["expression"]).split("=")[-1]
+        assert re.fullmatch(r"\d+", last) and last == row["answer"].split("####")[1].strip()
+
+
+def test_pretraining_corpus_is_deterministic_per_seed():
+    small = {"num_texts": 200}
+    assert pretraining_texts(BaseModelConfig(seed=1, **small)) == pretraining_texts(BaseModelConfig(seed=1, **small))
+    assert pretraining_texts(BaseModelConfig(seed=1, **small)) != pretraining_texts(BaseModelConfig(seed=2, **small))
+
+
+# --- build and cache -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_pretraining_lowers_loss_and_saves_a_loadable_model(built):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stats = build_record(built)["stats"]
+    assert stats["steps"] == TINY["num_texts"] // TINY["batch_size"]
+    assert stats["torch_threads"] == 1
+    assert stats["final_loss"] < stats["first_loss"] - 1.0
+    model = AutoModelForCausalLM.from_pretrained(built)
+    tokenizer = AutoTokenizer.from_pretrained(built)
+    assert model.config.model_type == "qwen2"
+    assert stats["parameters"] == model.num_parameters()
+    assert all(len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == 1 for tag in TAG_TOKENS)
+    # the saved weights are the trained ones: the loss on corpus text is far below a random model's
+    text = pretraining_texts(BaseModelConfig(seed=0, num_texts=TINY["num_texts"]))[0]
+    ids = tokenizer(text + tokenizer.eos_token, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+    assert loss < stats["first_loss"] - 1.0
+
+
+@pytest.mark.slow
+def test_a_complete_build_is_reused(built, monkeypatch):
+    import reson.pretrain
+
+    record = (built / BUILD_RECORD).read_text()
+    weights = (built / "model.safetensors").stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("pretrain ran although a complete build was there")
+
+    monkeypatch.setattr(reson.pretrain, "pretrain", no_training)
+    assert build_base_model(built, seed=0, **TINY) == built
+    assert (built / BUILD_RECORD).read_text() == record
+    assert (built / "model.safetensors").stat().st_mtime_ns == weights
+
+
+@pytest.mark.slow
+def test_an_interrupted_or_different_build_is_rebuilt(built, tmp_path, monkeypatch):
+    import shutil
+
+    import reson.pretrain
+
+    calls = []
+    real = reson.pretrain.pretrain
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reson.pretrain, "pretrain", counting)
+    # an interrupted build: a leftover temporary folder beside the target, and the target holding every file
+    # except the build record (which a build writes last)
+    target = tmp_path / "model"
+    shutil.copytree(built, tmp_path / ".model.tmp-deadbeef")
+    shutil.copytree(built, target)
+    (target / BUILD_RECORD).unlink()
+    assert build_base_model(target, seed=0, **TINY) == target
+    assert len(calls) == 1
+    assert json.loads((target / BUILD_RECORD).read_text())["config"]["seed"] == 0
+    # a complete build with other settings is replaced, not reused
+    build_base_model(target, seed=1, **{**TINY, "num_texts": 64})
+    assert len(calls) == 2
+    assert build_record(target)["config"]["seed"] == 1
+    assert not list(tmp_path.glob(".model.stale-*")) and len(list(tmp_path.glob(".model.tmp-*"))) == 1
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="unknown base model setting"):
+        build_base_model(tmp_path / "m", seed=0, hiden_size=64)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        build_base_model(tmp_path / "m", seed=0, tag_share=5)
+    assert not (tmp_path / "m").exists()
+
+
+# --- probe -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_probe_reports_rates_on_held_out_rows(built):
+    rows = generate("test", 12, seed=0)
+    result = probe(built, rows, max_new_tokens=16, batch_size=8)
+    assert result["count"] == 12
+    for key in ("base_accuracy", "probe_accuracy", "tag_prior", "base_format", "base_think_usage"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert set(result["base_accuracy_by_level"]) <= {"1", "2", "3"}
+    with pytest.raises(ValueError, match="at least one row"):
+        probe(built, [])
