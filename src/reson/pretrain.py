@@ -9,8 +9,8 @@ The corpus is shaped like a real base model's pretraining data, at toy scale (DE
 
 - most texts are problems under the R1-Zero template with a *direct* answer (" 24"), as a base model has
   seen questions followed by bare answers;
-- a small share (`tag_share`, ~5%) of those carry a reasoning trace in the R1 tags, so the tags have a
-  small, nonzero prior under the training template, as Qwen2.5 base has for `<think>`;
+- a small share (`tag_share`, 10%) of those carry a reasoning trace in the R1 tags, so the tags have a
+  small, nonzero prior under the training template (measured 4-7%), as Qwen2.5 base has for `<think>`;
 - a larger share (`reasoning_share`) are worked solutions under a *different* template
   ("Q: ... A: <think>12-7=5, 5+19=24</think> <answer>24</answer>"), as web text holds worked examples.
   This gives a latent skill that RL can select; without it, GRPO games the format reward and accuracy falls.
@@ -52,7 +52,7 @@ class BaseModelConfig:
     # corpus
     num_texts: int = 40_000  # pretraining texts (one pass)
     reasoning_share: float = 0.6  # share of texts that are worked solutions under the Q:/A: template
-    tag_share: float = 0.05  # share of R1-template texts whose completion uses the think/answer tags
+    tag_share: float = 0.1  # share of R1-template texts whose completion uses the think/answer tags
     # tokenizer and model
     vocab_size: int = 512
     hidden_size: int = 128
