@@ -354,7 +354,7 @@ def _completion_html(row: dict) -> str:
 CANARY_FACTS = {
     "emergence/think_usage_pct": "think usage {}%",
     "emergence/canary_accuracy": "accuracy {}",
-    "emergence/avg_think_tokens": "{} think tokens on average",
+    "emergence/avg_think_tokens": "{} tokens per think block",
     "emergence/self_correction_rate": "self-correction rate {}",
 }
 
@@ -391,6 +391,9 @@ def markdown_table_html(text: str) -> str:
             return
         rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table]
         rows = [r for r in rows if not all(set(c) <= set(":- ") and c for c in r)]  # drop the |---| line
+        table.clear()
+        if not rows:
+            return
         head, body = rows[0], rows[1:]
         out.append(
             '<table class="numbers compare"><thead><tr>'
@@ -399,7 +402,6 @@ def markdown_table_html(text: str) -> str:
             + "".join("<tr>" + "".join(f"<td>{_inline_markdown(c)}</td>" for c in r) + "</tr>" for r in body)
             + "</tbody></table>"
         )
-        table.clear()
 
     for line in text.splitlines():
         if line.strip().startswith("|"):
