@@ -12,6 +12,7 @@ import sys
 
 # subcommand -> (module, one-line summary)
 COMMANDS = {
+    "demo": ("reson.demo", "the offline miniature: build a tiny base model, evaluate, GRPO, evaluate again"),
     "score": ("reson.score", "score a JSONL of completions with the accuracy and format rewards"),
     "train": ("reson.train", "train a base model with GRPO from a YAML recipe"),
     "eval": ("reson.evaluate", "evaluate a model on GSM8K, MATH and friends"),

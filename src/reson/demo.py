@@ -1,0 +1,188 @@
+"""`reson demo`: the R1-Zero experiment in miniature, offline, on a laptop CPU.
+
+    reson demo                                   # about 10 minutes on 2 cores; everything under runs/demo
+    reson demo --seed 1 --pretrain_seed 2        # another RL seed on another base model
+    reson demo --max_steps 30 --num_eval 50      # a quick look
+
+Phases, each reusing what an earlier run already finished in the same output folder:
+
+1. **Base model.** A ~1M-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.pretrain`): mostly
+   problems with direct answers, plus worked solutions under another template, so it has a latent reasoning skill
+   while the R1 tags stay rare under the training template. A probe (`<think>` prefilled, greedy) measures that skill.
+2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
+3. **GRPO.** `reson train` with `configs/grpo_cpu_tiny.yaml`: the real rewards, TRL trainer and emergence canaries.
+4. **After.** The same evaluation of the trained model.
+5. **Summary.** The before/after table (also `compare.md`) and the run report with the emergence plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("reson.demo")
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "grpo_cpu_tiny.yaml"
+DATASET = "synthetic"
+# (metric key, label, scale) of the before/after table
+TABLE_ROWS = (
+    ("accuracy", "accuracy (%)", 100.0),
+    ("format_compliance", "format compliance (%)", 100.0),
+    ("think_usage_pct", "think usage (%)", 1.0),
+    ("avg_completion_tokens", "mean completion tokens", 1.0),
+)
+
+
+class DemoError(ValueError):
+    pass
+
+
+def before_after_table(before: dict, after: dict) -> str:
+    """The markdown before/after table of two `reson eval` results on the demo's dataset."""
+    b, a = before["datasets"][DATASET]["metrics"], after["datasets"][DATASET]["metrics"]
+    lines = ["| metric | base model | after GRPO | change |", "|---|---:|---:|---:|"]
+    for key, label, scale in TABLE_ROWS:
+        lines.append(f"| {label} | {b[key] * scale:.1f} | {a[key] * scale:.1f} | {(a[key] - b[key]) * scale:+.1f} |")
+    return "\n".join(lines)
+
+
+def run_demo(
+    output_dir: str | Path = "runs/demo",
+    *,
+    seed: int = 0,
+    pretrain_seed: int = 0,
+    recipe: str | Path = DEFAULT_RECIPE,
+    num_eval: int = 200,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    overrides: dict | None = None,
+    base_settings: dict | None = None,
+) -> dict:
+    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds"}.
+
+    `overrides` change fields of the GRPO recipe, `base_settings` fields of `reson.pretrain.BaseModelConfig`.
+    """
+    import torch
+
+    from reson.config import load_config
+    from reson.evaluate import evaluate
+    from reson.pretrain import build_base_model, default_threads, probe
+    from reson.report import build_report
+
+    output_dir = Path(output_dir)
+    base_dir = output_dir / f"base-seed{pretrain_seed}"
+    run_name = f"grpo-base{pretrain_seed}-seed{seed}"
+    train_dir = output_dir / run_name
+    eval_base, eval_after = output_dir / f"eval-base{pretrain_seed}", output_dir / f"eval-{run_name}"
+    eval_settings = dict(split="test", num_samples=num_eval, max_new_tokens=64, progress=False)
+
+    # ---- Check everything before any work -----------------------------------------------------------------------
+    config_overrides = {"model_name_or_path": str(base_dir), "output_dir": str(train_dir), "seed": seed}
+    if max_steps is not None:
+        config_overrides["max_steps"] = max_steps
+    config_overrides.update(overrides or {})
+    if not Path(recipe).is_file():
+        raise DemoError(f"recipe {recipe} not found: pass --config with the path to configs/grpo_cpu_tiny.yaml.")
+    if num_eval < 1:
+        raise DemoError(f"--num_eval {num_eval}: evaluate on at least one problem.")
+    # the base model does not exist yet: check the rest of the recipe with a stand-in model id
+    load_config(recipe, {**config_overrides, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
+    torch.set_num_threads(threads or default_threads())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    # ---- 1. Base model ------------------------------------------------------------------------------------------
+    logger.info("[1/5] base model: building or reusing %s (pretraining takes a few minutes the first time)", base_dir)
+    build_base_model(base_dir, seed=pretrain_seed, **(base_settings or {}))
+    from reson.data import load_problems, sample_rows
+
+    probe_rows = sample_rows(load_problems(DATASET, "test"), num_eval, seed=0)
+    latent = probe(base_dir, probe_rows)
+    logger.info(
+        "      latent skill: %.1f%% with <think> prefilled, against %.1f%% answering directly; <think> prior %.1f%%",
+        100 * latent["probe_accuracy"],
+        100 * latent["base_accuracy"],
+        100 * latent["tag_prior"],
+    )
+
+    # ---- 2. Baseline --------------------------------------------------------------------------------------------
+    logger.info("[2/5] evaluating the base model on %d held-out problems", num_eval)
+    before = evaluate(str(base_dir), DATASET, eval_base, **eval_settings)
+
+    # ---- 3. GRPO ------------------------------------------------------------------------------------------------
+    from reson.train import CHECKPOINT_PREFIX, train
+
+    config = load_config(recipe, config_overrides)
+    finished = (train_dir / "model.safetensors").is_file()
+    if finished:
+        logger.info("[3/5] GRPO: reusing the finished run in %s", train_dir)
+    else:
+        resume = any(train_dir.glob(f"{CHECKPOINT_PREFIX}*"))
+        logger.info("[3/5] GRPO: %d steps into %s%s", config.max_steps, train_dir, " (resuming)" if resume else "")
+        train(config, resume=resume or None)
+
+    # ---- 4. After -----------------------------------------------------------------------------------------------
+    logger.info("[4/5] evaluating the trained model on the same problems")
+    after = evaluate(str(train_dir), DATASET, eval_after, **eval_settings)
+
+    # ---- 5. Summary ---------------------------------------------------------------------------------------------
+    logger.info("[5/5] writing the before/after table and the run report")
+    table = before_after_table(before, after)
+    (output_dir / f"compare-{run_name}.md").write_text(table + "\n")
+    report = build_report(train_dir)
+    seconds = time.perf_counter() - started
+    paths = {"base_model": base_dir, "trained_model": train_dir, "report": report, "evals": [eval_base, eval_after]}
+    return {"before": before, "after": after, "probe": latent, "table": table, "paths": paths, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reson demo",
+        description="The R1-Zero experiment in miniature, offline on a CPU: build a tiny base model, evaluate it, "
+        "train it with GRPO, evaluate it again.",
+    )
+    parser.add_argument("--output_dir", default="runs/demo", help="where everything goes (default runs/demo)")
+    parser.add_argument("--seed", type=int, default=0, help="GRPO seed (default 0)")
+    parser.add_argument("--pretrain_seed", type=int, default=0, help="base model seed (default 0)")
+    parser.add_argument(
+        "--config", default=str(DEFAULT_RECIPE), help="the CPU recipe (default configs/grpo_cpu_tiny.yaml)"
+    )
+    parser.add_argument("--num_eval", type=int, default=200, help="held-out problems evaluated (default 200)")
+    parser.add_argument("--max_steps", type=int, default=None, help="GRPO steps (default: the recipe's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the idle cores)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the demo prints its own phases; no bar per weight file
+
+    from reson.config import ConfigError
+
+    try:
+        result = run_demo(
+            args.output_dir,
+            seed=args.seed,
+            pretrain_seed=args.pretrain_seed,
+            recipe=args.config,
+            num_eval=args.num_eval,
+            max_steps=args.max_steps,
+            threads=args.threads,
+        )
+    except (DemoError, ConfigError) as err:
+        print(f"reson demo: {err}", file=sys.stderr)
+        return 2
+    paths = result["paths"]
+    print(f"\nBase model vs after GRPO, {args.num_eval} held-out problems, greedy:\n\n{result['table']}\n")
+    print(f"finished in {result['seconds'] / 60:.1f} min")
+    print(f"  base model:    {paths['base_model']}")
+    print(f"  trained model: {paths['trained_model']}")
+    print(f"  evaluations:   {paths['evals'][0]}, {paths['evals'][1]}")
+    print(f"  report:        {paths['report']}  (emergence plots: think_usage.png, canary_accuracy.png beside it)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
