@@ -95,17 +95,32 @@ def test_corpus_shape_matches_the_config(corpus):
     prefix = format_prompt("", "r1_zero").split("User:")[0]
     r1 = [t for t in corpus if t.startswith(prefix)]
     qa = [t for t in corpus if t.startswith("Q: ")]
-    assert len(r1) + len(qa) == len(corpus) == 4_000
-    assert abs(len(qa) / len(corpus) - config.reasoning_share) < 0.03
+    drills = [t for t in corpus if re.fullmatch(r"\d+[+-]\d+=\d+(, \d+[+-]\d+=\d+)*", t)]
+    assert len(r1) + len(qa) + len(drills) == len(corpus) == 4_000
+    assert len(drills) == round(4_000 * config.drill_share)
+    assert abs(len(qa) / (len(r1) + len(qa)) - config.reasoning_share) < 0.03
     tagged = [t for t in r1 if "Assistant: <think>" in t]
     assert abs(len(tagged) / len(r1) - config.tag_share) < 0.015  # the tags stay rare under the R1 template
     assert all(t.count("<think>") == 2 for t in r1 if t not in tagged)  # only the template's own mention
     assert all("<think>" in t and "<answer>" in t for t in qa)
 
 
+def test_drills_hold_right_facts_in_the_traces_range(corpus):
+    facts = [f for t in corpus if t[0].isdigit() for f in t.split(", ")]
+    assert len(facts) > 1_000
+    for fact in facts:
+        a, op, b, c = re.fullmatch(r"(\d+)([+-])(\d+)=(\d+)", fact).groups()
+        a, b, c = int(a), int(b), int(c)
+        assert c == (a + b if op == "+" else a - b) and 1 <= b <= 20 and 0 <= c <= 80, fact
+    # sums and differences both occur, and the small totals where most traces live are covered densely
+    assert {"+", "-"} <= {f[len(f.split("+")[0])] if "+" in f else "-" for f in facts}
+    assert len({f for f in facts if int(re.split(r"[+-]", f)[0]) <= 20}) > 300
+
+
 def test_texts_are_exactly_prompt_plus_completion():
+    config = BaseModelConfig(seed=0, num_texts=300, drill_share=0.0)
     rows = generate("train", 300, seed=0)
-    texts = pretraining_texts(BaseModelConfig(seed=0, num_texts=300))
+    texts = pretraining_texts(config)
     for row, text in zip(rows, texts, strict=True):
         gold = row["answer"].split("####")[1].strip()
         prompt = (
@@ -142,7 +157,10 @@ def test_short_pretraining_lowers_loss_and_saves_a_loadable_model(built):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     stats = build_record(built)["stats"]
-    assert stats["steps"] == TINY["num_texts"] // TINY["batch_size"]
+    # batches hold either R1-template texts (sharing the preamble) or others: at most one partial batch of each
+    # kind is dropped
+    assert TINY["num_texts"] // TINY["batch_size"] - 2 <= stats["steps"] <= TINY["num_texts"] // TINY["batch_size"]
+    assert stats["texts_sharing_the_preamble"] > 0
     assert stats["torch_threads"] == 1
     assert stats["final_loss"] < stats["first_loss"] - 1.0
     model = AutoModelForCausalLM.from_pretrained(built)
@@ -156,6 +174,43 @@ def test_short_pretraining_lowers_loss_and_saves_a_loadable_model(built):
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss.item()
     assert loss < stats["first_loss"] - 1.0
+
+
+def test_a_shared_preamble_gives_the_same_loss_and_gradients_as_whole_texts(corpus, tokenizer):
+    """Running the R1 template's preamble once per batch is exact: attention is causal."""
+    import torch
+
+    from reson.pretrain import batch_loss
+
+    model = build_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
+    preamble = tokenizer(format_prompt("", "r1_zero").split("User:")[0] + "User:", add_special_tokens=False)[
+        "input_ids"
+    ]
+    texts = [t for t in corpus if t.startswith("A conversation")][:6]
+    eos = tokenizer.eos_token_id
+    rows = [ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    assert all(r[: len(preamble)] == preamble for r in rows)
+
+    def loss_and_grad(loss):
+        loss.backward()
+        grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+        model.zero_grad()
+        return loss.item(), grad
+
+    # whole texts, with the preamble's own tokens masked out of the loss
+    width = max(map(len, rows))
+    input_ids = torch.tensor([r + [eos] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    labels = input_ids.masked_fill(mask == 0, -100)
+    labels[:, : len(preamble)] = -100
+    whole = loss_and_grad(model(input_ids=input_ids, attention_mask=mask, labels=labels).loss)
+    keep = len(preamble) - 1
+    shared_loss, tokens = batch_loss(model, [r[keep:] for r in rows], eos, torch.tensor([preamble[:keep]]))
+    shared = loss_and_grad(shared_loss)
+    assert tokens == sum(len(r) - keep for r in rows) + keep
+    assert shared[0] == pytest.approx(whole[0], rel=1e-5)
+    assert torch.allclose(shared[1], whole[1], atol=1e-6, rtol=1e-4)
+    assert whole[1].abs().max() > 1e-4  # the gradients compared are not all zero
 
 
 @pytest.mark.slow
