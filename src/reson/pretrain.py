@@ -13,7 +13,15 @@ The corpus is shaped like a real base model's pretraining data, at toy scale (DE
   small, nonzero prior under the training template (measured 4-7%), as Qwen2.5 base has for `<think>`;
 - a larger share (`reasoning_share`) are worked solutions under a *different* template
   ("Q: ... A: <think>12-7=5, 5+19=24</think> <answer>24</answer>"), as web text holds worked examples.
-  This gives a latent skill that RL can select; without it, GRPO games the format reward and accuracy falls.
+  This gives a latent skill that RL can select; without it, GRPO games the format reward and accuracy falls;
+- a few texts (`drill_share`, 10%) are arithmetic drills, "17+18=35, 35-9=26, ...", covering the sums and
+  differences the traces need, as web text holds arithmetic (digits are single tokens: each fact is learnt
+  digit by digit, and wrong steps such as "10-5=11" were what held the probe down).
+
+What makes it learn in ~3 minutes on 2 cores (docs/benchmarks.md, "Miniature base model"): a small model with
+many steps (hidden 64, 4 layers, ~0.27M parameters, batch 16, 3,000 steps) rather than a wide one with few
+(hidden 128: probe 2.5-9%), and the R1 template's fixed preamble (79 of the ~114 tokens of an R1 text) run once
+per batch, its keys and values shared by the batch's rows, which is exact and cuts those texts' compute by ~3x.
 
 Every R1-template text is exactly `format_prompt(question, "r1_zero") + completion`, and each completion starts
 with a space, so the tokens seen in pretraining are the tokens the trainer generates after "Assistant:".
