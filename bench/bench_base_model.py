@@ -2,8 +2,9 @@
 
     python bench/bench_base_model.py --seeds 0 1 --output-dir runs/base-bench
 
-Prints one markdown table row per seed: parameters, pretraining time, torch threads, greedy accuracy under the
-R1-Zero template, probe accuracy (`<think>` prefilled), the think-tag prior and the base model's format reward.
+Prints one markdown table row per seed: parameters, pretraining time and tokens/s, torch threads, the 1-minute load
+average when the build started, greedy accuracy under the R1-Zero template, probe accuracy (`<think>` prefilled),
+the think-tag prior and the base model's format reward.
 A seed whose model is already built under --output-dir is reused (its recorded pretraining time is reported);
 pass --fresh to rebuild.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -34,13 +36,17 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads or default_threads())
     rows = generate("test", args.eval_n, seed=0)
-    print("| seed | params | pretrain s | threads | final loss | base acc | probe acc | tag prior | base format |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| seed | params | pretrain s | tokens/s | threads | load | final loss | base acc | probe acc | tag prior "
+        "| base format |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
     for seed in args.seeds:
         path = Path(args.output_dir) / f"seed{seed}"
         if args.fresh and path.exists():
             shutil.rmtree(path)
+        load = os.getloadavg()[0]  # other jobs on the machine slow the build: report it beside the time
         build_base_model(path, seed=seed)
         stats = build_record(path)["stats"]
         start = time.perf_counter()
@@ -49,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         result.update(seed=seed, **stats)
         results.append(result)
         print(
-            f"| {seed} | {stats['parameters']:,} | {stats['pretrain_seconds']} | {stats['torch_threads']} "
+            f"| {seed} | {stats['parameters']:,} | {stats['pretrain_seconds']} | {stats['tokens_per_second']:,} "
+            f"| {stats['torch_threads']} | {load:.1f} "
             f"| {stats['final_loss']:.3f} | {result['base_accuracy']:.1%} | {result['probe_accuracy']:.1%} "
             f"| {result['tag_prior']:.1%} | {result['base_format']:.3f} |",
             flush=True,
