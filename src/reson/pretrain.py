@@ -22,7 +22,8 @@ What makes it learn in ~3.5 minutes on 2 cores (docs/benchmarks.md, "Miniature b
 many steps (hidden 64, 4 layers, 279k parameters, batch 16, 4,000 steps) rather than a wide one with few
 (hidden 128, 1,250 steps: probe 2.5-9%), and the R1 template's fixed preamble (79 of the ~114 tokens of an R1
 text) run once per batch, its keys and values shared by the batch's rows, which is exact and cuts those texts'
-compute by ~3x. Between 3,000 and 4,000 steps the arithmetic clicks: trace steps 68% -> 97% right, probe ~30% -> 82%.
+compute by ~3x. Between 3,000 and 4,000 steps the arithmetic clicks: trace steps 68% -> 95-97% right,
+probe 25-33% -> 82%.
 
 Every R1-template text is exactly `format_prompt(question, "r1_zero") + completion`, and each completion starts
 with a space, so the tokens seen in pretraining are the tokens the trainer generates after "Assistant:".
