@@ -1,10 +1,10 @@
 """`reson demo` end to end at CI size: a small base model built here, a short GRPO run, evaluations before and after.
 
 The learning check compares the mean reward of the first and last 8 of 30 steps of a fixed-seed run, at a learning
-rate of 1e-4 (the recipe's 3e-5 needs more steps than CI has). Measured at this size (2-core CPU; pretraining seed,
-GRPO seed -> gain): (0, 0) +0.044, (0, 1) +0.022, (1, 2) +0.056; the same runs at learning rate 0, the no-learning
-control: (0, 0) -0.000, (1, 2) +0.004. The margin sits between the two: 3x the control's largest drift, half the
-smallest gain.
+rate of 1e-4 (the recipe's rate needs more steps than CI has). Measured at this size (2-core CPU; pretraining seed,
+GRPO seed -> gain): (0, 0) +0.071, (0, 1) +0.039, (1, 2) +0.081; the same runs at learning rate 0, the no-learning
+control: (0, 0) +0.007, (1, 2) +0.011. The margin sits between the two: over twice the control's largest drift,
+under two thirds of the smallest gain.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from reson.demo import DemoError, run_demo
 BASE_SETTINGS = {"num_texts": 3000}
 STEPS = 30
 K = 8  # steps averaged at each end
-MARGIN = 0.012  # mean reward gain required (see the module docstring)
+MARGIN = 0.025  # mean reward gain required (see the module docstring)
 
 
 @pytest.fixture(scope="module")
