@@ -6,7 +6,7 @@
 
 Phases, each reusing what an earlier run already finished in the same output folder:
 
-1. **Base model.** A ~1M-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.pretrain`): mostly
+1. **Base model.** A 279k-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.pretrain`): mostly
    problems with direct answers, plus worked solutions under another template, so it has a latent reasoning skill
    while the R1 tags stay rare under the training template. A probe (`<think>` prefilled, greedy) measures that skill.
 2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
