@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reson.pretrain import build_base_model, build_record, default_threads, probe
-    from reson.synthetic import generate
+    from reson.miniature.pretrain import build_base_model, build_record, default_threads, probe
+    from reson.miniature.synthetic import generate
 
     torch.set_num_threads(args.threads or default_threads())
     rows = generate("test", args.eval_n, seed=0)

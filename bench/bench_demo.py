@@ -15,7 +15,7 @@ import json
 import logging
 import time
 
-from reson.demo import DATASET, run_demo
+from reson.miniature.demo import DATASET, run_demo
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python bench/bench_eval.py                       # 64 GSM8K test problems, 64 new tokens, batch 32 vs 1
     python bench/bench_eval.py --num_samples 128 --batch_size 64 --threads 2
 
-Both arms run the whole `reson.evaluate.evaluate` pipeline (prompts, generation, scoring, samples.jsonl) on the
+Both arms run the whole `reson.evaluation.evaluate.evaluate` pipeline (prompts, generation, scoring, samples.jsonl) on the
 same problems with greedy decoding, and differ only in `batch_size`; samples/s is generated completions over
 the wall-clock time of the generate-and-score loop (model loading excluded). The model is a randomly
 initialised tiny Qwen2 (hidden 64, 2 layers) with a tokenizer trained on GSM8K text, built fresh in a temporary
@@ -24,8 +24,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def build_tiny_model(folder: Path, data: Path) -> Path:
-    from reson.data import format_prompt
-    from reson.tiny_model import save_tiny_model
+    from reson.core.data import format_prompt
+    from reson.miniature.tiny_model import save_tiny_model
 
     rows = [json.loads(line) for line in (data / "gsm8k" / "train.jsonl").read_text().splitlines()[:300]]
     texts = [format_prompt(r["question"]) + " <think>" + r["answer"] + "</think> <answer>1</answer>" for r in rows]
@@ -43,7 +43,7 @@ def main() -> None:
 
     import torch
 
-    from reson.evaluate import evaluate
+    from reson.evaluation.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
     data = Path(args.data_dir)

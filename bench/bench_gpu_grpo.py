@@ -5,7 +5,7 @@
     python bench/bench_gpu_grpo.py --tiny               # the same code path on a CPU with a tiny model, in seconds
 
 Each run builds a randomly initialised Qwen2 model with the real model's architecture (Qwen2.5-3B or -1.5B: the
-config numbers of `reson.plan.KNOWN_MODELS`, nothing downloaded) and a byte-level BPE tokenizer trained here, and
+config numbers of `reson.tools.plan.KNOWN_MODELS`, nothing downloaded) and a byte-level BPE tokenizer trained here, and
 trains a few GRPO steps with the settings of the matching recipe (configs/grpo_qwen2.5_3b_h100.yaml,
 configs/grpo_qwen2.5_1.5b.yaml): batch, accumulation, num_generations, max_completion_length, checkpointing, dtype,
 loss. Departures, so that the script needs nothing beyond torch, transformers and trl:
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = {  # size -> (architecture in reson.plan.KNOWN_MODELS, recipe)
+RUNS = {  # size -> (architecture in reson.tools.plan.KNOWN_MODELS, recipe)
     "3b": ("Qwen/Qwen2.5-3B", "configs/grpo_qwen2.5_3b_h100.yaml"),
     "1.5b": ("Qwen/Qwen2.5-1.5B", "configs/grpo_qwen2.5_1.5b.yaml"),
 }
@@ -82,10 +82,10 @@ def run_one(spec: dict) -> dict:
     from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from reson import plan
-    from reson.data import format_prompt
-    from reson.synthetic import generate
-    from reson.tiny_model import train_tokenizer
+    from reson.core.data import format_prompt
+    from reson.miniature.synthetic import generate
+    from reson.miniature.tiny_model import train_tokenizer
+    from reson.tools import plan
 
     tiny, cuda = spec["tiny"], torch.cuda.is_available() and not spec["tiny"]
     model_id, recipe_path = RUNS[spec["size"]]
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from reson.plan import GPUS
+    from reson.tools.plan import GPUS
 
     if not args.tiny and not torch.cuda.is_available():
         print(

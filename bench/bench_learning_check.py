@@ -26,10 +26,10 @@ def main() -> None:
 
     import torch
 
-    from reson.config import load_config
-    from reson.demo import DEFAULT_RECIPE
-    from reson.pretrain import build_base_model
-    from reson.train import train
+    from reson.core.config import load_config
+    from reson.miniature.demo import DEFAULT_RECIPE
+    from reson.miniature.pretrain import build_base_model
+    from reson.training.train import train
 
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reson import report
+from reson.tools import report
 
 KEYS = (
     "loss",

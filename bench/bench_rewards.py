@@ -73,7 +73,7 @@ def _row(completion: str, answer: str, solution: str) -> dict:
 
 
 def run_reson(batches: list[list[dict]], timeout: float) -> dict:
-    from reson import rewards
+    from reson.core import rewards
 
     rewards.clear_caches()
     start = time.monotonic()

@@ -1,7 +1,7 @@
 """What `reson train` adds on top of plain TRL, per GRPO step.
 
 Runs the same tiny GRPO job (the CPU recipe's batch: 8 prompts x 8 completions, synthetic problems, a random tiny
-Qwen2) through `reson.train.train` (config checks, real accuracy + format rewards, console line, non-finite guard,
+Qwen2) through `reson.training.train.train` (config checks, real accuracy + format rewards, console line, non-finite guard,
 emergence canaries) and through a bare `trl.GRPOTrainer` with a trivial reward, alternating A/B rounds in one process
 so machine load hits both alike. learning_rate is 0 in both, so both models stay identical and every step generates
 the same completions: the time difference is the layer, not the sampling. Per-step wall time is measured from one
@@ -26,9 +26,9 @@ WARMUP_STEPS = 2
 
 
 def build_model(folder: Path) -> Path:
-    from reson.data import format_prompt
-    from reson.synthetic import generate
-    from reson.tiny_model import save_tiny_model
+    from reson.core.data import format_prompt
+    from reson.miniature.synthetic import generate
+    from reson.miniature.tiny_model import save_tiny_model
 
     rows = generate("train", 400, seed=1)
     texts = [format_prompt(r["question"]) + " <think>" + r["answer"] + "</think> <answer>1</answer>" for r in rows]
@@ -80,8 +80,8 @@ def overrides(model: Path, output_dir: Path, steps: int, emergence_every: int) -
 
 
 def run_reson(model: Path, workdir: Path, steps: int, emergence_every: int) -> tuple[dict[int, float], set[int]]:
-    from reson.config import load_config
-    from reson.train import train
+    from reson.core.config import load_config
+    from reson.training.train import train
 
     timer = step_timer()
     config = load_config(RECIPE, overrides(model, workdir, steps, emergence_every))
@@ -95,9 +95,9 @@ def run_plain_trl(model: Path, workdir: Path, steps: int) -> dict[int, float]:
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from reson.config import load_config
-    from reson.data import to_hf_dataset
-    from reson.train import load_data
+    from reson.core.config import load_config
+    from reson.core.data import to_hf_dataset
+    from reson.training.train import load_data
 
     # Same rows, same prompts, same TRL settings as the reson run.
     config = load_config(RECIPE, overrides(model, workdir / "unused", steps, 10**9))

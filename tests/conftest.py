@@ -20,8 +20,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory, shared_data) -> Path:
     """A random tiny Qwen2 model and a tokenizer trained on GSM8K text under the R1-Zero template."""
-    from reson.data import format_prompt
-    from reson.tiny_model import save_tiny_model
+    from reson.core.data import format_prompt
+    from reson.miniature.tiny_model import save_tiny_model
 
     lines = (shared_data / "gsm8k" / "train.jsonl").read_text().splitlines()[:300]
     rows = [json.loads(line) for line in lines]

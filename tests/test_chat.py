@@ -18,18 +18,18 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from reson.backends import HFBackend, MLXBackend, decode_stream, generate
-from reson.chat import Renderer, conversation_prompt
-from reson.chat import main as chat
 from reson.cli import main as reson
-from reson.convert import main as convert
-from reson.data import format_prompt
+from reson.core.data import format_prompt
+from reson.tools.backends import HFBackend, MLXBackend, decode_stream, generate
+from reson.tools.chat import Renderer, conversation_prompt
+from reson.tools.chat import main as chat
+from reson.tools.convert import main as convert
 
 pytestmark = [pytest.mark.mlx, pytest.mark.slow]
 
 # Runs `reson chat` where torch and trl cannot be imported, as on a Mac with only requirements-mac.txt:
 # any import of either fails, and transformers (which mlx-lm uses for tokenizers) sees no torch.
-NO_TORCH = "import sys; sys.modules.update(torch=None, trl=None); from reson.chat import main; sys.exit(main())"
+NO_TORCH = "import sys; sys.modules.update(torch=None, trl=None); from reson.tools.chat import main; sys.exit(main())"
 QUESTION = "Natalia sold clips to 48 of her friends in April. How many clips did she sell?"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reson.config import (
+from reson.core.config import (
     PROJECT_FIELDS,
     RESOLVED_CONFIG_NAME,
     ConfigError,
@@ -20,7 +20,7 @@ from reson.config import (
     save_resolved_config,
 )
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "src" / "reson" / "configs").glob("*.yaml"))
 
 # A small valid recipe; a hub id is only checked for its form, so nothing is downloaded.
 BASE = {

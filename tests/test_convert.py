@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from reson.backends import MLXBackend, generate, model_format
 from reson.cli import main as reson
-from reson.convert import main as convert
-from reson.data import format_prompt
+from reson.core.data import format_prompt
+from reson.tools.backends import MLXBackend, generate, model_format
+from reson.tools.convert import main as convert
 
 pytestmark = [pytest.mark.mlx, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from reson.data import (
+from reson.core.data import (
     DATASET_NAMES,
     HUB_DATASETS,
     LOCAL_FILES,
@@ -133,7 +133,7 @@ def test_competition_answers_are_clean_number_strings(shared_data):
 
 
 def test_synthetic_rows_come_from_the_generator():
-    from reson.synthetic import generate
+    from reson.miniature.synthetic import generate
 
     rows = load_problems("synthetic", "test", size=25, seed=3)
     generated = generate("test", 25, 3)
@@ -210,7 +210,7 @@ def test_hub_names_call_load_dataset_with_repo_config_and_split(shared_data, mon
 
 def test_hub_while_offline_fails_with_a_hint_to_use_local_files():
     """The real code path, run in a fresh interpreter so the offline switches take effect on import."""
-    code = "from reson.data import load_problems\ntry:\n load_problems('gsm8k')\nexcept ValueError as e:\n print(e)"
+    code = "from reson.core.data import load_problems\ntry:\n load_problems('gsm8k')\nexcept ValueError as e:\n print(e)"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "'openai/gsm8k'" in out.stdout and "RESON_DATA_DIR" in out.stdout, out.stderr
@@ -263,10 +263,10 @@ def test_unparseable_gold_rows_are_skipped_with_one_warning(tmp_path, caplog):
         {"question": "", "answer": "#### 5"},
         {"question": "e", "answer": "#### "},
     ]
-    with caplog.at_level(logging.WARNING, logger="reson.data"):
+    with caplog.at_level(logging.WARNING, logger="reson.core.data"):
         rows = load_problems(write_jsonl(tmp_path / "gold_test.jsonl", records))
     assert [(r["id"], r["answer"]) for r in rows] == [("gold/test/0", "7"), ("gold/test/2", "1234")]
-    warnings = [r for r in caplog.records if r.name == "reson.data"]
+    warnings = [r for r in caplog.records if r.name == "reson.core.data"]
     assert len(warnings) == 1 and "skipped 3 of 5 rows" in warnings[0].getMessage()
     assert "gold/test/1" in warnings[0].getMessage()
     boxless = [{"problem": "p", "solution": "no box here"}, {"problem": "q", "solution": "so \\boxed{}"}]
@@ -275,9 +275,9 @@ def test_unparseable_gold_rows_are_skipped_with_one_warning(tmp_path, caplog):
 
 
 def test_math_rows_with_empty_boxes_are_skipped_in_one_warning(shared_data, caplog):
-    with caplog.at_level(logging.WARNING, logger="reson.data"):
+    with caplog.at_level(logging.WARNING, logger="reson.core.data"):
         rows = load_problems("math", "train", data_dir=str(shared_data))
-    messages = [r.getMessage() for r in caplog.records if r.name == "reson.data"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "reson.core.data"]
     assert len(messages) == 1 and "skipped 2 of 7500" in messages[0] and "train/number_theory/7115.json" in messages[0]
     assert "train/number_theory/7115.json" not in {r["id"] for r in rows}
     no_brace = {
@@ -380,7 +380,7 @@ def test_with_prompts_adds_a_prompt_without_touching_the_input():
 
 
 def test_chat_template_uses_the_tokenizer():
-    from reson.tiny_model import train_tokenizer
+    from reson.miniature.tiny_model import train_tokenizer
 
     tokenizer = train_tokenizer(["What is 2+3? Please reason step by step"], vocab_size=300)
     with pytest.raises(ValueError, match="needs a tokenizer with a chat template"):

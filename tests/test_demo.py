@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from reson.demo import DemoError, run_demo
+from reson.miniature.demo import DemoError, run_demo
 
 # CI size: a base model from 3,000 pretraining texts (~20 s), 30 GRPO steps of 8 prompts x 8 completions.
 BASE_SETTINGS = {"num_texts": 3000}

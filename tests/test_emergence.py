@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reson.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
+from reson.training.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
 
 
 def record(step: int, canary: int = 0) -> dict:
@@ -45,7 +45,7 @@ def test_off_when_every_is_zero_or_no_canaries(every, canaries):
 def model_and_canaries(tiny_model_path, shared_data):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reson.data import canary_rows, load_problems, with_prompts
+    from reson.core.data import canary_rows, load_problems, with_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
@@ -59,8 +59,8 @@ def make_callback(tokenizer, canaries, output_dir, **kwargs) -> EmergenceCallbac
 
 @pytest.mark.slow
 def test_run_records_every_canary_and_returns_the_metrics(tmp_path, model_and_canaries):
-    from reson.metrics import summarize
-    from reson.parsing import split_completion
+    from reson.core.metrics import summarize
+    from reson.core.parsing import split_completion
 
     model, tokenizer, canaries = model_and_canaries
     callback = make_callback(tokenizer, canaries, tmp_path)
@@ -76,7 +76,7 @@ def test_run_records_every_canary_and_returns_the_metrics(tmp_path, model_and_ca
         think = split_completion(r["completion"], canary["prompt"]).think
         expected = len(tokenizer(think, add_special_tokens=False)["input_ids"]) if think else 0
         assert r["think_tokens"] == expected  # counted in tokenizer tokens, not words
-    # The metrics are reson.metrics' summary of exactly these records: evaluation computes them the same way.
+    # The metrics are reson.core.metrics' summary of exactly these records: evaluation computes them the same way.
     summary = summarize(records)
     assert metrics["emergence/think_usage_pct"] == summary["think_usage_pct"]
     assert metrics["emergence/canary_accuracy"] == summary["accuracy"]

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from reson import cli, evaluate
-from reson.compare import compare, compare_table
-from reson.evaluate import (
+from reson import cli
+from reson.evaluation import evaluate
+from reson.evaluation.compare import compare, compare_table
+from reson.evaluation.evaluate import (
     EvalError,
     dataset_metrics,
     default_ks,
@@ -291,7 +292,7 @@ def test_help(command, capsys):
 def test_stop_string_looks_at_the_completion_only(tiny_model_path):
     import torch
 
-    from reson.generation import STOP_STRING, _StopString, load_tokenizer, to_generation
+    from reson.core.generation import STOP_STRING, _StopString, load_tokenizer, to_generation
 
     tok = load_tokenizer(str(tiny_model_path))
     prompt = tok("The tags are <answer> </answer>. Assistant:", add_special_tokens=False)["input_ids"]
@@ -392,7 +393,7 @@ def _lines(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_end_to_end_on_shared_files(tmp_path, tiny_model_path, shared_data):
-    from reson.data import load_problems, sample_rows
+    from reson.core.data import load_problems, sample_rows
 
     gsm8k = shared_data / "gsm8k" / "test.jsonl"
     math500 = shared_data / "math" / "math500_test.jsonl"
@@ -466,7 +467,7 @@ def test_killed_eval_resumes_to_the_same_results(tmp_path, tiny_model_path, shar
     data = str(shared_data / "gsm8k" / "test.jsonl")
     settings = ["--num_samples", "30", "--max_new_tokens", "24", "--temperature", "1.0", "--batch_size", "2"]
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "reson.evaluate", "--model_path", str(tiny_model_path), "--datasets", data]
+    cmd = [sys.executable, "-m", "reson.evaluation.evaluate", "--model_path", str(tiny_model_path), "--datasets", data]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [*cmd, *settings, "--output", str(killed), "--no_progress"], stderr=subprocess.DEVNULL, env=env

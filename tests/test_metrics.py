@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reson.metrics import SELF_CORRECTION_PHRASES, completion_record, has_self_correction, summarize
-from reson.rewards import Score
+from reson.core.metrics import SELF_CORRECTION_PHRASES, completion_record, has_self_correction, summarize
+from reson.core.rewards import Score
 
 PHRASES = [
     # (text, expected, why)

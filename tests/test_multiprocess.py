@@ -14,17 +14,17 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE_CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+ACCELERATE_CONFIGS = sorted((ROOT / "src" / "reson" / "configs" / "accelerate").glob("*.yaml"))
 STEPS = 3
 
-# Runs `reson.train.train` as `reson train` does, with one extra callback that records, on every rank, what that
+# Runs `reson.training.train.train` as `reson train` does, with one extra callback that records, on every rank, what that
 # rank did: its step, a checksum of its weights after the step, and whether it is the process that logs and saves.
 DRIVER = """
 import json, sys
 import torch
 from transformers import TrainerCallback
-from reson.config import load_config
-from reson.train import train
+from reson.core.config import load_config
+from reson.training.train import train
 
 config_path, record_dir = sys.argv[1], sys.argv[2]
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from reson.parsing import (
+from reson.core.parsing import (
     Parsed,
     extract_answer,
     is_hedged,
@@ -168,9 +168,9 @@ def test_every_gsm8k_gold_parses_to_its_number(shared_data, split):
 def test_docstring_examples_run():
     import doctest
 
-    import reson.parsing
+    import reson.core.parsing
 
-    result = doctest.testmod(reson.parsing)
+    result = doctest.testmod(reson.core.parsing)
     assert result.attempted >= 5 and result.failed == 0
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reson import plan
-from reson.plan import Architecture, Settings, estimate
+from reson.tools import plan
+from reson.tools.plan import Architecture, Settings, estimate
 
 # A made-up decoder small enough to count by hand: h=8, L=2, a=2 heads, k=1 kv head, d=4, I=16, V=32, tied.
 TINY = Architecture(
@@ -290,7 +290,7 @@ def test_bad_input_says_what_to_change(call, match):
 def _gpu_recipes() -> list[Path]:
     """The recipes under configs/ that train a known hub model on a GPU."""
     found = []
-    for path in sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")):
+    for path in sorted(Path(__file__).resolve().parents[1].glob("src/reson/configs/*.yaml")):
         values = yaml.safe_load(path.read_text()) or {}
         model = str(values.get("model_name_or_path", ""))
         if plan.known_architecture(model) is not None and not values.get("use_cpu"):
@@ -316,7 +316,7 @@ def _recipe(tmp_path, **values) -> Path:
 
 
 def test_help():
-    result = subprocess.run([sys.executable, "-m", "reson.plan", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "reson.tools.plan", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--gpu" in result.stdout and "h200-141gb" in result.stdout
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reson import report
+from reson.tools import report
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "A conversation between User and Assistant. User: Tom has 3 apples and buys 2 more. How many now?. Assistant:"
@@ -61,10 +61,10 @@ def write_events(run: Path, steps: range) -> None:
 
 def canary(step: int, index: int, think: str | None, answer: str, correct: bool) -> dict:
     """One emergence.jsonl line as the canary callback writes it: a completion sampled at `step`, graded against
-    gold 5, with `reson.metrics.completion_record`'s keys."""
+    gold 5, with `reson.core.metrics.completion_record`'s keys."""
     from types import SimpleNamespace
 
-    from reson.metrics import completion_record
+    from reson.core.metrics import completion_record
 
     completion = f"<think>{think}</think> <answer>{answer}</answer>" if think is not None else f" {answer}"
     graded = SimpleNamespace(accuracy=1.0 if correct else 0.0, format=1.0 if think is not None else 0.0)
@@ -309,7 +309,7 @@ def test_newest_trainer_state_wins_and_half_written_one_is_skipped(tmp_path):
 
 
 def test_compare_table_included(run_dir, tmp_path):
-    from reson.compare import compare
+    from reson.evaluation.compare import compare
 
     folders = []
     for name, accuracy in (("base", 0.17), ("grpo", 0.365)):
@@ -407,7 +407,7 @@ def tiny_run(tiny_model_path, shared_data, tmp_path_factory) -> Path:
         "save_steps": 1,
         "logging_steps": 1,
     }
-    command = [sys.executable, "-m", "reson", "train", "--config", str(REPO / "configs" / "grpo_debug.yaml")]
+    command = [sys.executable, "-m", "reson", "train", "--config", str(REPO / "src" / "reson" / "configs" / "grpo_debug.yaml")]
     command += [arg for key, value in overrides.items() for arg in (f"--{key}", str(value))]
     env = {**os.environ, "RESON_DATA_DIR": str(shared_data)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

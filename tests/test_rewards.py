@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reson.rewards as rewards
-from reson.rewards import REWARDS, Accuracy, Format, format_score, get_reward, reward_funcs, score
+import reson.core.rewards as rewards
+from reson.core.rewards import REWARDS, Accuracy, Format, format_score, get_reward, reward_funcs, score
 
 LIMIT = 1.0  # per-completion limit used in the timing tests (seconds)
 SLACK = 4.0  # noisy shared machines: generous, but far below what an unbounded power tower takes (minutes)
@@ -154,7 +154,7 @@ def test_missing_gold_column_is_a_clear_error():
 def test_unparseable_gold_is_counted_and_warned_once(caplog):
     rewards._WARNED["gold"] = False
     before = rewards.unparseable_gold_count()
-    with caplog.at_level(logging.WARNING, logger="reson.rewards"):
+    with caplog.at_level(logging.WARNING, logger="reson.core.rewards"):
         assert rewards.accuracy([think("5")] * 3, answer=["", "  ", None]) == [None, None, None]
         assert rewards.accuracy([think("5")], answer=[""]) == [None]
     assert rewards.unparseable_gold_count() - before == 4
@@ -175,11 +175,11 @@ def test_plain_numbers_need_no_sympy():
     """The fast path: a GSM8K-style batch is scored without importing sympy or math-verify or starting the pool."""
     code = (
         "import sys\n"
-        "from reson.rewards import accuracy, _POOL\n"
+        "from reson.core.rewards import accuracy, _POOL\n"
         "r = accuracy(['<think>a</think> <answer>$1,234</answer>', '<think>a</think> 17 apples.'], "
         "answer=['1234', '18'])\n"
         "assert r == [1.0, 0.0], r\n"
-        "import reson.rewards as m\n"
+        "import reson.core.rewards as m\n"
         "assert m._POOL is None\n"
         "assert not {'sympy', 'math_verify'} & set(sys.modules), 'heavy import'\n"
     )

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import pytest
 
-from reson.synthetic import LEVELS, generate
+from reson.miniature.synthetic import LEVELS, generate
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
@@ -164,7 +164,7 @@ def test_bad_input_is_refused(kwargs, message):
 def test_cannot_ask_for_more_distinct_test_problems_than_exist(monkeypatch):
     # with one name, one item and one phrase per operation, level 1 has only a few hundred distinct test
     # questions: asking for more fails with a clear error instead of looping forever
-    import reson.synthetic as synthetic
+    import reson.miniature.synthetic as synthetic
 
     monkeypatch.setattr(synthetic, "NAMES", synthetic.NAMES[:1])
     monkeypatch.setattr(synthetic, "ITEMS", synthetic.ITEMS[:1])

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from reson.data import format_prompt
-from reson.pretrain import (
+from reson.core.data import format_prompt
+from reson.miniature.pretrain import (
     BUILD_RECORD,
     QA_TEMPLATE,
     BaseModelConfig,
@@ -18,8 +18,8 @@ from reson.pretrain import (
     probe,
     reasoning_trace,
 )
-from reson.synthetic import generate
-from reson.tiny_model import TAG_TOKENS, build_model, save_tiny_model, train_tokenizer
+from reson.miniature.synthetic import generate
+from reson.miniature.tiny_model import TAG_TOKENS, build_model, save_tiny_model, train_tokenizer
 
 # A build that takes seconds: enough steps for the loss to fall, far too few to learn arithmetic.
 TINY = {
@@ -180,7 +180,7 @@ def test_a_shared_preamble_gives_the_same_loss_and_gradients_as_whole_texts(corp
     """Running the R1 template's preamble once per batch is exact: attention is causal."""
     import torch
 
-    from reson.pretrain import batch_loss
+    from reson.miniature.pretrain import batch_loss
 
     model = build_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
     preamble = tokenizer(format_prompt("", "r1_zero").split("User:")[0] + "User:", add_special_tokens=False)[
@@ -215,7 +215,7 @@ def test_a_shared_preamble_gives_the_same_loss_and_gradients_as_whole_texts(corp
 
 @pytest.mark.slow
 def test_a_complete_build_is_reused(built, monkeypatch):
-    import reson.pretrain
+    import reson.miniature.pretrain
 
     record = (built / BUILD_RECORD).read_text()
     weights = (built / "model.safetensors").stat().st_mtime_ns
@@ -223,7 +223,7 @@ def test_a_complete_build_is_reused(built, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("pretrain ran although a complete build was there")
 
-    monkeypatch.setattr(reson.pretrain, "pretrain", no_training)
+    monkeypatch.setattr(reson.miniature.pretrain, "pretrain", no_training)
     assert build_base_model(built, seed=0, **TINY) == built
     assert (built / BUILD_RECORD).read_text() == record
     assert (built / "model.safetensors").stat().st_mtime_ns == weights
@@ -233,16 +233,16 @@ def test_a_complete_build_is_reused(built, monkeypatch):
 def test_an_interrupted_or_different_build_is_rebuilt(built, tmp_path, monkeypatch):
     import shutil
 
-    import reson.pretrain
+    import reson.miniature.pretrain
 
     calls = []
-    real = reson.pretrain.pretrain
+    real = reson.miniature.pretrain.pretrain
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reson.pretrain, "pretrain", counting)
+    monkeypatch.setattr(reson.miniature.pretrain, "pretrain", counting)
     # an interrupted build: a leftover temporary folder beside the target, and the target holding every file
     # except the build record (which a build writes last)
     target = tmp_path / "model"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from reson.config import RESOLVED_CONFIG_NAME, ConfigError, load_config
-from reson.train import format_log_line, latest_checkpoint, main
+from reson.core.config import RESOLVED_CONFIG_NAME, ConfigError, load_config
+from reson.training.train import format_log_line, latest_checkpoint, main
 
-CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "grpo_cpu_tiny.yaml"
+CPU_RECIPE = Path(__file__).resolve().parents[1] / "src" / "reson" / "configs" / "grpo_cpu_tiny.yaml"
 NUM_CANARIES = 4
 
 
@@ -68,8 +68,8 @@ def emergence_steps(output_dir: Path) -> collections.Counter:
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, tiny_model_path, shared_data):
-    from reson import rewards
-    from reson.train import train
+    from reson.core import rewards
+    from reson.training.train import train
 
     root = tmp_path_factory.mktemp("short_run")
     overrides = tiny_overrides(
@@ -120,7 +120,7 @@ def test_parameters_change(short_run, tiny_model_path):
 def test_final_model_tokenizer_and_resolved_config_are_saved(short_run, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reson import rewards
+    from reson.core import rewards
 
     monkeypatch.setitem(rewards.REWARDS, "length", LengthReward)
     _, output_dir = short_run
@@ -181,7 +181,7 @@ def test_emergence_jsonl_has_every_canary_step(short_run):
 def test_sigkill_then_resume_reaches_max_steps(tmp_path, tiny_model_path, shared_data):
     output_dir = tmp_path / "out"
     overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=6)
-    command = [sys.executable, "-m", "reson.train", "--config", str(CPU_RECIPE), *as_argv(overrides)]
+    command = [sys.executable, "-m", "reson.training.train", "--config", str(CPU_RECIPE), *as_argv(overrides)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -213,7 +213,7 @@ def test_non_finite_weights_stop_the_run_and_keep_the_good_checkpoint(tmp_path, 
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from reson.train import TrainingDiverged, train
+    from reson.training.train import TrainingDiverged, train
 
     class Poison(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -237,7 +237,7 @@ def test_non_finite_weights_stop_the_run_and_keep_the_good_checkpoint(tmp_path, 
 def test_guard_stops_on_a_non_finite_loss_and_cancels_the_save():
     from transformers import TrainerControl, TrainerState
 
-    from reson.train import _callbacks
+    from reson.training.train import _callbacks
 
     _, NonFiniteGuard, _ = _callbacks()
     guard, state, control = NonFiniteGuard(), TrainerState(global_step=7), TrainerControl(should_save=True)
@@ -280,7 +280,7 @@ def test_check_validates_without_training(tmp_path, capsys, tiny_model_path):
 
 
 def test_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, tiny_model_path, shared_data):
-    from reson.train import train
+    from reson.training.train import train
 
     (tmp_path / "out" / "checkpoint-2").mkdir(parents=True)
     (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')

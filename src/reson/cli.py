@@ -1,7 +1,7 @@
 """The `reson` command: one entry point, one subcommand per module.
 
 Each subcommand lives in its own module with a ``main(argv)`` that parses its own arguments, so
-``reson train ...`` and ``python -m reson.train ...`` are the same program, and ``reson --help`` imports
+``reson train ...`` and ``python -m reson.training.train ...`` are the same program, and ``reson --help`` imports
 nothing heavy.
 """
 
@@ -12,15 +12,15 @@ import sys
 
 # subcommand -> (module, one-line summary)
 COMMANDS = {
-    "demo": ("reson.demo", "the offline miniature: build a tiny base model, evaluate, GRPO, evaluate again"),
-    "score": ("reson.score", "score a JSONL of completions with the accuracy and format rewards"),
-    "train": ("reson.train", "train a base model with GRPO from a YAML recipe"),
-    "eval": ("reson.evaluate", "evaluate a model on GSM8K, MATH and friends"),
-    "compare": ("reson.compare", "compare eval runs: the Baseline vs After GRPO table in markdown"),
-    "convert": ("reson.convert", "convert a trained model to MLX, optionally quantized"),
-    "chat": ("reson.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
-    "plan": ("reson.plan", "predict a training recipe's peak GPU memory"),
-    "report": ("reson.report", "plots and an HTML page of a run's curves and canary completions"),
+    "demo": ("reson.miniature.demo", "the offline miniature: build a tiny base model, evaluate, GRPO, evaluate again"),
+    "score": ("reson.evaluation.score", "score a JSONL of completions with the accuracy and format rewards"),
+    "train": ("reson.training.train", "train a base model with GRPO from a YAML recipe"),
+    "eval": ("reson.evaluation.evaluate", "evaluate a model on GSM8K, MATH and friends"),
+    "compare": ("reson.evaluation.compare", "compare eval runs: the Baseline vs After GRPO table in markdown"),
+    "convert": ("reson.tools.convert", "convert a trained model to MLX, optionally quantized"),
+    "chat": ("reson.tools.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
+    "plan": ("reson.tools.plan", "predict a training recipe's peak GPU memory"),
+    "report": ("reson.tools.report", "plots and an HTML page of a run's curves and canary completions"),
 }
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reson.backends import (
+from reson.tools.backends import (
     MLX_MISSING,
     ModelFolderError,
     mlx_available,
@@ -94,8 +94,8 @@ def stage_source(model_path: Path, tokenizer_path: Path, staging: Path) -> Path:
 
 def check_generates(mlx_path: Path) -> str:
     """Load the converted model and greedily generate a few tokens; returns the text."""
-    from reson.backends import MLXBackend, generate
-    from reson.data import format_prompt
+    from reson.core.data import format_prompt
+    from reson.tools.backends import MLXBackend, generate
 
     backend = MLXBackend(mlx_path)
     return generate(backend, format_prompt(CHECK_PROMPT), max_tokens=8, temperature=0.0).text

@@ -59,7 +59,7 @@ class ResonConfig(GRPOConfig):
     rewards: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
         metadata={
-            "help": "Reward functions by name (see reson.rewards.REWARDS); `reward_weights` weighs them in this order."
+            "help": "Reward functions by name (see reson.core.rewards.REWARDS); `reward_weights` weighs them in this order."
         },
     )
     reward_timeout: float = field(
@@ -69,7 +69,7 @@ class ResonConfig(GRPOConfig):
     datasets: list[dict] = field(
         default_factory=lambda: [{"name": "gsm8k", "split": "train", "weight": 1.0}],
         metadata={
-            "help": "Training data: a list of {name, split, weight}. `name` is a dataset name known to reson.data "
+            "help": "Training data: a list of {name, split, weight}. `name` is a dataset name known to reson.core.data "
             "(gsm8k, math, ...) or a path to a .jsonl/.parquet file; `weight` is its share of the mix."
         },
     )
@@ -79,7 +79,7 @@ class ResonConfig(GRPOConfig):
     )
     template: str = field(
         default="r1_zero",
-        metadata={"help": "Prompt template from reson.data.TEMPLATES, or 'chat' for the tokenizer's chat template."},
+        metadata={"help": "Prompt template from reson.core.data.TEMPLATES, or 'chat' for the tokenizer's chat template."},
     )
     data_dir: str | None = field(
         default=None,
@@ -265,7 +265,7 @@ def validate(values: dict[str, Any], sources: dict[str, str]) -> None:
         _fail("output_dir", sources, "missing: set the folder for checkpoints, logs and the final model.")
 
     # Rewards and their weights.
-    from reson.rewards import REWARDS
+    from reson.core.rewards import REWARDS
 
     rewards = get("rewards")
     if not rewards:
@@ -366,7 +366,7 @@ def _check_dataset(spec: Any, index: int, sources: dict[str, str]) -> dict:
 
 
 def _check_dataset_name(name: str, key: str, sources: dict[str, str], split: str | None = None) -> None:
-    from reson.data import DATASET_NAMES, FILE_SUFFIXES, HUB_DATASETS
+    from reson.core.data import DATASET_NAMES, FILE_SUFFIXES, HUB_DATASETS
 
     if name in DATASET_NAMES:
         splits = HUB_DATASETS[name][2] if name in HUB_DATASETS else ("train", "test")
@@ -388,7 +388,7 @@ def _check_dataset_name(name: str, key: str, sources: dict[str, str], split: str
 
 
 def _check_template(template: str, sources: dict[str, str]) -> None:
-    from reson.data import TEMPLATES
+    from reson.core.data import TEMPLATES
 
     if template != "chat" and template not in TEMPLATES:
         _fail("template", sources, f"unknown template {template!r}: choose from {', '.join([*TEMPLATES, 'chat'])}.")

@@ -16,7 +16,7 @@
   label on a terminal, `[thinking]` / `[answer]` labels otherwise (the tags themselves are not shown).
   Generation stops at EOS or after `</answer>`.
 - **Batch.** `--prompts FILE` reads JSONL rows with a `question` (the template is applied) or a `prompt`
-  (used as is, e.g. rows from `reson.data.with_prompts`), and writes each row back with `completion`,
+  (used as is, e.g. rows from `reson.core.data.with_prompts`), and writes each row back with `completion`,
   `thinking`, `response` (the text after the think block), `extracted` (the final answer, parsed as the rewards
   parse it), `num_tokens` and `truncated`. A gold `answer` column passes through untouched.
 """
@@ -31,15 +31,15 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from reson.backends import BACKENDS, ModelFolderError, generate, load_backend, resolve_backend
-from reson.parsing import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, prompt_opens_think
+from reson.core.parsing import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, prompt_opens_think
+from reson.tools.backends import BACKENDS, ModelFolderError, generate, load_backend, resolve_backend
 
 DIM, BOLD, RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
 HELP = "Type a question. /reset clears the conversation, /quit (or Ctrl-D) leaves."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reson.data import TEMPLATES
+    from reson.core.data import TEMPLATES
 
     parser = argparse.ArgumentParser(
         prog="reson chat",
@@ -71,7 +71,7 @@ def conversation_prompt(history: list[tuple[str, str]], question: str, template:
     With no history this is exactly `format_prompt(question, template)`. Earlier turns follow in the template's
     own plain format: for r1_zero, "<template with q1> <completion 1> User: q2. Assistant:".
     """
-    from reson.data import PLAIN_TEMPLATE, format_prompt
+    from reson.core.data import PLAIN_TEMPLATE, format_prompt
 
     if template == "chat":
         messages = []
@@ -242,8 +242,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def batch(backend, args, rows: list[dict]) -> int:
-    from reson.data import format_prompt
-    from reson.parsing import extract_answer, split_completion
+    from reson.core.data import format_prompt
+    from reson.core.parsing import extract_answer, split_completion
 
     out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     try:
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows is not None:
         return batch(backend, args, rows)
     if args.prompt is not None:
-        from reson.data import format_prompt
+        from reson.core.data import format_prompt
 
         prompt = format_prompt(args.prompt, args.template, backend.tokenizer)
         answer_one(backend, args, prompt, args.seed, sys.stdout)

@@ -1,6 +1,6 @@
 """Pretrain the miniature's tiny base model on synthetic arithmetic, and probe its latent reasoning skill.
 
-    python -m reson.pretrain --output-dir runs/base-seed0 --seed 0
+    python -m reson.miniature.pretrain --output-dir runs/base-seed0 --seed 0
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
 template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag.
@@ -92,7 +92,7 @@ class BaseModelConfig:
 
 def reasoning_trace(expression: str) -> str:
     """The compact worked solution for a canonical expression: "12-7=5, 5+19=24"."""
-    from reson.synthetic import steps
+    from reson.miniature.synthetic import steps
 
     return ", ".join(f"{before}{op}{n}={after}" for before, op, n, after in steps(expression))
 
@@ -118,7 +118,7 @@ def arithmetic_drill(rng: random.Random, n: int = DRILL_FACTS) -> str:
     The facts cover what the reasoning traces need: a running total (0 to 80) plus or minus an operand 1-20,
     never below zero; small totals, where most traces live, are drawn more often.
     """
-    from reson.synthetic import MAX_OPERAND, MIN_OPERAND
+    from reson.miniature.synthetic import MAX_OPERAND, MIN_OPERAND
 
     facts = []
     for _ in range(n):
@@ -133,8 +133,8 @@ def arithmetic_drill(rng: random.Random, n: int = DRILL_FACTS) -> str:
 
 def pretraining_texts(config: BaseModelConfig) -> list[str]:
     """The pretraining corpus for `config`, deterministic in `config.seed` (eos is appended at tokenisation)."""
-    from reson.data import format_prompt
-    from reson.synthetic import generate
+    from reson.core.data import format_prompt
+    from reson.miniature.synthetic import generate
 
     rng = random.Random(f"reson-pretrain/{config.seed}")
     num_drills = round(config.num_texts * config.drill_share)
@@ -213,7 +213,7 @@ def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_ev
     """
     import torch
 
-    from reson.data import format_prompt
+    from reson.core.data import format_prompt
 
     eos = tokenizer.eos_token_id
     token_ids = [ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -317,7 +317,7 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, num_threads: int 
 
     import torch
 
-    from reson.tiny_model import TAG_TOKENS, build_model, train_tokenizer
+    from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
 
     threads_before = torch.get_num_threads()
     if num_threads:
@@ -420,14 +420,14 @@ def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, ba
     """Greedy accuracy under the training template, the latent skill with `<think>` prefilled, and the tag prior.
 
     `rows` have `question` and `answer` (a GSM8K-style solution ending `#### N`, or the final answer itself).
-    Completions are scored by `reson.rewards.score`, the scoring training and evaluation use.
+    Completions are scored by `reson.core.rewards.score`, the scoring training and evaluation use.
     """
     if not rows:
         raise ValueError("probe needs at least one row with 'question' and 'answer'.")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reson.data import format_prompt
-    from reson.rewards import score
+    from reson.core.data import format_prompt
+    from reson.core.rewards import score
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
@@ -479,7 +479,7 @@ def default_threads() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m reson.pretrain",
+        prog="python -m reson.miniature.pretrain",
         description="Build (or reuse) the miniature's tiny base model and probe it on held-out synthetic problems.",
     )
     parser.add_argument("--output-dir", required=True, help="folder for the model (reused when already built)")
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
     stats = build_record(path)["stats"]
     # probe
-    from reson.synthetic import generate
+    from reson.miniature.synthetic import generate
 
     start = time.perf_counter()
     result = probe(path, generate("test", args.eval_n, seed=args.eval_seed))

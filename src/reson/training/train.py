@@ -5,9 +5,9 @@ Launch:
     reson train --config configs/grpo_qwen2.5_3b_h100.yaml                  # one GPU
     reson train --config configs/grpo_cpu_tiny.yaml --model_name_or_path runs/miniature/base --max_steps 50
     reson train --config configs/grpo_qwen2.5_3b_h100.yaml --resume        # continue from the last checkpoint
-    accelerate launch --config_file configs/accelerate/ddp.yaml -m reson.train --config configs/...yaml
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m reson.training.train --config configs/...yaml
 
-Any config field can be overridden as `--key value` (`python -m reson.train` is the same program). From Python:
+Any config field can be overridden as `--key value` (`python -m reson.training.train` is the same program). From Python:
 `train(load_config(path, overrides)) -> output_dir`.
 
 Departures from the DeepSeek-R1-Zero and Dr. GRPO papers, on purpose:
@@ -40,7 +40,7 @@ import math
 import sys
 from pathlib import Path
 
-from reson.config import (
+from reson.core.config import (
     PROJECT_FIELDS,
     RESOLVED_CONFIG_NAME,
     ConfigError,
@@ -50,7 +50,7 @@ from reson.config import (
     save_resolved_config,
 )
 
-logger = logging.getLogger("reson.train")
+logger = logging.getLogger("reson.training.train")
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -221,7 +221,7 @@ def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
 
 def load_data(config: ResonConfig, tokenizer=None) -> tuple[list[dict], list[dict]]:
     """(training rows, canary rows), each with a `prompt` under the config's template."""
-    from reson.data import canary_rows, load_problems, mix, with_prompts
+    from reson.core.data import canary_rows, load_problems, mix, with_prompts
 
     sources = [
         (load_problems(spec["name"], spec["split"], config.data_dir, seed=config.seed), spec["weight"])
@@ -276,9 +276,9 @@ def train(config: ResonConfig, resume: bool | str | None = None, callbacks=()) -
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOTrainer
 
-    from reson.data import to_hf_dataset
-    from reson.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
-    from reson.rewards import reward_funcs
+    from reson.core.data import to_hf_dataset
+    from reson.core.rewards import reward_funcs
+    from reson.training.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
 
     output_dir = Path(config.output_dir)
     checkpoint = _resolve_resume(config, resume)
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             import yaml
 
-            from reson.config import resolved_values
+            from reson.core.config import resolved_values
 
             values = resolved_values(config)
             print(yaml.safe_dump({k: values[k] for k in PROJECT_FIELDS}, sort_keys=False), end="")

@@ -1,6 +1,6 @@
 """Per-completion records and their summary: the one definition of the emergence and evaluation metrics.
 
-Training's emergence callback and ``reson eval`` both build ``completion_record``s from ``reson.rewards.score`` and
+Training's emergence callback and ``reson eval`` both build ``completion_record``s from ``reson.core.rewards.score`` and
 ``summarize`` them, so a think-usage or self-correction number means the same thing everywhere.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from reson.parsing import split_completion
+from reson.core.parsing import split_completion
 
 # Words and phrases that mark a model revisiting its own reasoning, matched as whole words, case-insensitively, in the
 # think part only. The union of the lists used by DeepSeek-R1 (Nature 2025), Open-Reasoner-Zero and SimpleRL-Zoo,
@@ -66,7 +66,7 @@ def completion_record(completion: str, prompt: str, score, num_think_tokens: int
     ``think_used``: a closed, non-empty think block. ``think_tokens``: ``num_think_tokens`` when given (tokenizer
     tokens), else the whitespace-separated words of the think part (0 without a think block). ``self_correction``:
     a self-correction phrase inside the think part. ``accuracy`` and ``format`` are copied from ``score``
-    (a ``reson.rewards.Score``).
+    (a ``reson.core.rewards.Score``).
     """
     parsed = split_completion(completion or "", prompt or "")
     think = parsed.think or ""

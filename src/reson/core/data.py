@@ -88,7 +88,7 @@ def load_problems(
     if size is not None and name != "synthetic":
         raise ValueError(f"size applies to 'synthetic' only; subsample {name_or_path!r} with sample_rows instead.")
     if name == "synthetic":
-        from reson.synthetic import generate
+        from reson.miniature.synthetic import generate
 
         n = SYNTHETIC_SIZES.get(split, 0) if size is None else size
         return _normalize(generate(split, n, seed), "synthetic", split, "synthetic")
@@ -244,7 +244,7 @@ def _describe_path(path: Path, split: str) -> tuple[str, str]:
 
 def _normalize(records: list[dict], source: str, split: str, origin: str) -> list[dict]:
     """Rows {id, source, question, answer[, solution, level, subject]}; unparseable gold answers are skipped."""
-    from reson.parsing import last_boxed, parse_gsm8k_gold
+    from reson.core.parsing import last_boxed, parse_gsm8k_gold
 
     if not records:
         raise ValueError(f"{origin} has no rows.")

@@ -5,8 +5,8 @@
         --num_samples 200 --output runs/eval/grpo
     reson compare runs/eval/base runs/eval/grpo          # the "Baseline vs After GRPO" table
 
-Prompts, answer parsing and scoring are the training code's own (`reson.data`, `reson.rewards`,
-`reson.metrics`), so evaluation and training cannot disagree about what a correct, well-formatted answer is.
+Prompts, answer parsing and scoring are the training code's own (`reson.core.data`, `reson.core.rewards`,
+`reson.core.metrics`), so evaluation and training cannot disagree about what a correct, well-formatted answer is.
 
 What it writes to `--output DIR`:
 - `samples.jsonl`: one line per completion (dataset, id, sample index, prompt, completion, extracted answer,
@@ -22,7 +22,7 @@ Choices worth knowing:
 - Batches are cut once from the whole work list (longest prompts first), so a resumed run with the same
   `--batch_size` generates exactly the batches an uninterrupted run would, and ends with the same results.
   Another batch size changes the padding, which can change a completion at the level of float rounding.
-- Metrics are `reson.metrics.summarize`'s (accuracy over gradable answers, format compliance, think usage,
+- Metrics are `reson.core.metrics.summarize`'s (accuracy over gradable answers, format compliance, think usage,
   self-correction overall and among correct answers) plus truncation, completion length and `ungraded`
   (answers whose gold could not be parsed).
 - With `--n` > 1, `accuracy` is the mean over all samples (the pass@1 estimate); `pass@k` is the unbiased
@@ -32,7 +32,7 @@ Choices worth knowing:
 - A completion is truncated when it reached `--max_new_tokens` without EOS or `</answer>`.
 
 From Python: `evaluate(model_path, datasets, output_dir, **settings) -> dict` (what results.json holds) and
-`reson.compare.compare(run_dirs, output=None, labels=None) -> str`.
+`reson.evaluation.compare.compare(run_dirs, output=None, labels=None) -> str`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from reson import generation
+from reson.core import generation
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def group_answers(answers: list[str | None], equivalent) -> list[int | None]:
 
 def _score_equivalent(timeout: float | None):
     """Answer equivalence by the scoring code itself: `a` graded against `b` as if `b` were the gold answer."""
-    from reson.rewards import score
+    from reson.core.rewards import score
 
     def equivalent(candidate: str, references: list[str]) -> list[bool]:
         kwargs = {} if timeout is None else {"timeout": timeout}
@@ -174,7 +174,7 @@ def dataset_metrics(records: list[dict], n: int = 1, equivalent=None) -> dict:
 
     `equivalent` groups answers for maj@k (defaults to the scoring code); only used when n > 1.
     """
-    from reson.metrics import summarize
+    from reson.core.metrics import summarize
 
     if not records:
         return {"count": 0}
@@ -261,10 +261,10 @@ def load_datasets(
 ) -> dict[str, tuple[str, list[dict]]]:
     """label -> (source, rows), each set cut to a seeded, stable subset of `num_samples` problems.
 
-    The label is the dataset's name; for a file, the name `reson.data` gives it (gsm8k for .../gsm8k/test.jsonl,
+    The label is the dataset's name; for a file, the name `reson.core.data` gives it (gsm8k for .../gsm8k/test.jsonl,
     else the file's stem), so a run on a name and a run on its local file line up in `reson compare`.
     """
-    from reson.data import DATASET_NAMES, load_problems, sample_rows
+    from reson.core.data import DATASET_NAMES, load_problems, sample_rows
 
     datasets: dict[str, tuple[str, list[dict]]] = {}
     for spec in specs:
@@ -460,7 +460,7 @@ def evaluate(
     done = {(r["dataset"], str(r["id"]), r["sample_index"]): r for r in read_samples(samples_file)}
 
     # ---- tokenizer and prompts ---------------------------------------------------------------------------
-    from reson.data import with_prompts
+    from reson.core.data import with_prompts
 
     try:
         tokenizer = generation.load_tokenizer(model_path)
@@ -548,9 +548,9 @@ def evaluate(
 
 def _score_batch(batch, outputs, tokenizer, timeout: float | None) -> list[dict]:
     """Sample records for one generated batch: scores and emergence metrics from the training code."""
-    from reson.metrics import completion_record
-    from reson.parsing import split_completion
-    from reson.rewards import score
+    from reson.core.metrics import completion_record
+    from reson.core.parsing import split_completion
+    from reson.core.rewards import score
 
     completions = [o.text for o in outputs]
     prompts = [row["prompt"] for _, row, _ in batch]

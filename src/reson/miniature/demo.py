@@ -6,7 +6,7 @@
 
 Phases, each reusing what an earlier run already finished in the same output folder:
 
-1. **Base model.** A 279k-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.pretrain`): mostly
+1. **Base model.** A 279k-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.miniature.pretrain`): mostly
    problems with direct answers, plus worked solutions under another template, so it has a latent reasoning skill
    while the R1 tags stay rare under the training template. A probe (`<think>` prefilled, greedy) measures that skill.
 2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-logger = logging.getLogger("reson.demo")
+logger = logging.getLogger("reson.miniature.demo")
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "grpo_cpu_tiny.yaml"
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "grpo_cpu_tiny.yaml"
 DATASET = "synthetic"
 # (metric key, label, scale) of the before/after table
 TABLE_ROWS = (
@@ -63,14 +63,14 @@ def run_demo(
 ) -> dict:
     """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds"}.
 
-    `overrides` change fields of the GRPO recipe, `base_settings` fields of `reson.pretrain.BaseModelConfig`.
+    `overrides` change fields of the GRPO recipe, `base_settings` fields of `reson.miniature.pretrain.BaseModelConfig`.
     """
     import torch
 
-    from reson.config import load_config
-    from reson.evaluate import evaluate
-    from reson.pretrain import build_base_model, default_threads, probe
-    from reson.report import build_report
+    from reson.core.config import load_config
+    from reson.evaluation.evaluate import evaluate
+    from reson.miniature.pretrain import build_base_model, default_threads, probe
+    from reson.tools.report import build_report
 
     output_dir = Path(output_dir)
     base_dir = output_dir / f"base-seed{pretrain_seed}"
@@ -97,7 +97,7 @@ def run_demo(
     # ---- 1. Base model ------------------------------------------------------------------------------------------
     logger.info("[1/5] base model: building or reusing %s (pretraining takes a few minutes the first time)", base_dir)
     build_base_model(base_dir, seed=pretrain_seed, **(base_settings or {}))
-    from reson.data import load_problems, sample_rows
+    from reson.core.data import load_problems, sample_rows
 
     probe_rows = sample_rows(load_problems(DATASET, "test"), num_eval, seed=0)
     latent = probe(base_dir, probe_rows)
@@ -113,7 +113,7 @@ def run_demo(
     before = evaluate(str(base_dir), DATASET, eval_base, **eval_settings)
 
     # ---- 3. GRPO ------------------------------------------------------------------------------------------------
-    from reson.train import CHECKPOINT_PREFIX, train
+    from reson.training.train import CHECKPOINT_PREFIX, train
 
     config = load_config(recipe, config_overrides)
     finished = (train_dir / "model.safetensors").is_file()
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()  # the demo prints its own phases; no bar per weight file
 
-    from reson.config import ConfigError
+    from reson.core.config import ConfigError
 
     try:
         result = run_demo(

@@ -26,7 +26,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from reson.generation import STOP_STRING
+from reson.core.generation import STOP_STRING
 
 BACKENDS = ("auto", "mlx", "hf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")

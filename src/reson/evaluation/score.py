@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from reson.rewards import DEFAULT_TIMEOUT
+from reson.core.rewards import DEFAULT_TIMEOUT
 
 
 class InputError(ValueError):
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Score
-    from reson.rewards import score
+    from reson.core.rewards import score
 
     scores = score(
         [row["completion"] for row in rows],

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reson.parsing import (
+from reson.core.parsing import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
     THINK_CLOSE,
@@ -298,7 +298,7 @@ def _note_unparseable(gold) -> None:
         _WARNED["gold"] = True
         logger.warning(
             "accuracy: gold answer %r cannot be parsed; such rows get reward None (skipped) and are counted in "
-            "reson.rewards.unparseable_gold_count(). Check the dataset's answer column.",
+            "reson.core.rewards.unparseable_gold_count(). Check the dataset's answer column.",
             str(gold)[:200],
         )
 
@@ -337,7 +337,7 @@ def score(
 class Accuracy:
     r"""1.0 when the final answer equals the gold answer (math-verify), else 0.0; None when the gold can't be parsed.
 
-    The final answer is read only after the think block (``reson.parsing.split_completion``): the last
+    The final answer is read only after the think block (``reson.core.parsing.split_completion``): the last
     ``<answer>...</answer>``, else the last ``\boxed{}``, else the last number. A right number mentioned only while
     thinking earns nothing, an unclosed think block earns nothing, and so does a hedged answer (``17 or 18``, a list
     of candidates for a single-number gold). Plain numbers are compared exactly (``0.5 = 1/2 = \frac{1}{2} = 0.50``,
@@ -369,7 +369,7 @@ class Accuracy:
         if golds is None:
             raise ValueError(
                 "accuracy reward: the dataset has no 'answer' column (nor 'solution'); add the gold final answers "
-                "as an 'answer' column (reson.data.load_problems does)"
+                "as an 'answer' column (reson.core.data.load_problems does)"
             )
         texts = [completion_text(c) for c in completions]
         prompt_texts = [completion_text(p) for p in prompts] if prompts is not None else [""] * len(texts)
@@ -462,8 +462,8 @@ class VerifierPool:
     # -- processes
 
     def _spawn(self) -> _Worker:
-        src = str(Path(__file__).resolve().parents[1])
-        code = f"import sys; sys.path.insert(0, {src!r}); from reson.rewards import _worker_main; _worker_main()"
+        src = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {src!r}); from reson.core.rewards import _worker_main; _worker_main()"
         env = dict(
             os.environ, RESON_VERIFY_PDEATHSIG="1" if threading.current_thread() is threading.main_thread() else "0"
         )

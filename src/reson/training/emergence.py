@@ -1,13 +1,13 @@
 """Emergence metrics during training: generate from fixed held-out canary prompts and measure how the model reasons.
 
 At step 0, every `emergence_every` steps and at the last step, `EmergenceCallback` generates one completion per
-canary prompt (sampled with the training settings, or greedily), scores them with `reson.rewards.score` and
-`reson.metrics.completion_record`/`summarize` (the code evaluation uses, so the numbers mean the same thing in
+canary prompt (sampled with the training settings, or greedily), scores them with `reson.core.rewards.score` and
+`reson.core.metrics.completion_record`/`summarize` (the code evaluation uses, so the numbers mean the same thing in
 both places), and logs:
 
 - `emergence/think_usage_pct`: percentage of completions with a closed, non-empty think block;
 - `emergence/avg_think_tokens`: mean think-block length in tokens, over completions that used one;
-- `emergence/self_correction_rate`: share with a self-correction phrase (`reson.metrics.SELF_CORRECTION_PHRASES`)
+- `emergence/self_correction_rate`: share with a self-correction phrase (`reson.core.metrics.SELF_CORRECTION_PHRASES`)
   inside the think block;
 - `emergence/self_correction_rate_correct`: share that self-correct and are right (Oat-Zero: keywords alone
   mislead);
@@ -146,9 +146,9 @@ class EmergenceCallback(TrainerCallback):
 
     def run(self, model, step: int) -> dict[str, float]:
         """Generate, score, append to emergence.jsonl; returns the `emergence/*` metrics."""
-        from reson.metrics import completion_record, summarize
-        from reson.parsing import split_completion
-        from reson.rewards import score
+        from reson.core.metrics import completion_record, summarize
+        from reson.core.parsing import split_completion
+        from reson.core.rewards import score
 
         start = time.perf_counter()
         prompts = [row["prompt"] for row in self.canaries]

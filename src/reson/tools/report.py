@@ -20,7 +20,7 @@ and wrong marked. Model output is untrusted: the page escapes all of it.
 
 The aha steps: the first canary step where more than half the canary completions have a closed, non-empty
 think block, and the first canary step where a correct answer's thinking holds a self-correction
-(`reson.metrics.has_self_correction`). Oat-Zero's caution applies: a reflection keyword alone proves little,
+(`reson.core.metrics.has_self_correction`). Oat-Zero's caution applies: a reflection keyword alone proves little,
 so the page counts self-correction among correct answers and shows the completions to read.
 """
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from reson.plots import PLOTS, Marker, Series, draw
+from reson.tools.plots import PLOTS, Marker, Series, draw
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ TOTAL_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_seco
 NOT_METRICS = ("step", "epoch", *TOTAL_KEYS)
 THINK_AHA_SHARE = 0.5  # think usage must pass this share of the canary completions
 RECORD_KEYS = ("think_used", "think_tokens", "self_correction", "accuracy", "format")
-# reson.metrics.summarize keys plotted per canary step, as emergence/<key>
+# reson.core.metrics.summarize keys plotted per canary step, as emergence/<key>
 CANARY_KEYS = (
     "think_usage_pct",
     "avg_think_tokens",
@@ -173,11 +173,11 @@ def read_emergence(run_dir: Path) -> dict[int, list[dict]]:
 
 
 def canary_record(row: dict) -> dict:
-    """The emergence row with `reson.metrics.completion_record`'s keys (think_used, think_tokens,
+    """The emergence row with `reson.core.metrics.completion_record`'s keys (think_used, think_tokens,
     self_correction, accuracy, format), derived from its completion where the row does not carry them."""
     if all(key in row for key in RECORD_KEYS):
         return row
-    from reson.metrics import completion_record
+    from reson.core.metrics import completion_record
 
     graded = SimpleNamespace(accuracy=row.get("accuracy"), format=row.get("format", 0.0))
     record = completion_record(
@@ -187,9 +187,9 @@ def canary_record(row: dict) -> dict:
 
 
 def canary_series(canaries: dict[int, list[dict]]) -> dict[str, Series]:
-    """The emergence metrics per canary step from emergence.jsonl, through `reson.metrics.summarize` (the
+    """The emergence metrics per canary step from emergence.jsonl, through `reson.core.metrics.summarize` (the
     definition training and evaluation use), for steps the logs lack."""
-    from reson.metrics import summarize
+    from reson.core.metrics import summarize
 
     series: dict[str, Series] = {}
     for step, rows in canaries.items():
@@ -321,7 +321,7 @@ def steps_table(series: dict[str, Series], keys: list[str]) -> str:
 
 
 def _completion_html(row: dict) -> str:
-    from reson.parsing import extract_answer, split_completion
+    from reson.core.parsing import extract_answer, split_completion
 
     record = canary_record(row)
     completion, prompt = str(row.get("completion", "")), str(row.get("prompt", ""))
@@ -429,7 +429,7 @@ def compare_html(paths: list[str]) -> str:
         )
     parts = [markdown_table_html(path.read_text(encoding="utf-8", errors="replace")) for path in files]
     if folders:
-        from reson.compare import CompareError, compare
+        from reson.evaluation.compare import CompareError, compare
 
         try:
             parts.append(markdown_table_html(compare(folders)))

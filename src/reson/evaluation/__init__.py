@@ -1,0 +1,1 @@
+"""`reson eval`, `reson compare` and `reson score`."""

@@ -1,0 +1,1 @@
+"""Tools around a run: `reson plan`, `reson report`, `reson convert` and `reson chat`."""

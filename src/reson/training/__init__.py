@@ -1,0 +1,1 @@
+"""`reson train`: the GRPO recipe around TRL and its callbacks."""
