@@ -3,7 +3,8 @@
     python bench/bench_eval.py                       # 64 GSM8K test problems, 64 new tokens, batch 32 vs 1
     python bench/bench_eval.py --num_samples 128 --batch_size 64 --threads 2
 
-Both arms run the whole `reson.evaluation.evaluate.evaluate` pipeline (prompts, generation, scoring, samples.jsonl) on the
+Both arms run the whole `reson.evaluation.evaluate.evaluate` pipeline (prompts, generation, scoring, samples.jsonl) on
+the
 same problems with greedy decoding, and differ only in `batch_size`; samples/s is generated completions over
 the wall-clock time of the generate-and-score loop (model loading excluded). The model is a randomly
 initialised tiny Qwen2 (hidden 64, 2 layers) with a tokenizer trained on GSM8K text, built fresh in a temporary

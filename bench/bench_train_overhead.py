@@ -1,7 +1,8 @@
 """What `reson train` adds on top of plain TRL, per GRPO step.
 
 Runs the same tiny GRPO job (the CPU recipe's batch: 8 prompts x 8 completions, synthetic problems, a random tiny
-Qwen2) through `reson.training.train.train` (config checks, real accuracy + format rewards, console line, non-finite guard,
+Qwen2) through `reson.training.train.train` (config checks, real accuracy + format rewards, console line, non-finite
+guard,
 emergence canaries) and through a bare `trl.GRPOTrainer` with a trivial reward, alternating A/B rounds in one process
 so machine load hits both alike. learning_rate is 0 in both, so both models stay identical and every step generates
 the same completions: the time difference is the layer, not the sampling. Per-step wall time is measured from one

@@ -210,7 +210,9 @@ def test_hub_names_call_load_dataset_with_repo_config_and_split(shared_data, mon
 
 def test_hub_while_offline_fails_with_a_hint_to_use_local_files():
     """The real code path, run in a fresh interpreter so the offline switches take effect on import."""
-    code = "from reson.core.data import load_problems\ntry:\n load_problems('gsm8k')\nexcept ValueError as e:\n print(e)"
+    code = (
+        "from reson.core.data import load_problems\ntry:\n load_problems('gsm8k')\nexcept ValueError as e:\n print(e)"  # noqa: E501
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "'openai/gsm8k'" in out.stdout and "RESON_DATA_DIR" in out.stdout, out.stderr

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE_CONFIGS = sorted((ROOT / "src" / "reson" / "configs" / "accelerate").glob("*.yaml"))
 STEPS = 3
 
-# Runs `reson.training.train.train` as `reson train` does, with one extra callback that records, on every rank, what that
+# Runs `train` as `reson train` does, with one extra callback that records, on every rank, what that
 # rank did: its step, a checksum of its weights after the step, and whether it is the process that logs and saves.
 DRIVER = """
 import json, sys

@@ -407,7 +407,8 @@ def tiny_run(tiny_model_path, shared_data, tmp_path_factory) -> Path:
         "save_steps": 1,
         "logging_steps": 1,
     }
-    command = [sys.executable, "-m", "reson", "train", "--config", str(REPO / "src" / "reson" / "configs" / "grpo_debug.yaml")]
+    recipe = REPO / "src" / "reson" / "configs" / "grpo_debug.yaml"
+    command = [sys.executable, "-m", "reson", "train", "--config", str(recipe)]
     command += [arg for key, value in overrides.items() for arg in (f"--{key}", str(value))]
     env = {**os.environ, "RESON_DATA_DIR": str(shared_data)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

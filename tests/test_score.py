@@ -54,7 +54,7 @@ def test_reson_score_command_and_help(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "accuracy: 0.5000 (1/2 correct)" in run.stdout
-    help_run = subprocess.run([sys.executable, "-m", "reson.evaluation.score", "--help"], capture_output=True, text=True)
+    help_run = subprocess.run([sys.executable, "-m", "reson", "score", "--help"], capture_output=True, text=True)
     assert help_run.returncode == 0 and "--output" in help_run.stdout and "--timeout" in help_run.stdout
 
 

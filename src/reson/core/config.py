@@ -59,7 +59,7 @@ class ResonConfig(GRPOConfig):
     rewards: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
         metadata={
-            "help": "Reward functions by name (see reson.core.rewards.REWARDS); `reward_weights` weighs them in this order."
+            "help": "Reward functions by name (reson.core.rewards.REWARDS); `reward_weights` weighs them in this order."
         },
     )
     reward_timeout: float = field(
@@ -69,7 +69,7 @@ class ResonConfig(GRPOConfig):
     datasets: list[dict] = field(
         default_factory=lambda: [{"name": "gsm8k", "split": "train", "weight": 1.0}],
         metadata={
-            "help": "Training data: a list of {name, split, weight}. `name` is a dataset name known to reson.core.data "
+            "help": "Training data: a list of {name, split, weight}. `name` is a dataset name (reson.core.data) "
             "(gsm8k, math, ...) or a path to a .jsonl/.parquet file; `weight` is its share of the mix."
         },
     )
@@ -79,7 +79,7 @@ class ResonConfig(GRPOConfig):
     )
     template: str = field(
         default="r1_zero",
-        metadata={"help": "Prompt template from reson.core.data.TEMPLATES, or 'chat' for the tokenizer's chat template."},
+        metadata={"help": "Prompt template (reson.core.data.TEMPLATES), or 'chat' for the tokenizer's chat template."},
     )
     data_dir: str | None = field(
         default=None,

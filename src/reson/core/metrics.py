@@ -1,6 +1,7 @@
 """Per-completion records and their summary: the one definition of the emergence and evaluation metrics.
 
-Training's emergence callback and ``reson eval`` both build ``completion_record``s from ``reson.core.rewards.score`` and
+Training's emergence callback and ``reson eval`` both build ``completion_record``s from ``reson.core.rewards.score``
+and
 ``summarize`` them, so a think-usage or self-correction number means the same thing everywhere.
 """
 

@@ -7,7 +7,7 @@ Launch:
     reson train --config configs/grpo_qwen2.5_3b_h100.yaml --resume        # continue from the last checkpoint
     accelerate launch --config_file configs/accelerate/ddp.yaml -m reson.training.train --config configs/...yaml
 
-Any config field can be overridden as `--key value` (`python -m reson.training.train` is the same program). From Python:
+Any config field can be overridden as `--key value` (`python -m reson train` is the same program). From Python:
 `train(load_config(path, overrides)) -> output_dir`.
 
 Departures from the DeepSeek-R1-Zero and Dr. GRPO papers, on purpose:
