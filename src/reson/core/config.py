@@ -59,7 +59,7 @@ class ResonConfig(GRPOConfig):
     rewards: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
         metadata={
-            "help": "Reward functions by name (reson.core.rewards.REWARDS); `reward_weights` weighs them in this order."
+            "help": "Reward functions by name (reson.core.rewards.REWARDS), weighed in this order by `reward_weights`."
         },
     )
     reward_timeout: float = field(
