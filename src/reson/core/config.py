@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from trl import GRPOConfig
 
+from reson.core.rewards import DEFAULT_TIMEOUT
+
 COMMAND_LINE = "the command line"
 # The file a resolved config is written to inside output_dir.
 RESOLVED_CONFIG_NAME = "train_config.yaml"
@@ -63,8 +65,11 @@ class ResonConfig(GRPOConfig):
         },
     )
     reward_timeout: float = field(
-        default=10.0,
-        metadata={"help": "Wall-clock seconds allowed to grade one completion before it scores as wrong."},
+        default=DEFAULT_TIMEOUT,
+        metadata={
+            "help": "Wall-clock seconds allowed to grade one completion with math-verify before it scores as wrong "
+            "(reson.core.rewards.DEFAULT_TIMEOUT); `reson eval` of the trained model uses the same value."
+        },
     )
     datasets: list[dict] = field(
         default_factory=lambda: [{"name": "gsm8k", "split": "train", "weight": 1.0}],

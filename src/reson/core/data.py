@@ -5,11 +5,12 @@
     {"id": "gsm8k/train/0", "source": "gsm8k", "question": "...", "answer": "72", "solution": "... #### 72"}
 
 plus `level` (1-5) and `subject` for MATH-like rows. `answer` is always the gold *final* answer: the number
-after `####` for GSM8K, the `answer` field or else the last `\\boxed{}` of the solution for MATH. Short names
-load from the hub (`openai/gsm8k`, ...) unless `data_dir` or the environment variable `RESON_DATA_DIR` names
-a folder laid out like the repository's `../shared/data` (see `LOCAL_FILES`); a path to a .jsonl, .json or
-.parquet file in GSM8K or MATH form works too. A row whose gold answer cannot be parsed is skipped, and
-counted in one warning per file.
+after `####` for GSM8K, the `answer` field or else the final boxed answers of the solution for MATH (several
+roots boxed one by one give "-2, 1"; a solution whose boxes disagree otherwise is left out and counted in the
+log). Short names load from the hub (`openai/gsm8k`, ...) unless `data_dir` or the environment variable
+`RESON_DATA_DIR` names a folder laid out like the repository's `../shared/data` (see `LOCAL_FILES`); a path to
+a .jsonl, .json or .parquet file in GSM8K or MATH form works too. A row whose gold answer cannot be parsed is
+skipped, and counted in one warning per file.
 
 Subsets are seeded permutations, so they are stable across runs and machines: `sample_rows(rows, n, seed)`
 is a prefix of the permutation (a larger n is a superset), `canary_rows` takes the held-out canaries from
@@ -244,7 +245,7 @@ def _describe_path(path: Path, split: str) -> tuple[str, str]:
 
 def _normalize(records: list[dict], source: str, split: str, origin: str) -> list[dict]:
     """Rows {id, source, question, answer[, solution, level, subject]}; unparseable gold answers are skipped."""
-    from reson.core.parsing import last_boxed, parse_gsm8k_gold
+    from reson.core.parsing import boxed_spans, gold_from_solution, parse_gsm8k_gold
 
     if not records:
         raise ValueError(f"{origin} has no rows.")
@@ -257,7 +258,7 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
         )
     # GSM8K form: the answer column holds the worked solution, with the final answer after '####'.
     gsm8k_form = "solution" not in columns and any("####" in str(r.get("answer", "")) for r in records)
-    rows, skipped = [], []
+    rows, skipped, ambiguous, combined = [], [], [], 0
     for index, record in enumerate(records):
         row_id = str(record.get("unique_id") or f"{source}/{split}/{index}")
         question = record.get(question_key)
@@ -271,7 +272,11 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
         else:
             answer = _gold_string(record.get("answer"))
             if answer is None and solution:
-                answer = _gold_string(last_boxed(solution))
+                answer = _gold_string(gold_from_solution(solution))
+                if answer is None and gold_from_solution(solution, strict=False):
+                    ambiguous.append(row_id)
+                    continue
+                combined += answer is not None and len({c for _, _, c in boxed_spans(solution)}) > 1
         if not isinstance(question, str) or not question.strip() or answer is None:
             skipped.append(row_id)
             continue
@@ -289,6 +294,14 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
             f"{origin}: skipped {len(skipped)} of {len(records)} rows whose question or gold answer could "
             f"not be parsed (first: {first})."
         )
+    if ambiguous:  # a wrong gold is a wrong reward: such rows are left out, not guessed
+        logger.warning(
+            f"{origin}: skipped {len(ambiguous)} of {len(records)} rows whose solution boxes several different "
+            f"answers that are not one final list (a box used as notation, an alternative added after the answer): "
+            f"{', '.join(ambiguous[:5])}{', ...' if len(ambiguous) > 5 else ''}."
+        )
+    if combined:
+        logger.info(f"{origin}: {combined} gold answers list several boxed answers of the final line (roots).")
     if not rows:
         raise ValueError(f"{origin}: none of its {len(records)} rows has a parseable question and gold answer.")
     return rows

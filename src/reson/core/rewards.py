@@ -6,48 +6,41 @@ keyword arguments (the gold answer is the ``answer`` column); the object's ``__n
 (``rewards/accuracy/mean``). Rewards are small callable classes so they pickle, and are looked up by name in
 ``REWARDS``.
 
-Bounded time, from anywhere. math-verify's own timeout is ``signal.alarm``: whole seconds, main thread only; off the
-main thread some inputs (``9^9^9^9``) run for minutes. So the accuracy reward never runs math-verify in the calling
-process. Plain numbers (most of GSM8K and all of the miniature) are compared exactly in the caller with no sympy at
-all; everything else goes to a persistent pool of verifier processes (``python -c`` subprocesses: no fork of a
-process that holds torch threads, no re-import of the caller's ``__main__``, and they work from daemon processes too)
-that run math-verify with its timeout off. The caller enforces a wall-clock deadline per completion, kills a worker
-that overruns, starts a replacement and scores that completion 0.0. Scoring therefore works the same from the main
-thread, another thread or a worker process, and never raises into the trainer. The pool starts on first need (about
-two seconds, once; ``warm_up()`` does it ahead of time) and shuts down at exit.
+What is compared. The final answer is read after the think block (``reson.core.parsing.extract_answer``) and split
+into the answers it gives (``answer_items``); the gold answer the same way. Then, in order:
+
+- several different answers against one gold answer: a hedge ("17 or 18", ``71 | 72``, two boxes), wrong;
+- plain numbers on both sides: compared exactly, as numbers or as sets of numbers (roots in any order), with no
+  sympy (``0.5 = 1/2 = \frac{1}{2}``, ``$1,234 = 1234``, ``90° = 90``), so GSM8K and the miniature never wait;
+- the same text is the same answer;
+- anything else goes to math-verify (``\sqrt{2}/2 = \frac{1}{\sqrt{2}}``, intervals, tuples, sets) in the verifier
+  pool (``reson.core.verifier``), with a wall-clock bound of ``timeout`` seconds per answer: an overrun is wrong.
+
+Scoring never raises and never hangs, from any thread or process; ``DEFAULT_TIMEOUT`` is the one default of the
+limit, which the training config, evaluation and ``reson score`` all read.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import json
 import logging
-import os
 import re
-import selectors
-import signal
-import subprocess
-import sys
-import threading
-import time
-import warnings
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from reson.core import verifier
 from reson.core.parsing import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
+    CONTRADICTION,
     THINK_CLOSE,
     THINK_OPEN,
     Number,
+    answer_items,
+    answer_key,
     extract_answer,
-    is_hedged,
-    last_boxed,
+    gold_from_solution,
+    normalize_unicode,
     numbers_equal,
-    parse_gsm8k_gold,
     parse_number,
     prompt_opens_think,
     split_completion,
@@ -55,14 +48,14 @@ from reson.core.parsing import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 2.0  # seconds per completion; ordinary answers verify in ~2 ms
+DEFAULT_TIMEOUT = 5.0  # seconds per answer (math-verify's own default); ordinary answers verify in ~2 ms
 MAX_ANSWER_CHARS = 1000  # longer final-answer spans score 0.0 without reaching sympy (MATH-500's longest gold: 53)
 MAX_NESTING = 40  # deeper bracket nesting scores 0.0 without reaching sympy
-_STARTUP_TIMEOUT = 60.0  # seconds a fresh verifier process may take to import math-verify
 
 
 def completion_text(completion) -> str:
-    """The text of a completion given as a string or as a message list (the last message's content)."""
+    """The text of a completion given as a string or as a message list (the last message's content); a part or a
+    content that is not text counts as no text."""
     if completion is None:
         return ""
     if isinstance(completion, str):
@@ -72,8 +65,10 @@ def completion_text(completion) -> str:
     if isinstance(completion, Sequence) and completion:
         content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else completion[-1]
         if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
-            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        return content if isinstance(content, str) else str(content)
+            return "".join(
+                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+        return content if isinstance(content, str) else ""
     return ""
 
 
@@ -86,9 +81,9 @@ def format_score(completion: str, prompt: str = "") -> float:
     completion = completion or ""
     prefilled = prompt_opens_think(prompt)
     opens, closes = completion.count(THINK_OPEN), completion.count(THINK_CLOSE)
-    if opens + closes == 0:
-        return 0.0
-    if opens > (0 if prefilled else 1) or closes != 1:
+    if opens + prefilled + closes == 0:
+        return 0.0  # the prompt's <think> counts as the completion's own: the same structure gets the same grade
+    if opens + prefilled > 1 or closes != 1:
         return 0.25  # repeated blocks, tag spam, an unclosed block
     parsed = split_completion(completion, prompt)
     if not parsed.closed or not parsed.answer.strip():
@@ -118,10 +113,10 @@ class Format:
     The opening ``<think>`` may come from the prompt (a prompt ending with ``<think>``); it is then not expected in
     the completion. Grades, checked top to bottom:
 
-    - **0.0**: no ``<think>`` or ``</think>`` tag in the completion at all.
+    - **0.0**: no ``<think>`` or ``</think>`` tag at all (a prompt ending with ``<think>`` counts as one).
     - **0.25**: tags, but no single closed block followed by an answer: more than one ``<think>`` or ``</think>``
       (repeated blocks, tag spam; with a prefilled prompt any ``<think>`` counts as a repeat), no ``</think>`` (the
-      block never closes), or only whitespace after ``</think>``.
+      block never closes, also after a prefilled ``<think>``), or only whitespace after ``</think>``.
     - **0.5**: one closed block followed by a non-empty answer, with a flaw: the think block is empty (whitespace
       only), or the opening ``<think>`` is missing (a prompt that did not prefill it), or text comes before
       ``<think>``, or the answer uses ``<answer>`` tags other than as one ``<answer>non-empty</answer>`` pair.
@@ -146,10 +141,14 @@ class Format:
 
 @dataclass(frozen=True)
 class Gold:
-    """A gold answer, read once: ``text`` for math-verify (None when empty), ``number`` when it is a plain number."""
+    """A gold answer, read once: ``text`` for math-verify (None when empty), ``number`` when it is one plain number,
+    ``items`` the answers it lists (``"-2, 1"``: two), ``numbers`` their values when all are plain numbers."""
 
     text: str | None
-    number: Number | None
+    number: Number | None = None
+    items: tuple[str, ...] = ()
+    numbers: tuple[Number, ...] | None = None
+    equation: bool = False
 
 
 _GOLD_CACHE: dict[str, Gold] = {}
@@ -158,19 +157,31 @@ _WARNED = {"gold": False}
 
 
 def prepare_gold(gold) -> Gold:
-    r"""Read a gold answer once (cached by its text): a final answer (``"1,234"``, ``"\frac{1}{2}"``), a full GSM8K
-    solution (the number after ``####``) or a full MATH solution (its last ``\boxed{}``)."""
+    r"""Read a gold answer once (cached by its text): a final answer (``"1,234"``, ``"\frac{1}{2}"``, ``"-2, 1"``), a
+    full GSM8K solution (the number after ``####``) or a full MATH solution (its final boxed answers)."""
     key = "" if gold is None else str(gold)
     cached = _GOLD_CACHE.get(key)
     if cached is not None:
         return cached
-    text = key.strip()
+    text = normalize_unicode(key.strip())
     if "####" in text:
-        text = parse_gsm8k_gold(text)
-    elif "\\boxed" in text or "\\fbox" in text:
-        text = (last_boxed(text) or "").strip()
+        text = gold_from_solution(text) or ""
+    elif "\\boxed" in text or "\\fbox" in text:  # a full solution, or a gold written with boxes
+        text = gold_from_solution(text, strict=False) or ""
     text = _strip_math_delimiters(text)
-    result = Gold(text=text or None, number=parse_number(text))
+    equation = "=" in text
+    items = tuple(answer_items(text, equations=True))
+    if not items:
+        result = Gold(text=None)
+    else:
+        numbers = tuple(parse_number(item) for item in items)
+        result = Gold(
+            text=", ".join(items),
+            number=parse_number(text),
+            items=items,
+            numbers=numbers if all(n is not None for n in numbers) else None,
+            equation=equation,
+        )
     if len(_GOLD_CACHE) > 200_000:
         _GOLD_CACHE.clear()
     _GOLD_CACHE[key] = result
@@ -183,10 +194,6 @@ def _strip_math_delimiters(text: str) -> str:
         if len(text) >= len(left) + len(right) and text.startswith(left) and text.endswith(right):
             return text[len(left) : len(text) - len(right)].strip()
     return text
-
-
-def _squash(text: str) -> str:
-    return "".join(text.split()).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
 
 
 def _nesting_depth(text: str) -> int:
@@ -215,33 +222,57 @@ class Score:
 
 
 _VERIFY = object()  # marker: math-verify must decide
-_LIST_COMMA_RE = re.compile(r",(?!\d{3}(?!\d))")  # a comma that is not a thousands separator
+_EQUALS_RE = re.compile(r"(?<![<>!\\])=")  # an equals sign of an equation, not of <= >= !=
 
 
-def _quick_accuracy(completion: str, prompt: str, gold: Gold) -> tuple[float | None | object, str | None]:
-    """Decide accuracy without sympy where possible; returns (result or _VERIFY, extracted span)."""
+def _bracketed(text: str) -> bool:
+    """A tuple, interval, set or vector: one answer that holds several values."""
+    return text[:1] in "([{" or text.startswith(("\\{", "\\left", "\\begin", "\\langle"))
+
+
+def compare(span: str, gold: Gold) -> tuple[float | None | object, str]:
+    """Decide accuracy without sympy where possible: (1.0, 0.0, or _VERIFY, the prediction math-verify compares)."""
+    items = answer_items(span, equations=gold.equation)
+    if not items or CONTRADICTION in items:
+        return 0.0, span  # nothing, or an equation between two different numbers ("71 = 72")
+    if not gold.equation and any(_EQUALS_RE.search(item) for item in items):
+        return 0.0, span  # an equation in the unknowns is not a value ("2x - y = 0" against 0)
+    if [answer_key(item) for item in items] == [answer_key(item) for item in gold.items]:
+        return 1.0, span  # the same answers, written the same way
+    distinct = list({answer_key(item): item for item in items}.values())
+    numbers = [parse_number(item) for item in items]
+    if all(n is not None for n in numbers) and gold.numbers is not None:  # numbers, or roots in any order: exactly
+        if len(gold.numbers) == 1:
+            if len(distinct) > 1:
+                return 0.0, span  # several different answers to one question: a hedge
+            return float(numbers_equal(gold.numbers[0], numbers[0])), span
+        values, gold_values = sorted(n.value for n in numbers), sorted(n.value for n in gold.numbers)
+        if len(set(gold_values)) == len(gold_values):  # distinct roots: repeating one is still the same set
+            return float(set(values) == set(gold_values)), span
+        return float(values == gold_values), span  # roots with multiplicity: the same multiset
+    if len(distinct) > 1 and len(gold.items) == 1 and not _bracketed(gold.text):
+        return 0.0, span  # several different answers to one question: a hedge
+    pred = ", ".join(distinct)
+    if len(pred) > MAX_ANSWER_CHARS or _nesting_depth(pred) > MAX_NESTING:
+        return 0.0, pred
+    return _VERIFY, pred
+
+
+def _quick_accuracy(completion: str, prompt: str, gold: Gold) -> tuple[float | None | object, str | None, str]:
+    """(result or _VERIFY, the extracted span, the prediction to verify)."""
     if gold.text is None:
-        return None, None
+        return None, None, ""
     parsed = split_completion(completion, prompt)
     span = extract_answer(parsed.answer)
     if span is None:
-        return 0.0, None
+        return 0.0, None, ""
     span = _strip_math_delimiters(span)
-    if not span or is_hedged(span, gold.text):
-        return 0.0, span
-    if gold.number is not None:
-        pred = parse_number(span)
-        if pred is not None:
-            return float(numbers_equal(gold.number, pred)), span
-        if "=" not in span and _LIST_COMMA_RE.search(span):
-            return 0.0, span  # a tuple, list, set or interval never equals a single number
-    if _squash(span) == _squash(gold.text):
-        return 1.0, span  # the same text is the same answer
-    if len(span) > MAX_ANSWER_CHARS or _nesting_depth(span) > MAX_NESTING:
-        return 0.0, span
-    if gold.text in _UNPARSEABLE_GOLDS:
-        return None, span
-    return _VERIFY, span
+    if not span:
+        return 0.0, span, ""
+    result, pred = compare(span, gold)
+    if result is _VERIFY and gold.text in _UNPARSEABLE_GOLDS:
+        return None, span, pred
+    return result, span, pred
 
 
 _RESULT_CACHE: dict[tuple[str, str], bool | None] = {}
@@ -258,12 +289,12 @@ def score_accuracy(
     for i, (completion, gold, prompt) in enumerate(zip(completions, golds, prompts, strict=True)):
         try:
             info = prepare_gold(gold)
-            result, spans[i] = _quick_accuracy(completion or "", prompt or "", info)
+            result, spans[i], pred = _quick_accuracy(completion or "", prompt or "", info)
         except Exception:  # a reward must never take the trainer down
             logger.exception("accuracy: scoring completion %d failed; scored 0.0", i)
             result = 0.0
         if result is _VERIFY:
-            key = (info.text, spans[i])
+            key = (info.text, pred)
             cached = _RESULT_CACHE.get(key, _VERIFY)  # .get: another thread may clear the cache meanwhile
             if cached is _VERIFY:
                 todo.setdefault(key, []).append(i)
@@ -275,15 +306,16 @@ def score_accuracy(
                 _note_unparseable(gold)
     if todo:
         keys = list(todo)
-        verdicts = get_pool().verify(keys, timeout)
+        verdicts = verifier.get_pool().verify(keys, timeout)
         if len(_RESULT_CACHE) > 100_000:
             _RESULT_CACHE.clear()
         for key, verdict in zip(keys, verdicts, strict=True):
-            _RESULT_CACHE[key] = verdict  # an overrun is cached as wrong too: a repeated tower costs the limit once
+            if verdict is not verifier.TIMED_OUT:  # an overrun may be load: the next call tries again
+                _RESULT_CACHE[key] = verdict
             if verdict is None:
                 _UNPARSEABLE_GOLDS.add(key[0])
             for i in todo[key]:
-                results[i] = None if verdict is None else float(verdict)
+                results[i] = None if verdict is None else float(verdict is True)
                 if verdict is None:
                     _note_unparseable(golds[i])
     return results, spans
@@ -335,14 +367,11 @@ def score(
 
 
 class Accuracy:
-    r"""1.0 when the final answer equals the gold answer (math-verify), else 0.0; None when the gold can't be parsed.
+    r"""1.0 when the final answer equals the gold answer, else 0.0; None when the gold answer can't be parsed.
 
-    The final answer is read only after the think block (``reson.core.parsing.split_completion``): the last
-    ``<answer>...</answer>``, else the last ``\boxed{}``, else the last number. A right number mentioned only while
-    thinking earns nothing, an unclosed think block earns nothing, and so does a hedged answer (``17 or 18``, a list
-    of candidates for a single-number gold). Plain numbers are compared exactly (``0.5 = 1/2 = \frac{1}{2} = 0.50``,
-    ``1,234 = $1234``); anything else goes to math-verify (``\sqrt{2}/2 = \frac{1}{\sqrt{2}}``) in the verifier pool
-    with a wall-clock ``timeout`` in seconds per completion; an overrun scores 0.0.
+    What is compared and how: the module docstring. A right answer mentioned only while thinking earns nothing, an
+    unclosed think block earns nothing, and so does a hedge. ``timeout``: seconds allowed to verify one answer with
+    math-verify; an overrun scores 0.0.
 
     The gold answer comes from the ``answer`` column (or ``solution``, TRL's name). Missing both is a configuration
     error and raises ValueError; nothing about a completion ever raises.
@@ -373,11 +402,13 @@ class Accuracy:
             )
         texts = [completion_text(c) for c in completions]
         prompt_texts = [completion_text(p) for p in prompts] if prompts is not None else [""] * len(texts)
-        before = get_pool().timeouts if _POOL is not None else 0
+        pool = verifier.current_pool()
+        before = pool.timeouts if pool is not None else 0
         results, spans = score_accuracy(texts, golds, prompt_texts, self.timeout)
         try:  # the trainer's hooks: overruns as a metric, the compared answers as a column of the completions table
             if log_metric is not None:
-                log_metric("rewards/accuracy/timeouts", float((_POOL.timeouts if _POOL is not None else 0) - before))
+                pool = verifier.current_pool()
+                log_metric("rewards/accuracy/timeouts", float((pool.timeouts if pool is not None else 0) - before))
             if log_extra is not None:
                 log_extra("extracted_answer", ["" if s is None else s for s in spans])
         except Exception:
@@ -410,344 +441,3 @@ def reward_funcs(names: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> list
     return [
         get_reward(n, timeout=timeout) if getattr(REWARDS[n], "uses_timeout", False) else get_reward(n) for n in names
     ]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The verifier pool
-
-
-class _Worker:
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
-        self.fd = proc.stdout.fileno()
-        self.buffer = b""
-        self.ready = False
-        self.started = time.monotonic()
-        self.task: int | None = None
-        self.sent = 0.0
-        self.deadline = 0.0
-
-
-def _default_workers() -> int:
-    env = os.environ.get("RESON_VERIFY_WORKERS")
-    if env:
-        return max(1, int(env))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
-
-
-class VerifierPool:
-    """Persistent math-verify processes with a per-task wall-clock deadline enforced by the caller.
-
-    ``verify(pairs, timeout)`` returns, for each ``(gold, prediction)``, True/False, or None when the gold cannot be
-    parsed. A task that overruns ``timeout`` is False; its worker is killed and replaced. Thread-safe (one batch at
-    a time); usable from any thread and from daemon processes.
-    """
-
-    def __init__(self, workers: int | None = None):
-        self.size = workers or _default_workers()
-        self.workers: list[_Worker] = []
-        self.timeouts = 0  # tasks that overran, since the pool started
-        self.restarts = 0
-        self.tasks = 0  # answers sent to math-verify, since the pool started
-        self.max_task_seconds = 0.0  # slowest task from dispatch to verdict (or kill), since the pool started
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._failed_starts = 0
-        self._broken = False
-
-    # -- processes
-
-    def _spawn(self) -> _Worker:
-        src = str(Path(__file__).resolve().parents[2])
-        code = f"import sys; sys.path.insert(0, {src!r}); from reson.core.rewards import _worker_main; _worker_main()"
-        env = dict(
-            os.environ, RESON_VERIFY_PDEATHSIG="1" if threading.current_thread() is threading.main_thread() else "0"
-        )
-        env.pop("PYTHONSTARTUP", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-u", "-c", code],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,  # a worker that cannot start says why on the trainer's stderr
-            env=env,
-            close_fds=True,
-        )
-        os.set_blocking(proc.stdout.fileno(), False)
-        return _Worker(proc)
-
-    @staticmethod
-    def _kill(worker: _Worker) -> None:
-        with contextlib.suppress(OSError):
-            worker.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.proc.wait(timeout=5)
-        for stream in (worker.proc.stdin, worker.proc.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
-
-    def _replace(self, worker: _Worker) -> None:
-        self._kill(worker)
-        self.workers.remove(worker)
-        self.restarts += 1
-        if not self._broken:
-            self.workers.append(self._spawn())
-
-    def start(self, wait: bool = True) -> None:
-        """Start the worker processes (if not running) and, with ``wait``, block until they are ready."""
-        with self._lock:
-            try:
-                while len(self.workers) < self.size and not self._broken:
-                    self.workers.append(self._spawn())
-                if wait:
-                    self._run([], deque(), [], timeout=0.0, until_ready=True)
-            except Exception:
-                logger.exception("accuracy: verifier processes could not start; non-numeric answers will score 0.0")
-
-    def close(self) -> None:
-        """Stop every worker. Safe to call twice; does nothing in a forked child that inherited the pool."""
-        if os.getpid() != self._pid:
-            return
-        with self._lock:
-            for worker in self.workers:
-                with contextlib.suppress(OSError):
-                    worker.proc.stdin.close()
-            for worker in self.workers:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    worker.proc.wait(timeout=0.5)
-                self._kill(worker)
-            self.workers = []
-
-    # -- the event loop
-
-    def verify(self, pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT) -> list[bool | None]:
-        results: list[bool | None] = [False] * len(pairs)
-        if not pairs:
-            return results
-        with self._lock:
-            try:
-                while len(self.workers) < self.size and not self._broken:
-                    self.workers.append(self._spawn())
-                self._run(pairs, deque(range(len(pairs))), results, timeout=timeout)
-            except Exception:  # never raise into the trainer; unfinished tasks stay False
-                logger.exception("accuracy: verifier pool failed; unfinished answers scored 0.0")
-        return results
-
-    def _run(self, pairs, pending: deque, results: list, timeout: float, until_ready: bool = False) -> None:
-        selector = selectors.DefaultSelector()
-        try:
-            while True:
-                now = time.monotonic()
-                for worker in list(self.workers):
-                    if worker.proc.poll() is not None:  # died (crash, or its parent thread exited)
-                        if worker.task is not None:
-                            results[worker.task] = False
-                        if not worker.ready:
-                            self._failed_starts += 1
-                        self._replace(worker)
-                    elif worker.task is not None and now > worker.deadline:
-                        self.timeouts += 1
-                        logger.warning(
-                            "accuracy: math-verify overran %.1f s on %r; scored 0.0, worker restarted",
-                            timeout,
-                            pairs[worker.task][1][:80],
-                        )
-                        results[worker.task] = False
-                        self.max_task_seconds = max(self.max_task_seconds, now - worker.sent)
-                        self._replace(worker)
-                    elif not worker.ready and now - worker.started > _STARTUP_TIMEOUT:
-                        self._failed_starts += 1
-                        self._replace(worker)
-                if self._failed_starts >= 3 and not any(w.ready for w in self.workers):
-                    if not self._broken:
-                        logger.error("accuracy: verifier processes fail to start; non-numeric answers score 0.0")
-                    self._broken = True
-                    for worker in list(self.workers):
-                        self._kill(worker)
-                    self.workers = []
-                    return
-                for worker in self.workers:
-                    if worker.ready and worker.task is None and pending:
-                        index = pending.popleft()
-                        gold, pred = pairs[index]
-                        message = json.dumps({"gold": gold, "pred": pred, "timeout": timeout}) + "\n"
-                        try:
-                            worker.proc.stdin.write(message.encode())
-                            worker.proc.stdin.flush()
-                        except OSError:
-                            pending.appendleft(index)
-                            continue
-                        worker.sent = time.monotonic()
-                        self.tasks += 1
-                        # kill a little before the limit, so the kill itself still lands within it
-                        worker.task, worker.deadline = index, worker.sent + timeout - min(0.05, 0.1 * timeout)
-                busy = [w for w in self.workers if w.task is not None]
-                if until_ready:
-                    if all(w.ready for w in self.workers):
-                        return
-                elif not busy and not pending:
-                    return
-                # wait for output until the nearest deadline
-                waits = [w.deadline for w in busy] + [
-                    w.started + _STARTUP_TIMEOUT for w in self.workers if not w.ready
-                ]
-                wait = max(0.0, min(waits) - time.monotonic()) + 0.001 if waits else 0.05
-                for key in list(selector.get_map().values()):
-                    selector.unregister(key.fileobj)
-                for worker in self.workers:
-                    selector.register(worker.fd, selectors.EVENT_READ, worker)
-                for key, _ in selector.select(timeout=min(wait, 1.0)):
-                    self._read(key.data, results)
-        finally:
-            selector.close()
-
-    def _read(self, worker: _Worker, results: list) -> None:
-        try:
-            chunk = os.read(worker.fd, 1 << 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            chunk = b""
-        if not chunk:  # EOF: the process is gone or going; the next loop pass replaces it
-            self._kill(worker)
-            return
-        worker.buffer += chunk
-        while b"\n" in worker.buffer:
-            line, worker.buffer = worker.buffer.split(b"\n", 1)
-            if line == b"ready":
-                worker.ready = True
-                self._failed_starts = 0
-                continue
-            if worker.task is None:
-                continue
-            try:
-                verdict = json.loads(line)["verdict"]
-            except (ValueError, KeyError, TypeError):
-                verdict = False
-            results[worker.task] = verdict
-            self.max_task_seconds = max(self.max_task_seconds, time.monotonic() - worker.sent)
-            worker.task = None
-
-
-_POOL: VerifierPool | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def get_pool() -> VerifierPool:
-    """The process-wide verifier pool (started on first use; a forked child gets its own)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._pid != os.getpid():
-            _POOL = VerifierPool()
-            atexit.register(_POOL.close)
-        return _POOL
-
-
-def warm_up() -> None:
-    """Start the verifier processes now, so the first batch with a non-numeric answer does not wait for them."""
-    get_pool().start(wait=True)
-
-
-def shutdown_pool() -> None:
-    """Stop the verifier processes (they also stop at exit); the next call that needs them starts a new pool."""
-    global _POOL
-    with _POOL_LOCK:
-        pool, _POOL = _POOL, None
-    if pool is not None:
-        pool.close()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Inside a verifier process
-
-
-def _verify_pair(gold: str, pred: str, parse, verify, config) -> bool | None:
-    gold_parsed = _parse_cached(gold, parse, config)
-    if not gold_parsed:
-        return None
-    pred_parsed = parse("\\boxed{" + pred + "}", extraction_config=config, parsing_timeout=None)
-    if not pred_parsed:
-        pred_parsed = parse(pred, parsing_timeout=None)
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
-
-
-_PARSED_GOLDS: dict[str, list] = {}
-
-
-def _parse_cached(gold: str, parse, config) -> list:
-    if gold not in _PARSED_GOLDS:
-        if len(_PARSED_GOLDS) > 4096:
-            _PARSED_GOLDS.clear()
-        parsed = parse("\\boxed{" + gold + "}", extraction_config=config, parsing_timeout=None)
-        _PARSED_GOLDS[gold] = parsed or parse(gold, parsing_timeout=None)
-    return _PARSED_GOLDS[gold]
-
-
-_WARM_UP = [
-    ("\\frac{1}{2}", "0.5"),
-    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
-    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
-    ("x^2+3x-6", "1+2i"),
-    ("[1, 2)", "\\{1, 2\\}"),
-    ("\\text{(C)}", "30^\\circ"),
-]
-
-
-class _SoftTimeout(Exception):
-    pass
-
-
-def _worker_main() -> None:  # pragma: no cover - runs in the verifier subprocess
-    """Serve ``{"gold", "pred", "timeout"}`` lines on stdin with ``{"verdict"}`` lines on stdout."""
-    if os.environ.get("RESON_VERIFY_PDEATHSIG") == "1" and sys.platform.startswith("linux"):
-        try:  # die with the parent even when it is killed outright
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
-    parent = os.getppid()
-
-    def watch_parent():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=watch_parent, daemon=True).start()
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
-    logging.disable(logging.CRITICAL)
-    warnings.simplefilter("ignore")
-    from latex2sympy2_extended import NormalizationConfig
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-    config = [
-        LatexExtractionConfig(boxed_match_priority=0, normalization_config=NormalizationConfig(units=True)),
-        ExprExtractionConfig(),
-    ]
-
-    def on_alarm(signum, frame):
-        raise _SoftTimeout
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the trainer; it closes the pool
-    for gold, pred in _WARM_UP:  # warm sympy's caches before saying ready: first calls are slow
-        _verify_pair(gold, pred, parse, verify, config)
-    out.write("ready\n")
-    for line in sys.stdin:
-        verdict: bool | None = False
-        try:
-            request = json.loads(line)
-            # a soft deadline a little before the caller's hard one: Python-level loops end here without a restart
-            signal.setitimer(signal.ITIMER_REAL, max(0.005, 0.8 * float(request["timeout"])))
-            try:
-                verdict = _verify_pair(request["gold"], request["pred"], parse, verify, config)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except BaseException:  # noqa: BLE001 - any failure is a wrong answer, never a dead worker
-            verdict = False
-        out.write(json.dumps({"verdict": verdict}) + "\n")

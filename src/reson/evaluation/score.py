@@ -1,11 +1,12 @@
 """Score saved completions with the training rewards, so a reward change can be checked against real outputs.
 
-    reson score completions.jsonl [--output scored.jsonl] [--timeout 2.0]
+    reson score completions.jsonl [--output scored.jsonl] [--timeout 5.0]
 
-Each input line is a JSON object with ``completion`` (the generated text, or a message list) and ``answer`` (the gold
-answer: a final answer, or a full GSM8K/MATH solution), and optionally ``prompt`` (so a ``<think>`` prefilled at the
-end of the prompt is taken into account). Prints accuracy and format statistics; ``--output`` gets every input line
-back with ``accuracy`` and ``format`` (and ``extracted``, the answer span that was compared) added.
+Each input line is a JSON object with ``completion`` (the generated text, or a message list) and ``answer`` or
+``gold`` (the gold answer: a final answer, or a full GSM8K/MATH solution), and optionally ``prompt`` (so a
+``<think>`` prefilled at the end of the prompt is taken into account). So `reson eval`'s ``samples.jsonl`` and a
+run's ``emergence.jsonl`` can be rescored as they are. Prints accuracy and format statistics; ``--output`` gets every
+input line back with ``accuracy`` and ``format`` (and ``extracted``, the answer span that was compared) added.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def read_rows(path: Path) -> list[dict]:
                 raise InputError(f"{path}:{number}: not valid JSON ({error.msg}); fix or remove that line") from None
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            missing = [key for key in ("completion", "answer") if key not in row]
+            missing = [
+                key for key in ("completion", "answer") if key not in row and not (key == "answer" and "gold" in row)
+            ]
             if missing:
                 raise InputError(
                     f"{path}:{number}: missing {' and '.join(map(repr, missing))}; each line needs 'completion' (the "
-                    "generated text) and 'answer' (the gold answer), and may have 'prompt'"
+                    "generated text) and 'answer' or 'gold' (the gold answer), and may have 'prompt'"
                 )
             rows.append(row)
     if not rows:
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scores = score(
         [row["completion"] for row in rows],
-        [row["answer"] for row in rows],
+        [row["answer"] if "answer" in row else row["gold"] for row in rows],
         [row.get("prompt") or "" for row in rows],
         timeout=args.timeout,
     )

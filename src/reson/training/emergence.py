@@ -31,6 +31,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from reson.core.rewards import DEFAULT_TIMEOUT
+
 logger = logging.getLogger(__name__)
 
 EMERGENCE_FILE = "emergence.jsonl"
@@ -99,7 +101,7 @@ class EmergenceCallback(TrainerCallback):
         top_k: int = 0,
         min_p: float | None = None,
         repetition_penalty: float = 1.0,
-        reward_timeout: float = 10.0,
+        reward_timeout: float = DEFAULT_TIMEOUT,
         seed: int = 0,
         batch_size: int = 64,
         logger_fn=None,
