@@ -92,6 +92,7 @@ ANSWERS = [
     ("so x = 2 or x = 3", "2 or x = 3", "a hedge between assignments keeps its candidates"),
     ("so n = 5, and m = 7. Answer: 7", "7", "a full stop ends a list"),
     ("It is 1,234.", "1,234", "thousands commas are not a list"),
+    (" 13-12</think> 1</answer>", "1", "a closing tag is not part of the number before it"),
     ("no numbers here", None, "nothing answer-like"),
     ("", None, "empty"),
 ]

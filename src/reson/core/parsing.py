@@ -307,11 +307,17 @@ _MAX_TOKEN = 200
 
 
 def _token_around(text: str, match: re.Match) -> tuple[int, int, str]:
-    """The whitespace-delimited token holding a number, without the punctuation that ends a sentence around it."""
+    """The token holding a number (up to white space or a tag's ``<``/``>``), without the punctuation that ends a
+    sentence around it."""
     start, end = match.start() + len(match.group()) - len(match.group().lstrip()), match.end()
-    while start > 0 and not text[start - 1].isspace() and match.end() - start < _MAX_TOKEN:
+    while (
+        start > 0
+        and not text[start - 1].isspace()
+        and text[start - 1] not in "<>"
+        and match.end() - start < _MAX_TOKEN
+    ):
         start -= 1
-    while end < len(text) and not text[end].isspace() and end - match.start() < _MAX_TOKEN:
+    while end < len(text) and not text[end].isspace() and text[end] not in "<>" and end - match.start() < _MAX_TOKEN:
         end += 1
     token = text[start:end]
     stripped = token.rstrip(".,;:!?")
