@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--output_dir", default="runs/bench_demo")
     parser.add_argument("--pretrain_seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--num_eval", type=int, default=200)
+    parser.add_argument("--num_problems", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
@@ -36,7 +36,7 @@ def main() -> None:
         for seed in args.seeds:
             started = time.perf_counter()
             result = run_demo(
-                args.output_dir, seed=seed, pretrain_seed=pretrain_seed, num_eval=args.num_eval, threads=args.threads
+                args.output_dir, seed=seed, pretrain_seed=pretrain_seed, num_problems=args.num_problems, threads=args.threads
             )
             before = result["before"]["datasets"][DATASET]["metrics"]
             after = result["after"]["datasets"][DATASET]["metrics"]

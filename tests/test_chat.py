@@ -1,5 +1,5 @@
-"""`reson chat`: both backends on a real tiny model, the streamed display, the conversation, batch mode, the
-terminal session (through a pseudo-terminal) and every refusal.
+"""`reson chat`: both backends on a real tiny model, the streamed display, single and multi-turn prompts, batch
+mode, the terminal session (through a pseudo-terminal), the converted folder's chat template, and every refusal.
 
 The parity test uses a "lively" copy of the tiny model: the fixture's random init (std 0.02) makes every logit
 nearly equal and greedy decoding repeats one token, which would let a broken backend pass. Weights drawn with
@@ -8,20 +8,22 @@ std 0.3 give varied, tie-free greedy text.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pexpect
 import pytest
 
 from reson.cli import main as reson
 from reson.core.data import format_prompt
-from reson.tools.backends import HFBackend, MLXBackend, decode_stream, generate
-from reson.tools.chat import Renderer, conversation_prompt
+from reson.core.generation import Generation, HFEngine, MLXEngine, Request, Sampling, decode_stream
+from reson.tools.chat import Renderer, conversation_prompt, interactive
 from reson.tools.chat import main as chat
 from reson.tools.convert import main as convert
 
@@ -31,6 +33,10 @@ pytestmark = [pytest.mark.mlx, pytest.mark.slow]
 # any import of either fails, and transformers (which mlx-lm uses for tokenizers) sees no torch.
 NO_TORCH = "import sys; sys.modules.update(torch=None, trl=None); from reson.tools.chat import main; sys.exit(main())"
 QUESTION = "Natalia sold clips to 48 of her friends in April. How many clips did she sell?"
+
+
+def greedy(engine, prompt: str, tokens: int) -> Generation:
+    return engine.generate([Request(prompt)], Sampling(max_new_tokens=tokens))[0]
 
 
 @pytest.fixture(scope="module")
@@ -50,28 +56,37 @@ def models(tiny_model_path, tmp_path_factory):
     model.save_pretrained(hf)
     for f in tiny_model_path.glob("tokenizer*"):
         shutil.copy(f, hf / f.name)
-    assert convert(["--model_path", str(hf)]) == 0
-    assert convert(["--model_path", str(hf), "--quantize", "4bit"]) == 0
+    assert convert(["--model_name_or_path", str(hf)]) == 0
+    assert convert(["--model_name_or_path", str(hf), "--quantize", "4bit"]) == 0
     return hf, root / "lively-mlx", root / "lively-mlx-4bit"
 
 
 def test_mlx_and_transformers_give_the_same_greedy_text(models):
     hf, mlx, _ = models
     prompt = format_prompt(QUESTION)
-    a = generate(HFBackend(hf), prompt, max_tokens=40, temperature=0.0)
-    b = generate(MLXBackend(mlx), prompt, max_tokens=40, temperature=0.0)
+    a = greedy(HFEngine.from_pretrained(str(hf)), prompt, 40)
+    b = greedy(MLXEngine(mlx), prompt, 40)
     assert len(set(a.text)) > 10  # varied text, not one token repeated
     assert (a.text, a.num_tokens) == (b.text, b.num_tokens)
 
 
 def test_streamed_text_is_exactly_the_decoded_tokens(models):
     # mlx-lm's streaming detokenizer would drop this leading space (and turn the byte 0 into "Ā")
-    backend = MLXBackend(models[1])
+    engine = MLXEngine(models[1])
     text = " <think> 12-7=5 \x00 caf\u00e9 </think>"
-    ids = backend.encode(text)
-    pieces = list(decode_stream(backend.tokenizer, iter(ids), backend.eos_token_ids, max_tokens=len(ids)))
-    assert "".join(p for p, _, _ in pieces) == text
-    assert [n for _, n, _ in pieces] == list(range(1, len(ids) + 1)) and pieces[-1][2] == "length"
+    ids = engine.tokenizer.encode(text, add_special_tokens=False)
+    items = list(decode_stream(engine.tokenizer, iter(ids), engine.eos_token_ids, Sampling(len(ids), stop=())))
+    pieces, result = items[:-1], items[-1]
+    assert "".join(pieces) == text and result.text == text
+    assert result.num_tokens == len(ids) and result.finish_reason == "length"
+
+
+def test_hf_streaming_is_the_batch_generation(models):
+    engine = HFEngine.from_pretrained(str(models[0]))
+    prompt = format_prompt(QUESTION)
+    items = list(engine.stream(prompt, Sampling(max_new_tokens=30, temperature=1.0), seed=5))
+    batch = engine.generate([Request(prompt, seed=5)], Sampling(max_new_tokens=30, temperature=1.0))[0]
+    assert "".join(items[:-1]) == items[-1].text == batch.text and items[-1].num_tokens == batch.num_tokens
 
 
 def test_mlx_without_rope_fix_would_differ(models):
@@ -79,50 +94,45 @@ def test_mlx_without_rope_fix_would_differ(models):
     from mlx_lm.utils import load_model
 
     _, mlx, _ = models
-    backend = MLXBackend(mlx)
+    engine = MLXEngine(mlx)
     prompt = format_prompt(QUESTION)
-    fixed = generate(backend, prompt, max_tokens=40, temperature=0.0).text
-    backend.model, _ = load_model(mlx, model_config={"rope_theta": 1e6})
-    assert generate(backend, prompt, max_tokens=40, temperature=0.0).text != fixed
+    fixed = greedy(engine, prompt, 40).text
+    engine.model, _ = load_model(mlx, model_config={"rope_theta": 1e6})
+    assert greedy(engine, prompt, 40).text != fixed
 
 
 def test_sampling_is_seeded(models):
-    backend = MLXBackend(models[2])  # the 4-bit model
+    engine = MLXEngine(models[2])  # the 4-bit model
     prompt = format_prompt(QUESTION)
-    runs = [generate(backend, prompt, max_tokens=20, temperature=1.0, seed=s).text for s in (1, 1, 2)]
+    sampling = Sampling(max_new_tokens=20, temperature=1.0)
+    runs = [engine.generate([Request(prompt, seed=s)], sampling)[0].text for s in (1, 1, 2)]
     assert runs[0] == runs[1] != runs[2]
 
 
-class Scripted:
-    """A backend that replays fixed text pieces, to test where `generate` stops (model text is random here)."""
-
-    name = "scripted"
+class PieceTokenizer:
+    """Each token id decodes to a fixed piece of text, to test where decoding stops (model text is random here)."""
 
     def __init__(self, pieces):
         self.pieces = pieces
-        self.served = 0
 
-    def encode(self, text):
-        return [0]
-
-    def stream(self, prompt_ids, max_tokens, temperature, seed):
-        for i, piece in enumerate(self.pieces[:max_tokens]):
-            self.served += 1
-            yield piece, i + 1, "length" if i + 1 == max_tokens else None
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(self.pieces[i] for i in ids)
 
 
-def test_generate_stops_after_answer_close_even_when_split():
-    backend = Scripted([" <think> 2+3", "=5 </think> <answer>5</ans", "wer> User: and", " more"])
-    shown = []
-    completion = generate(backend, "p", max_tokens=10, on_text=shown.append)
-    assert completion.text == " <think> 2+3=5 </think> <answer>5</answer>"
-    assert "".join(shown) == completion.text and completion.finish_reason == "stop"
-    assert backend.served == 3  # nothing generated past the stop
+def test_decoding_stops_after_answer_close_even_when_split():
+    pieces = [" <think> 2+3", "=5 </think> <answer>5</ans", "wer> User: and", " more"]
+    consumed = []
+    tokens = (consumed.append(i) or i for i in range(len(pieces)))
+    items = list(decode_stream(PieceTokenizer(pieces), tokens, set(), Sampling(max_new_tokens=10)))
+    result = items[-1]
+    assert result.text == " <think> 2+3=5 </think> <answer>5</answer>" and result.finish_reason == "stop"
+    assert "".join(items[:-1]) == result.text
+    assert consumed == [0, 1, 2]  # nothing generated past the stop
 
 
-def test_generate_reports_truncation():
-    completion = generate(Scripted(["a", "b", "c"]), "p", max_tokens=2)
-    assert completion.text == "ab" and completion.truncated
+def test_decoding_reports_truncation():
+    items = list(decode_stream(PieceTokenizer(["a", "b", "c"]), iter(range(3)), set(), Sampling(max_new_tokens=2)))
+    assert items[-1].text == "ab" and items[-1].truncated
 
 
 @pytest.mark.parametrize(
@@ -158,6 +168,43 @@ def test_renderer_dims_thinking_on_a_terminal():
     assert out.getvalue() == "\x1b[2mthinking: hmm\x1b[0m\n\x1b[1manswer:\x1b[0m 5\x1b[0m\n"
 
 
+class Recorder:
+    """An engine that answers " 5" and records the prompts it was given."""
+
+    name = "recorder"
+    tokenizer = None
+
+    def __init__(self):
+        self.prompts = []
+
+    def stream(self, prompt, sampling, seed=0):
+        self.prompts.append(prompt)
+        yield " 5"
+        yield Generation(" 5", 1, "stop")
+
+
+@pytest.mark.parametrize("history", [False, True])
+def test_each_question_is_asked_on_its_own_unless_history_is_asked_for(monkeypatch, capsys, history):
+    """The model was trained on single questions: a follow-up keeps earlier turns only with --history."""
+    questions = iter(["What is 2+3?", "And times 2?"])
+
+    def fake_input(prompt=""):
+        try:
+            return next(questions)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+    engine = Recorder()
+    args = SimpleNamespace(model_name_or_path="m", template="r1_zero", history=history, sampling=Sampling(), seed=0)
+    assert interactive(engine, args) == 0
+    assert engine.prompts[0] == format_prompt("What is 2+3?")
+    if history:
+        assert engine.prompts[1] == format_prompt("What is 2+3?") + " 5 User: And times 2?. Assistant:"
+    else:
+        assert engine.prompts[1] == format_prompt("And times 2?")
+
+
 def test_conversation_prompt_keeps_turns_in_the_training_format():
     first = " <think> 2+3=5 </think> <answer>5</answer>"
     assert conversation_prompt([], "What is 2+3?", "r1_zero") == format_prompt("What is 2+3?", "r1_zero")
@@ -169,57 +216,101 @@ def test_conversation_prompt_keeps_turns_in_the_training_format():
 
 def test_one_prompt_streams_to_stdout(models, capsys):
     _, mlx, _ = models
-    assert chat(["--model_path", str(mlx), "--prompt", QUESTION, "--max_tokens", "12", "--temperature", "0"]) == 0
+    argv = ["--model_name_or_path", str(mlx), "--prompt", QUESTION, "--max_completion_length", "12", "--temperature"]
+    assert chat([*argv, "0"]) == 0
     out = capsys.readouterr().out
-    expected = generate(MLXBackend(mlx), format_prompt(QUESTION), max_tokens=12, temperature=0.0)
+    expected = greedy(MLXEngine(mlx), format_prompt(QUESTION), 12)
     assert out.startswith("[answer] ") or out.startswith("[thinking] ")
-    assert "(stopped after --max_tokens 12 tokens)" in out
+    assert "(stopped after --max_completion_length 12 tokens)" in out
     # what was shown is the completion, less the tags it turned into labels
     shown = out.split("] ", 1)[1].split("\n(stopped")[0]
     assert shown.replace("\n[answer] ", "").replace("\n[thinking] ", "") in expected.text
 
 
-def test_batch_writes_jsonl(models, tmp_path):
+def test_batch_writes_jsonl(models, tmp_path, capsys):
     hf, _, q4 = models
     prompts = tmp_path / "in.jsonl"
     rows = [
         {"id": "a", "question": QUESTION, "answer": "72"},
-        {"id": "b", "prompt": "What is 2+3? Assistant: <think>"},
+        {"id": "b", "prompt": "What is 2+3?"},  # a prompt is a question too: templated
+        {"id": "c", "raw_prompt": "What is 2+3? Assistant: <think>"},  # sent as written
     ]
     prompts.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     out = tmp_path / "out.jsonl"
-    args = ["--prompts", str(prompts), "--output", str(out), "--max_tokens", "8", "--temperature", "0"]
-    assert chat(["--model_path", str(q4), *args]) == 0
+    args = ["--prompts", str(prompts), "--output_file", str(out), "--max_completion_length", "8", "--temperature", "0"]
+    assert chat(["--model_name_or_path", str(q4), *args]) == 0
     got = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [g["id"] for g in got] == ["a", "b"] and got[0]["answer"] == "72"  # gold passes through
-    assert got[0]["prompt"] == format_prompt(QUESTION) and got[1]["prompt"] == rows[1]["prompt"]
-    backend = MLXBackend(q4)
+    assert [g["id"] for g in got] == ["a", "b", "c"] and got[0]["answer"] == "72"  # gold passes through
+    assert got[0]["prompt"] == format_prompt(QUESTION) and got[1]["prompt"] == format_prompt("What is 2+3?")
+    assert got[2]["prompt"] == rows[2]["raw_prompt"]
+    engine = MLXEngine(q4)
     for g in got:
-        assert g["completion"] == generate(backend, g["prompt"], max_tokens=8, temperature=0.0).text
+        assert g["completion"] == greedy(engine, g["prompt"], 8).text
         assert g["backend"] == "mlx" and g["num_tokens"] <= 8
         assert {"thinking", "response", "extracted", "truncated"} <= g.keys()
-    assert got[1]["thinking"] is not None  # the prompt opened the think block, so the completion is thinking
+    assert got[2]["thinking"] is not None  # the prompt opened the think block, so the completion is thinking
+
+    # an existing output file is not replaced without --overwrite
+    assert chat(["--model_name_or_path", str(q4), *args]) == 2
+    assert "--overwrite" in capsys.readouterr().err
 
     # the transformers backend, same file, same format
     out_hf = tmp_path / "out_hf.jsonl"
     args[args.index(str(out))] = str(out_hf)
-    assert chat(["--model_path", str(hf), *args]) == 0
-    assert [json.loads(line)["backend"] for line in out_hf.read_text().splitlines()] == ["hf", "hf"]
+    assert chat(["--model_name_or_path", str(hf), *args]) == 0
+    assert [json.loads(line)["backend"] for line in out_hf.read_text().splitlines()] == ["hf", "hf", "hf"]
 
 
 def test_mlx_chat_runs_without_torch(models):
+    argv = ["--model_name_or_path", str(models[2]), "--prompt", QUESTION, "--max_completion_length", "5"]
+    result = subprocess.run([sys.executable, "-c", NO_TORCH, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "(stopped after --max_completion_length 5 tokens)" in result.stdout
+
+
+def test_the_converted_folder_works_with_mlx_lms_own_tools(models):
+    """Its chat template renders the training prompt, so `mlx_lm.generate` (and `mlx_lm.chat`) prompt the model as
+    it was trained."""
+    from transformers import AutoTokenizer
+
+    for folder in models[1:]:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], tokenize=False)
+        assert rendered == format_prompt(QUESTION)
     result = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, "--model_path", str(models[2]), "--prompt", QUESTION, "--max_tokens", "5"],
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "generate",
+            "--model",
+            str(models[2]),
+            "--prompt",
+            QUESTION,
+            "--max-tokens",
+            "4",
+            "--verbose",
+            "True",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
-    assert "(stopped after --max_tokens 5 tokens)" in result.stdout
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _session(model: Path) -> pexpect.spawn:
-    args = ["-c", NO_TORCH, "--model_path", str(model), "--interactive", "--max_tokens", "6", "--temperature", "0"]
+    args = [
+        "-c",
+        NO_TORCH,
+        "--model_name_or_path",
+        str(model),
+        "--interactive",
+        "--max_completion_length",
+        "6",
+        "--temperature",
+        "0",
+    ]
     child = pexpect.spawn(sys.executable, args, encoding="utf-8", timeout=60, dimensions=(40, 200))
     child.expect("you> ")
     return child
@@ -229,7 +320,7 @@ def test_interactive_session_in_a_terminal(models):
     child = _session(models[1])
     child.sendline(QUESTION)
     child.expect(r"(thinking|answer):")  # a label, in color: stdout is a terminal
-    child.expect(r"stopped after --max_tokens 6 tokens")
+    child.expect(r"stopped after --max_completion_length 6 tokens")
     child.expect("you> ")
     child.sendline("/nonsense")
     child.expect("unknown command")
@@ -258,27 +349,40 @@ def test_interactive_exits_cleanly_on_ctrl_d_and_ctrl_c(models, leave):
 def test_mlx_missing(models, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mlx", None)  # what `import mlx` does where it is not installed
     monkeypatch.setitem(sys.modules, "mlx.core", None)
-    assert chat(["--model_path", str(models[1]), "--backend", "mlx", "--prompt", "hi"]) == 2
+    assert chat(["--model_name_or_path", str(models[1]), "--backend", "mlx", "--prompt", "hi"]) == 2
     assert "requirements-mac.txt" in capsys.readouterr().err
-    assert chat(["--model_path", str(models[1]), "--prompt", "hi"]) == 2  # auto on an MLX folder
-    assert "is an MLX model, and the MLX backend needs mlx" in capsys.readouterr().err
+    assert chat(["--model_name_or_path", str(models[1]), "--prompt", "hi"]) == 2  # auto on an MLX folder
+    assert "needs MLX, and the MLX backend needs mlx" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("which", "extra", "message"),
     [
-        ("missing", ["--prompt", "hi"], "does not exist"),
-        ("mlx", ["--prompt", "hi", "--backend", "hf"], "which transformers cannot load"),
-        ("hf", ["--prompt", "hi", "--backend", "mlx"], "convert it first with `reson convert"),
-        ("hf", ["--prompt", "hi", "--output", "x.jsonl"], "--output goes with --prompts"),
-        ("hf", ["--prompt", "hi", "--max_tokens", "0"], "--max_tokens must be at least 1"),
-        ("hf", ["--prompts", "nope.jsonl"], "is not a file"),
+        ("missing", ["--prompt", "hi"], "no such folder"),
+        (
+            "mlx",
+            ["--prompt", "hi", "--backend", "hf"],
+            "is an MLX model (written by reson convert): use --backend mlx",
+        ),
+        ("hf", ["--prompt", "hi", "--backend", "mlx"], "convert it first (reson convert --model_name_or_path"),
+        ("hf", ["--prompt", "hi", "--output_file", "x.jsonl"], "--output_file goes with --prompts"),
+        ("hf", ["--prompt", "hi", "--max_completion_length", "0"], "--max_completion_length must be at least 1"),
+        ("hf", ["--prompts", "nope.jsonl"], "no such file"),
+        ("hf", ["--prompt", "hi", "--template", "chat"], "has no chat template; use --template r1_zero"),
     ],
-    ids=["missing-folder", "mlx-to-hf", "hf-to-mlx", "output-without-prompts", "zero-tokens", "missing-prompts"],
+    ids=[
+        "missing-folder",
+        "mlx-to-hf",
+        "hf-to-mlx",
+        "output-without-prompts",
+        "zero-tokens",
+        "missing-prompts",
+        "no-chat-template",
+    ],
 )
 def test_errors_before_loading(models, tmp_path, which, extra, message, capsys):
     path = {"missing": tmp_path / "nope", "mlx": models[1], "hf": models[0]}[which]
-    assert chat(["--model_path", str(path), *extra]) == 2
+    assert chat(["--model_name_or_path", str(path), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
@@ -286,21 +390,28 @@ def test_errors_before_loading(models, tmp_path, which, extra, message, capsys):
 def test_bad_prompts_file(models, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "ok"}\n{"text": "no question"}\n')
-    assert chat(["--model_path", str(models[1]), "--prompts", str(bad)]) == 2
-    assert "line 2 needs a string `question`" in capsys.readouterr().err
+    assert chat(["--model_name_or_path", str(models[1]), "--prompts", str(bad)]) == 2
+    assert "row 2: needs a string `question`" in capsys.readouterr().err
 
 
-def test_help(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        reson(["chat", "--help"])
-    assert exit_info.value.code == 0
+def test_help_says_every_default(capsys):
+    assert reson(["chat", "--help"]) == 0
     out = capsys.readouterr().out
-    for option in ("--interactive", "--prompts", "--backend", "--max_tokens", "--temperature", "--seed"):
+    for option in (
+        "--interactive",
+        "--prompts",
+        "--backend",
+        "--max_completion_length",
+        "--temperature",
+        "--seed",
+        "--history",
+    ):
         assert option in out
+    assert "(default: 0.6)" in out and "else 1024" in out
 
 
 def test_transformers_missing(models, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)  # a Mac with requirements-mac.txt: no torch
-    assert chat(["--model_path", str(models[0]), "--prompt", "hi"]) == 2
+    assert chat(["--model_name_or_path", str(models[0]), "--prompt", "hi"]) == 2
     err = capsys.readouterr().err
-    assert "needs torch and transformers" in err and "reson convert" in err
+    assert "needs torch for the hf backend" in err and "convert it to MLX" in err

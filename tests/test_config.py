@@ -1,26 +1,31 @@
-"""The training config: every recipe parses through the real loader; each bad input is one clear line."""
+"""The training config: TRL's parser over ResonConfig, every shipped recipe through the real loader, each bad input
+one clear line naming the key and where it came from."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from trl import GRPOConfig
 
 from reson.core.config import (
+    LATE_CHECKED_CHOICES,
     PROJECT_FIELDS,
+    RECIPES,
     RESOLVED_CONFIG_NAME,
     ConfigError,
     ResonConfig,
-    field_help,
+    config_parser,
     load_config,
-    parse_config,
     resolved_values,
     save_resolved_config,
 )
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "src" / "reson" / "configs").glob("*.yaml"))
+CONFIGS = sorted(RECIPES.glob("*.yaml"))
 
 # A small valid recipe; a hub id is only checked for its form, so nothing is downloaded.
 BASE = {
@@ -44,48 +49,62 @@ def write_recipe(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def error_for(path, overrides=None, check_environment=True) -> str:
+def error_for(path, argv=(), machine=True) -> str:
     with pytest.raises(ConfigError) as info:
-        load_config(path, overrides, check_environment=check_environment)
+        load_config(path, argv, machine=machine)
     message = str(info.value)
     assert "\n" not in message, "errors are one line"
     return message
 
 
-def test_recipes_list_is_not_empty():
+def test_the_recipes_are_shipped():
     names = {p.name for p in CONFIGS}
-    assert {"grpo_qwen2.5_3b_h100.yaml", "grpo_qwen2.5_1.5b.yaml", "grpo_debug.yaml", "grpo_cpu_tiny.yaml"} <= names
+    assert {
+        "grpo_qwen2.5_3b_h100.yaml",
+        "grpo_qwen2.5_1.5b.yaml",
+        "grpo_qwen2.5_1.5b_40gb.yaml",
+        "grpo_qwen2.5_0.5b_16gb.yaml",
+        "grpo_debug.yaml",
+        "grpo_cpu_tiny.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_recipe_parses_and_validates(path, tiny_model_path):
-    """Through the real parser, without loading a model. The CPU miniature's model folder is built by the demo, so
-    it is pointed at the test's tiny model; hub ids are checked by form only."""
+    """Through the real parser, without loading a model. The CPU miniature's model folder is built by the demo, so it
+    is pointed at the test's tiny model; hub ids are checked by form only. GPU recipes parse as on their GPU."""
     raw = yaml.safe_load(path.read_text())
-    overrides = {}
-    if not Path(raw["model_name_or_path"]).is_dir() and raw["model_name_or_path"].count("/") > 1:
-        overrides["model_name_or_path"] = str(tiny_model_path)
-    values, sources = parse_config(path, overrides)
-    assert values["output_dir"] and values["rewards"]
-    assert sources["num_generations"] == str(path)
-    cpu_capable = not raw.get("bf16", True) and not raw.get("use_vllm", False)
-    if cpu_capable:
-        config = load_config(path, overrides)
-        assert isinstance(config, ResonConfig)
-        assert config.generation_batch_size % config.num_generations == 0
-    else:
-        import torch
+    argv = (
+        []
+        if "/" not in raw["model_name_or_path"] or "Qwen/" in raw["model_name_or_path"]
+        else ["--model_name_or_path", str(tiny_model_path)]
+    )
+    config = load_config(path, argv, machine=False)
+    assert isinstance(config, ResonConfig) and config.output_dir and config.rewards
+    assert config.generation_batch_size % config.num_generations == 0
+    if not raw.get("bf16") and not raw.get("fp16") and not raw.get("use_vllm"):  # runs here: the machine check too
+        assert load_config(path, argv).use_cpu is False
 
-        if not torch.cuda.is_available():  # this machine cannot run it: the check says so, naming bf16
-            assert "bf16" in error_for(path, overrides)
+
+def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("grpo_debug", machine=False).max_steps == 50
+    assert load_config("grpo_debug.yaml", machine=False).max_steps == 50
+    message = error_for("grpo_nope", machine=False)
+    assert "grpo_nope" in message and "grpo_debug" in message and "grpo_qwen2.5_3b_h100" in message
 
 
 def test_gpu_recipes_carry_the_dr_grpo_settings():
-    recipe = yaml.safe_load((CONFIGS[0].parent / "grpo_qwen2.5_3b_h100.yaml").read_text())
-    assert recipe["num_generations"] == 12 and recipe["loss_type"] == "dr_grpo" and recipe["scale_rewards"] == "none"
-    assert recipe["beta"] == 0.0 and recipe["epsilon"] == 0.2 and recipe["max_completion_length"] == 1536
-    assert recipe["use_vllm"] is True and recipe["vllm_mode"] == "colocate"
-    assert recipe["reward_weights"] == [1.0, 0.2] and recipe["max_grad_norm"] == 0.2
+    for name in ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb"):
+        config = load_config(name, machine=False)
+        assert config.loss_type == "dr_grpo" and config.scale_rewards == "none" and config.beta == 0.0
+        assert config.epsilon == 0.2 and config.learning_rate == 1e-6 and config.max_grad_norm == 0.2
+        assert config.reward_weights == [1.0, 0.2]
+        if config.use_vllm:  # per-token importance sampling, and a stop at </answer> that is not masked out
+            assert config.vllm_importance_sampling_mode == "token_truncate"
+            assert config.generation_kwargs == {"stop": ["</answer>"]} and not config.mask_truncated_completions
+    main = load_config("grpo_qwen2.5_3b_h100", machine=False)
+    assert main.num_generations == 12 and main.max_completion_length == 1536 and main.vllm_mode == "colocate"
 
 
 def test_every_recipe_key_has_a_comment():
@@ -97,13 +116,24 @@ def test_every_recipe_key_has_a_comment():
                 assert "#" in line, f"{path.name}: say why: {line}"
 
 
-def test_command_line_overrides_the_yaml(tmp_path):
+def test_command_line_overrides_the_yaml_in_trl_syntax(tmp_path):
     path = write_recipe(tmp_path, learning_rate=1.0e-6)
-    argv = ["--learning_rate", "1e-4", "--rewards", "[accuracy]", "--reward_weights=[1.0]", "--emergence_greedy"]
+    argv = ["--learning_rate", "1e-4", "--rewards", "accuracy", "--reward_weights", "1.0", "--emergence_greedy"]
     config = load_config(path, argv)
     assert config.learning_rate == pytest.approx(1e-4)
     assert config.rewards == ["accuracy"] and config.reward_weights == [1.0]
     assert config.emergence_greedy is True
+    config = load_config(path, ["--datasets", "{name: gsm8k}", "{name: math, weight: 0.5}"])
+    assert config.datasets == [
+        {"name": "gsm8k", "split": "train", "weight": 1.0},
+        {"name": "math", "split": "train", "weight": 0.5},
+    ]
+
+
+def test_python_overrides_sit_between_the_yaml_and_the_command_line(tmp_path):
+    path = write_recipe(tmp_path, max_steps=10)
+    assert load_config(path, overrides={"max_steps": 20}).max_steps == 20
+    assert load_config(path, ["--max_steps", "30"], overrides={"max_steps": 20}).max_steps == 30
 
 
 def test_yaml_1e_minus_6_is_a_float(tmp_path):
@@ -114,18 +144,35 @@ def test_yaml_1e_minus_6_is_a_float(tmp_path):
 
 def test_resolved_config_loads_back_to_the_same_config(tmp_path):
     config = load_config(write_recipe(tmp_path, output_dir=str(tmp_path / "out"), generation_batch_size=16))
-    saved = save_resolved_config(config)
-    assert saved.name == RESOLVED_CONFIG_NAME
+    saved = save_resolved_config(config, note="resumed from checkpoint-4")
+    assert saved.name == RESOLVED_CONFIG_NAME and "# resumed from checkpoint-4" in saved.read_text()
     reloaded = load_config(saved)
     assert resolved_values(reloaded) == resolved_values(config)
     assert reloaded.generation_batch_size == 16 and reloaded.steps_per_generation == 2
 
 
-def test_project_fields_are_documented_once():
-    helps = {name: text for name, text, _ in field_help()}
-    assert set(helps) == set(PROJECT_FIELDS)
-    assert all(len(text) > 20 for text in helps.values())
+def test_project_fields_are_documented_once_in_trl_fashion():
+    fields = {f.name: f for f in dataclasses.fields(ResonConfig)}
+    assert all(len(fields[name].metadata["help"]) > 20 for name in PROJECT_FIELDS)
     assert "num_generations" not in PROJECT_FIELDS  # TRL's name and TRL's documentation
+
+
+def test_help_lists_every_field_with_its_help_and_default():
+    text = config_parser().format_help()
+    for field in (*PROJECT_FIELDS, "num_generations", "max_completion_length", "loss_type", "learning_rate"):
+        assert f"--{field}" in text
+    assert re.search(r"--num_canaries NUM_CANARIES, --num-canaries NUM_CANARIES\s+Fixed held-out prompts", text)
+    assert "(default: 32)" in text and "(default: dapo)" in text  # ours and TRL's
+
+
+def test_late_checked_choices_are_trls_own_names():
+    """TRL checks these only after the model loads; the lists checked up front must stay TRL's documented names."""
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(GRPOConfig)}
+    loss_names = re.findall(r"'(\w+)'", helps["loss_type"].split("Supported values are")[1].split(".")[0])
+    assert tuple(loss_names) == LATE_CHECKED_CHOICES["loss_type"]
+    defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+    for key, choices in LATE_CHECKED_CHOICES.items():
+        assert defaults[key] in choices
 
 
 # --- one test per validation error ---------------------------------------------------------------------------
@@ -136,19 +183,31 @@ def test_unknown_key(tmp_path):
     assert "num_generation in" in message and "recipe.yaml" in message and "Did you mean num_generations" in message
 
 
+def test_unknown_flag(tmp_path):
+    message = error_for(write_recipe(tmp_path), ["--learnin_rate", "1e-5"])
+    assert "--learnin_rate on the command line" in message and "Did you mean learning_rate" in message
+
+
 def test_wrong_type(tmp_path):
     message = error_for(write_recipe(tmp_path, max_steps="many"))
-    assert "max_steps in" in message and "recipe.yaml" in message and "expected int" in message
+    assert "max_steps in" in message and "recipe.yaml" in message and "invalid int value: 'many'" in message
+    message = error_for(write_recipe(tmp_path, max_steps=5.5))
+    assert "max_steps in" in message and "5.5 (float) is not a whole number" in message
 
 
 def test_wrong_type_bool(tmp_path):
     message = error_for(write_recipe(tmp_path, emergence_greedy="sometimes"))
-    assert "emergence_greedy" in message and "expected bool" in message
+    assert "emergence_greedy" in message and "sometimes" in message
+
+
+def test_a_list_where_one_value_belongs(tmp_path):
+    message = error_for(write_recipe(tmp_path, learning_rate=[1e-6, 2e-6]))
+    assert "learning_rate in" in message and "is not a number" in message
 
 
 def test_wrong_type_from_the_command_line(tmp_path):
     message = error_for(write_recipe(tmp_path), ["--max_steps", "abc"])
-    assert "--max_steps on the command line" in message and "expected int" in message
+    assert "--max_steps on the command line" in message and "invalid int value" in message
 
 
 def test_unknown_reward_name_from_yaml(tmp_path):
@@ -166,38 +225,38 @@ def test_dataset_without_that_split(tmp_path):
     assert "math500 has no 'train' split" in message and "test" in message
 
 
+def test_dataset_with_an_unknown_key(tmp_path):
+    message = error_for(write_recipe(tmp_path, datasets=[{"name": "gsm8k", "wieght": 2}]))
+    assert "datasets in" in message and "wieght" in message and "name, split, weight" in message
+
+
 def test_reward_weights_length_mismatch(tmp_path):
     message = error_for(write_recipe(tmp_path, reward_weights=[1.0]))
-    assert (
-        "reward_weights in" in message and "1 weights for 2 rewards" in message and "one weight per reward" in message
-    )
+    assert "reward_weights in" in message and "1 weights for 2 rewards" in message and "one weight per" in message
 
 
 def test_generation_batch_not_divisible_by_num_generations(tmp_path):
     message = error_for(write_recipe(tmp_path, per_device_train_batch_size=6))
-    assert "per_device_train_batch_size in" in message and "not divisible by num_generations (4)" in message
-    assert "multiple of 4" in message
-
-
-def test_generation_batch_size_not_divisible(tmp_path):
-    message = error_for(write_recipe(tmp_path, generation_batch_size=10, per_device_train_batch_size=2))
-    assert "generation_batch_size in" in message and "not divisible" in message
+    assert "recipe.yaml" in message and "divisible" in message and "num_generations" in message
 
 
 def test_model_path_that_does_not_exist(tmp_path):
     message = error_for(write_recipe(tmp_path, model_name_or_path=str(tmp_path / "no" / "model")))
-    assert "model_name_or_path in" in message and "does not exist" in message
+    assert "model_name_or_path in" in message and "no such folder" in message
 
 
 def test_model_name_that_is_not_a_hub_id(tmp_path):
     message = error_for(write_recipe(tmp_path, model_name_or_path="qwen 2.5 3b"))
-    assert "model_name_or_path" in message and "neither an existing local folder nor a hub id" in message
+    assert "model_name_or_path" in message and "neither a local folder nor a hub id" in message
 
 
-def test_model_folder_without_config_json(tmp_path):
+def test_model_folder_without_config_json_or_weights(tmp_path):
     (tmp_path / "empty_model").mkdir()
     message = error_for(write_recipe(tmp_path, model_name_or_path=str(tmp_path / "empty_model")))
     assert "has no config.json" in message
+    (tmp_path / "empty_model" / "config.json").write_text("{}")
+    message = error_for(write_recipe(tmp_path, model_name_or_path=str(tmp_path / "empty_model")))
+    assert "holds no weights" in message
 
 
 def test_missing_model(tmp_path):
@@ -215,15 +274,26 @@ def test_unknown_template(tmp_path):
     assert "template in" in message and "r1_zero" in message
 
 
-def test_bf16_without_cuda(tmp_path):
+def test_a_stop_string_needs_vllm_and_no_masking(tmp_path):
+    message = error_for(write_recipe(tmp_path, generation_kwargs={"stop": ["</answer>"]}))
+    assert "generation_kwargs in" in message and "use_vllm: true" in message
+    message = error_for(
+        write_recipe(
+            tmp_path, generation_kwargs={"stop": ["</answer>"]}, use_vllm=True, mask_truncated_completions=True
+        ),
+        machine=False,
+    )
+    assert "mask_truncated_completions in" in message and "mask_truncated_completions: false" in message
+
+
+def test_bf16_without_a_gpu_that_runs_it(tmp_path):
     import torch
 
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
         pytest.skip("this machine runs bf16")
     message = error_for(write_recipe(tmp_path, bf16=True))
-    assert "bf16 in" in message and "recipe.yaml" in message and "bf16: false" in message
-    # TRL turns an unset bf16 on: that is caught too
-    assert "bf16" in error_for(write_recipe(tmp_path, bf16=...))
+    assert "bf16" in message and "recipe.yaml" in message and "bf16: false" in message
+    assert "bf16" in error_for(write_recipe(tmp_path, bf16=...))  # TRL turns an unset bf16 on: caught too
 
 
 def test_use_vllm_without_vllm(tmp_path):
@@ -235,10 +305,10 @@ def test_use_vllm_without_vllm(tmp_path):
 
 def test_missing_config_file(tmp_path):
     message = error_for(tmp_path / "nope.yaml")
-    assert "nope.yaml not found" in message
+    assert "nope.yaml" in message and "no such file" in message
 
 
-def test_environment_checks_can_be_left_out(tmp_path):
-    """Static validation of a GPU recipe on any machine: the values come back, unbuilt."""
-    values = load_config(write_recipe(tmp_path, bf16=True, use_vllm=True), check_environment=False)
-    assert values["bf16"] is True and values["use_vllm"] is True
+def test_machine_checks_can_be_left_out(tmp_path):
+    """A GPU recipe parses on any machine (for reson plan): its own values come back, use_cpu as the recipe says."""
+    config = load_config(write_recipe(tmp_path, bf16=True, use_vllm=True), machine=False)
+    assert config.bf16 is True and config.use_vllm is True and config.use_cpu is False

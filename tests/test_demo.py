@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from reson.core.config import ConfigError
 from reson.miniature.demo import DemoError, run_demo
 
 # CI size: a base model from 3,000 pretraining texts (~20 s), 30 GRPO steps of 8 prompts x 8 completions.
@@ -33,7 +34,7 @@ def demo(tmp_path_factory):
         "save_steps": 1000,
     }
     result = run_demo(
-        output_dir, num_eval=24, max_steps=STEPS, threads=1, base_settings=BASE_SETTINGS, overrides=overrides
+        output_dir, num_problems=24, max_steps=STEPS, threads=1, base_settings=BASE_SETTINGS, overrides=overrides
     )
     return output_dir, result
 
@@ -78,16 +79,18 @@ def test_a_second_run_reuses_every_finished_phase(demo):
     output_dir, first = demo
     state = first["paths"]["trained_model"] / "trainer_state.json"
     stamp = state.stat().st_mtime_ns
-    again = run_demo(output_dir, num_eval=24, max_steps=STEPS, threads=1, base_settings=BASE_SETTINGS)
+    again = run_demo(output_dir, num_problems=24, max_steps=STEPS, threads=1, base_settings=BASE_SETTINGS)
     assert state.stat().st_mtime_ns == stamp  # not trained again
     assert again["table"] == first["table"]
 
 
 def test_bad_input_stops_before_any_work(tmp_path):
-    with pytest.raises(DemoError, match="recipe"):
+    with pytest.raises(ConfigError, match="missing.yaml: no such file"):
         run_demo(tmp_path / "out", recipe=tmp_path / "missing.yaml")
-    with pytest.raises(DemoError, match="num_eval"):
-        run_demo(tmp_path / "out", num_eval=0)
+    with pytest.raises(DemoError, match="num_problems"):
+        run_demo(tmp_path / "out", num_problems=0)
+    with pytest.raises(DemoError, match="--max_steps -1"):
+        run_demo(tmp_path / "out", max_steps=-1)
     with pytest.raises(ValueError, match="learning_rate"):
         run_demo(tmp_path / "out", overrides={"learning_rate": "fast"})
     assert not (tmp_path / "out").exists()  # nothing was built
@@ -96,7 +99,5 @@ def test_bad_input_stops_before_any_work(tmp_path):
 def test_demo_help(capsys):
     from reson.cli import main
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--help"])
-    assert exit_info.value.code == 0
+    assert main(["demo", "--help"]) == 0
     assert "--pretrain_seed" in capsys.readouterr().out

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from reson.training.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
+
+
+def settings(**changes):
+    """The config fields the callback reads, as a training run's config gives them."""
+    values = dict(
+        emergence_every=5,
+        max_completion_length=10,
+        emergence_greedy=False,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        min_p=None,
+        repetition_penalty=1.0,
+        generation_kwargs=None,
+        reward_timeout=5.0,
+        seed=7,
+    )
+    return SimpleNamespace(**{**values, **changes})
 
 
 def record(step: int, canary: int = 0) -> dict:
@@ -29,7 +48,7 @@ def test_log_appends_and_truncates_atomically(tmp_path):
 
 
 def test_due_at_zero_every_n_and_the_last_step():
-    callback = EmergenceCallback([{"prompt": "p", "answer": "1"}], tokenizer=None, output_dir="unused", every=10)
+    callback = EmergenceCallback([{"prompt": "p", "answer": "1"}], None, "unused", settings(emergence_every=10))
     assert [s for s in range(26) if callback.due(s, max_steps=25)] == [0, 10, 20, 25]
     callback._done = {10}  # already recorded before a resume
     assert not callback.due(10, max_steps=25)
@@ -37,7 +56,7 @@ def test_due_at_zero_every_n_and_the_last_step():
 
 @pytest.mark.parametrize("every, canaries", [(0, [{"prompt": "p", "answer": "1"}]), (10, [])])
 def test_off_when_every_is_zero_or_no_canaries(every, canaries):
-    callback = EmergenceCallback(canaries, tokenizer=None, output_dir="unused", every=every)
+    callback = EmergenceCallback(canaries, None, "unused", settings(emergence_every=every))
     assert not any(callback.due(s, max_steps=30) for s in range(31))
 
 
@@ -53,8 +72,13 @@ def model_and_canaries(tiny_model_path, shared_data):
     return model, tokenizer, with_prompts(canary_rows(rows, 3, seed=0))
 
 
-def make_callback(tokenizer, canaries, output_dir, **kwargs) -> EmergenceCallback:
-    return EmergenceCallback(canaries, tokenizer, output_dir, every=5, max_new_tokens=10, seed=7, **kwargs)
+def make_callback(tokenizer, canaries, output_dir, **changes) -> EmergenceCallback:
+    return EmergenceCallback(canaries, tokenizer, output_dir, settings(**changes))
+
+
+def completions(callback, model, step) -> list[str]:
+    _, records = callback.run(model, step)
+    return [r["completion"] for r in records]
 
 
 @pytest.mark.slow
@@ -64,12 +88,19 @@ def test_run_records_every_canary_and_returns_the_metrics(tmp_path, model_and_ca
 
     model, tokenizer, canaries = model_and_canaries
     callback = make_callback(tokenizer, canaries, tmp_path)
-    metrics = callback.run(model, step=5)
-    for key in ("think_usage_pct", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
+    metrics, _ = callback.run(model, step=5)
+    for key in (
+        "think_usage_pct",
+        "avg_think_tokens",
+        "self_correction_rate",
+        "canary_accuracy",
+        "self_correction_rate_among_thinking",
+    ):
         assert f"emergence/{key}" in metrics
     lines = (tmp_path / EMERGENCE_FILE).read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [(r["step"], r["canary"]) for r in records] == [(5, 0), (5, 1), (5, 2)]
+    assert [r["prompt"] for r in records] == [c["prompt"] for c in canaries]  # so reson score can rescore them
     assert [r["gold"] for r in records] == [c["answer"] for c in canaries]
     for r, canary in zip(records, canaries, strict=True):
         assert 1 <= r["completion_tokens"] <= 10
@@ -88,25 +119,22 @@ def test_sampling_is_seeded_by_step_and_leaves_the_training_rng_alone(tmp_path, 
 
     model, tokenizer, canaries = model_and_canaries
     callback = make_callback(tokenizer, canaries, tmp_path)
-    prompts = [c["prompt"] for c in canaries]
     torch.manual_seed(123)
-    first, _ = callback.generate(model, prompts, step=5)
+    first = completions(callback, model, step=5)
     after_first = torch.rand(3)
     torch.manual_seed(123)
     expected = torch.rand(3)
     assert torch.equal(after_first, expected)  # canary sampling consumed none of the training stream
-    again, _ = callback.generate(model, prompts, step=5)
-    assert again == first  # the same step samples the same completions (a resumed run repeats them)
-    other_steps = [callback.generate(model, prompts, step=s)[0] for s in (10, 15)]
+    assert completions(callback, model, step=5) == first  # the same step samples the same (a resumed run repeats)
+    other_steps = [completions(callback, model, step=s) for s in (10, 15)]
     assert any(texts != first for texts in other_steps)  # another step, another sample
 
 
 @pytest.mark.slow
 def test_greedy_canaries_do_not_depend_on_the_step(tmp_path, model_and_canaries):
     model, tokenizer, canaries = model_and_canaries
-    callback = make_callback(tokenizer, canaries, tmp_path, greedy=True)
-    prompts = [c["prompt"] for c in canaries]
-    assert callback.generate(model, prompts, step=0)[0] == callback.generate(model, prompts, step=50)[0]
+    callback = make_callback(tokenizer, canaries, tmp_path, emergence_greedy=True)
+    assert completions(callback, model, step=0) == completions(callback, model, step=50)
 
 
 @pytest.mark.slow
@@ -114,5 +142,14 @@ def test_generation_restores_train_mode_and_padding(tmp_path, model_and_canaries
     model, tokenizer, canaries = model_and_canaries
     model.train()
     tokenizer.padding_side = "right"
-    make_callback(tokenizer, canaries, tmp_path).generate(model, [canaries[0]["prompt"]], step=0)
+    completions(make_callback(tokenizer, canaries[:1], tmp_path), model, step=0)
     assert model.training and tokenizer.padding_side == "right"
+
+
+@pytest.mark.slow
+def test_canaries_stop_where_training_stops(tmp_path, model_and_canaries):
+    """With vLLM's stop at </answer> in the recipe, the canaries stop there too (and say it was a stop)."""
+    model, tokenizer, canaries = model_and_canaries
+    callback = make_callback(tokenizer, canaries, tmp_path, generation_kwargs={"stop": ["</answer>"]})
+    assert callback.sampling.stop == ("</answer>",)
+    assert make_callback(tokenizer, canaries, tmp_path).sampling.stop == ()

@@ -3,6 +3,7 @@ end-to-end runs on the tiny model with the shared data files, kill-and-resume, a
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -202,13 +203,14 @@ def test_pass_and_maj_at_k_on_hand_made_samples():
     assert m["maj@2"] == pytest.approx((float(_brute_maj([0, 1, 1, None], {0: True, 1: False}, 2)) + 1) / 2)
 
 
-def test_read_samples_cuts_a_torn_last_line(tmp_path):
+def test_read_samples_skips_a_torn_last_line_and_a_damaged_one(tmp_path, caplog):
     path = tmp_path / "samples.jsonl"
     path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "comp')
     assert read_samples(path) == [{"a": 1}, {"a": 2}]
     assert path.read_text() == '{"a": 1}\n{"a": 2}\n'  # the file is clean again for appending
-    path.write_text('{"a": 1}\n{"a": 2}')  # a complete object without its newline was not finished either
-    assert read_samples(path) == [{"a": 1}]
+    path.write_text('{"a": 1}\n{"a": 2, "brok\n{"a": 3}\n{"a": 4}\n')  # one damaged line in the middle
+    assert read_samples(path) == [{"a": 1}, {"a": 3}, {"a": 4}]  # the records after it are kept
+    assert "skipped 1 damaged line(s) (lines 2)" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -221,10 +223,10 @@ def _results(accuracy, format_compliance, level_acc, template="r1_zero"):
         "model": "m",
         "template": template,
         "split": "test",
-        "num_samples": 2,
+        "num_problems": 2,
         "seed": 0,
         "backend": "hf",
-        "generation": {"temperature": 0.0, "top_p": 1.0, "n": 1, "max_new_tokens": 64},
+        "generation": {"temperature": 0.0, "top_p": 1.0, "num_generations": 1, "max_completion_length": 64},
         "datasets": {
             "math500": {
                 "ids": ["x", "y"],
@@ -265,23 +267,35 @@ def test_compare_cli_writes_the_file(tmp_path, capsys):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "results.json").write_text(json.dumps(_results(0.5, 0.5, 0.5)))
     out = tmp_path / "c.md"
-    assert cli.main(["compare", str(tmp_path / "r"), "--output", str(out)]) == 0
+    assert cli.main(["compare", str(tmp_path / "r"), "--output_file", str(out)]) == 0
     assert "| math500 | accuracy (%) | 50.0 |" in capsys.readouterr().out
     assert out.is_file()
+    assert cli.main(["compare", str(tmp_path / "r"), "--output_file", str(out)]) == 2  # not replaced silently
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["compare", str(tmp_path / "r"), "--output_file", str(out), "--overwrite"]) == 0
     assert cli.main(["compare", str(tmp_path / "missing")]) == 2
     assert "no results.json" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["eval", "compare"])
 def test_help(command, capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main([command, "--help"])
-    assert exc.value.code == 0
+    assert cli.main([command, "--help"]) == 0
     text = capsys.readouterr().out
     assert f"reson {command}" in text
     if command == "eval":
-        for option in ("--model_path", "--datasets", "--num_samples", "--backend", "--n", "--template", "--output"):
+        for option in (
+            "--model_name_or_path",
+            "--datasets",
+            "--num_problems",
+            "--backend",
+            "--num_generations",
+            "--template",
+            "--output_dir",
+            "--max_completion_length",
+            "--reward_timeout",
+        ):
             assert option in text
+        assert "(default: 1.0)" in text  # every option says its default
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -291,13 +305,13 @@ def test_help(command, capsys):
 
 def test_stop_string_looks_at_the_completion_only(tiny_model_path):
     import torch
+    from transformers import AutoModelForCausalLM
 
-    from reson.core.generation import STOP_STRING, _StopString, load_tokenizer, to_generation
+    from reson.core.generation import STOP, HFEngine, Sampling, _ending_tokens, _StopStrings, load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_path))
     prompt = tok("The tags are <answer> </answer>. Assistant:", add_special_tokens=False)["input_ids"]
-    gt_ids = torch.tensor([i for i, t in enumerate(tok.convert_ids_to_tokens(list(range(len(tok))))) if ">" in t])
-    stop = _StopString(tok, len(prompt), gt_ids)
+    stop = _StopStrings(tok, len(prompt), STOP, _ending_tokens(tok, STOP))
     done_row = prompt + tok(" <think> 2+3=5 </think> <answer>5</answer>", add_special_tokens=False)["input_ids"]
     open_row = prompt + tok(" <think> 2+3=5 </think> <answer>5", add_special_tokens=False)["input_ids"]
     open_row = open_row + [open_row[-1]] * (len(done_row) - len(open_row))  # same length, never closed
@@ -306,14 +320,15 @@ def test_stop_string_looks_at_the_completion_only(tiny_model_path):
     # the prompt quotes </answer>, but nothing was generated yet: no stop
     assert stop(torch.tensor([prompt]), None).tolist() == [False]
 
+    engine = HFEngine(AutoModelForCausalLM.from_pretrained(tiny_model_path), tok)
     eos = tok.eos_token_id
     answer = tok(" <answer>5</answer> more text", add_special_tokens=False)["input_ids"]
-    g = to_generation(answer, tok, {eos}, max_new_tokens=len(answer))
-    assert g.text == " <answer>5</answer>" and g.text.endswith(STOP_STRING) and not g.truncated
+    g = engine._finish(answer, Sampling(max_new_tokens=len(answer)))
+    assert g.text == " <answer>5</answer>" and g.finish_reason == "stop" and not g.truncated
     ended = tok(" 5", add_special_tokens=False)["input_ids"]
-    g = to_generation(ended + [eos, eos], tok, {eos}, max_new_tokens=len(ended) + 2)
+    g = engine._finish(ended + [eos, eos], Sampling(max_new_tokens=len(ended) + 2))
     assert (g.text, g.num_tokens, g.truncated) == (" 5", len(ended), False)
-    g = to_generation(ended, tok, {eos}, max_new_tokens=len(ended))
+    g = engine._finish(ended, Sampling(max_new_tokens=len(ended)))
     assert g.truncated and g.num_tokens == len(ended)
 
 
@@ -327,14 +342,14 @@ def no_model_loading(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(evaluate.generation, "make_generator", fail)
+    monkeypatch.setattr(evaluate.generation, "load_engine", fail)
 
 
 def test_bad_input_fails_before_any_model_loads(tmp_path, tiny_model_path, shared_data, no_model_loading):
     gsm8k = str(shared_data / "gsm8k" / "test.jsonl")
     with pytest.raises(EvalError, match="gsm9k: unknown dataset"):
         evaluate.evaluate(str(tiny_model_path), ["gsm9k"], tmp_path / "a")
-    with pytest.raises(EvalError, match="no such folder, and not a hub id"):
+    with pytest.raises(EvalError, match="no such folder"):
         evaluate.evaluate(str(tmp_path / "no_model"), [gsm8k], tmp_path / "a")
     with pytest.raises(EvalError, match="has no config.json"):
         evaluate.evaluate(str(tmp_path), [gsm8k], tmp_path / "a")
@@ -343,28 +358,24 @@ def test_bad_input_fails_before_any_model_loads(tmp_path, tiny_model_path, share
             str(tiny_model_path),
             [str(shared_data / "competition" / "aime24_test.jsonl")],
             tmp_path / "a",
-            num_samples=31,
+            num_problems=31,
         )
     with pytest.raises(EvalError, match="no such file"):
         evaluate.evaluate(str(tiny_model_path), [str(tmp_path / "nope.jsonl")], tmp_path / "a")
     with pytest.raises(EvalError, match="identical answers"):
-        evaluate.evaluate(str(tiny_model_path), [gsm8k], tmp_path / "a", n=4)
+        evaluate.evaluate(str(tiny_model_path), [gsm8k], tmp_path / "a", num_generations=4)
     # a folder holding another model's evaluation
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "run.json").write_text(json.dumps({"model": "Qwen/Qwen2.5-3B", "datasets": {}}))
     (taken / "samples.jsonl").write_text('{"dataset": "gsm8k", "id": "gsm8k/test/0", "sample_index": 0}\n')
     with pytest.raises(EvalError, match="holds an evaluation with other settings.*model"):
-        evaluate.evaluate(str(tiny_model_path), [gsm8k], taken, num_samples=2)
-    assert (
-        cli.main(
-            ["eval", "--model_path", str(tiny_model_path), "--datasets", "gsm9k", "--output", str(tmp_path / "b")]
-        )
-        == 2
-    )
+        evaluate.evaluate(str(tiny_model_path), [gsm8k], taken, num_problems=2)
+    argv = ["eval", "--model_name_or_path", str(tiny_model_path), "--datasets", "gsm9k", "--output_dir", str(tmp_path)]
+    assert cli.main(argv) == 2
 
 
-@pytest.mark.skipif(evaluate.generation.vllm_available(), reason="checks the error where vLLM is absent")
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="checks the error where vLLM is absent")
 def test_vllm_asked_but_absent(tmp_path, tiny_model_path, shared_data, no_model_loading):
     with pytest.raises(EvalError, match="backend 'vllm' needs vLLM"):
         evaluate.evaluate(str(tiny_model_path), [str(shared_data / "gsm8k" / "test.jsonl")], tmp_path, backend="vllm")
@@ -402,14 +413,14 @@ def test_end_to_end_on_shared_files(tmp_path, tiny_model_path, shared_data):
         str(tiny_model_path),
         [str(gsm8k), str(math500)],
         out,
-        num_samples=5,
-        max_new_tokens=12,
+        num_problems=5,
+        max_completion_length=12,
         batch_size=3,
         progress=False,
     )
     assert set(results["datasets"]) == {"gsm8k", "math500"}
     assert results["datasets"]["gsm8k"]["ids"] == [r["id"] for r in sample_rows(load_problems(str(gsm8k)), 5)]
-    assert results["generation"]["max_new_tokens"] == 12 and results["template"] == "r1_zero"
+    assert results["generation"]["max_completion_length"] == 12 and results["template"] == "r1_zero"
     assert results["versions"]["transformers"]
     stored = json.loads((out / "results.json").read_text())
     assert stored["datasets"] == results["datasets"]
@@ -429,15 +440,17 @@ def test_end_to_end_on_shared_files(tmp_path, tiny_model_path, shared_data):
 
     # a finished folder is not evaluated again...
     before = (out / "samples.jsonl").stat().st_mtime_ns
-    again = evaluate.evaluate(str(tiny_model_path), [str(gsm8k), str(math500)], out, num_samples=5, max_new_tokens=12)
+    again = evaluate.evaluate(
+        str(tiny_model_path), [str(gsm8k), str(math500)], out, num_problems=5, max_completion_length=12
+    )
     assert again == results and (out / "samples.jsonl").stat().st_mtime_ns == before
     # ...unless asked to
     redone = evaluate.evaluate(
         str(tiny_model_path),
         [str(gsm8k), str(math500)],
         out,
-        num_samples=5,
-        max_new_tokens=12,
+        num_problems=5,
+        max_completion_length=12,
         overwrite=True,
         progress=False,
     )
@@ -448,7 +461,7 @@ def test_end_to_end_on_shared_files(tmp_path, tiny_model_path, shared_data):
 @pytest.mark.slow
 def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_data):
     data = [str(shared_data / "gsm8k" / "test.jsonl")]
-    settings = dict(num_samples=3, max_new_tokens=10, temperature=1.0, n=3, progress=False)
+    settings = dict(num_problems=3, max_completion_length=10, temperature=1.0, num_generations=3, progress=False)
     one = evaluate.evaluate(str(tiny_model_path), data, tmp_path / "one", batch_size=1, **settings)
     many = evaluate.evaluate(str(tiny_model_path), data, tmp_path / "many", batch_size=5, **settings)
     key = lambda s: (s["id"], s["sample_index"])  # noqa: E731
@@ -465,12 +478,12 @@ def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_
 @pytest.mark.slow
 def test_killed_eval_resumes_to_the_same_results(tmp_path, tiny_model_path, shared_data):
     data = str(shared_data / "gsm8k" / "test.jsonl")
-    settings = ["--num_samples", "30", "--max_new_tokens", "24", "--temperature", "1.0", "--batch_size", "2"]
+    settings = ["--num_problems", "30", "--max_completion_length", "24", "--temperature", "1.0", "--batch_size", "2"]
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "reson.evaluation.evaluate", "--model_path", str(tiny_model_path), "--datasets", data]
+    cmd = [sys.executable, "-m", "reson", "eval", "--model_name_or_path", str(tiny_model_path), "--datasets", data]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [*cmd, *settings, "--output", str(killed), "--no_progress"], stderr=subprocess.DEVNULL, env=env
+        [*cmd, *settings, "--output_dir", str(killed), "--no_progress"], stderr=subprocess.DEVNULL, env=env
     )
     samples = killed / "samples.jsonl"
     deadline = time.time() + 120
@@ -488,7 +501,7 @@ def test_killed_eval_resumes_to_the_same_results(tmp_path, tiny_model_path, shar
     with open(samples, "a") as f:  # as if killed halfway through writing a line
         f.write('{"dataset": "gsm8k", "id": "gsm8k/te')
 
-    kwargs = dict(num_samples=30, max_new_tokens=24, temperature=1.0, batch_size=2, progress=False)
+    kwargs = dict(num_problems=30, max_completion_length=24, temperature=1.0, batch_size=2, progress=False)
     resumed = evaluate.evaluate(str(tiny_model_path), [data], killed, **kwargs)
     straight = evaluate.evaluate(str(tiny_model_path), [data], tmp_path / "straight", **kwargs)
 

@@ -67,7 +67,9 @@ def test_summarize():
         "self_correction_rate": 0.5,
         "self_correction_rate_correct": 0.25,
         "self_correction_rate_among_correct": 1.0,  # the one correct answer self-corrects
+        "self_correction_rate_among_thinking": 1.0,  # both completions that think self-correct
         "accuracy_when_self_correcting": 0.5,
+        "accuracy_without_self_correction": 0.0,  # the one gradable completion without a correction is wrong
         "count": 4,
     }
     # among correct answers: one of two correct answers self-corrects

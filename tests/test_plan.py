@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reson.core.config import RECIPES, load_config
+from reson.core.models import KNOWN_MODELS, Architecture, architecture
 from reson.tools import plan
-from reson.tools.plan import Architecture, Settings, estimate
+from reson.tools.plan import GIB, Settings, estimate
 
 # A made-up decoder small enough to count by hand: h=8, L=2, a=2 heads, k=1 kv head, d=4, I=16, V=32, tied.
 TINY = Architecture(
@@ -63,7 +65,7 @@ def test_parameter_count_by_hand():
     ],
 )
 def test_parameter_count_of_known_models(model, published):
-    assert plan.KNOWN_MODELS[model].num_params == published
+    assert KNOWN_MODELS[model].num_params == published
 
 
 def test_each_term_by_hand():
@@ -87,16 +89,34 @@ def test_each_term_by_hand():
     # Prefill's widest layer over 4 x 4 prompt tokens, 2 bytes x (3*16 + 4*8); sampling logits 3 x 4 bytes x 4 x 32
     assert p.terms["generation prefill and sampling"] == 4 * 4 * 2 * (48 + 32) + 3 * 4 * 4 * 32 == 4096
     assert p.terms["vLLM reservation (colocate)"] == 0
-    persistent = 2960 + 5920
+    assert p.terms["autocast 16-bit weight copies"] == 0  # 16-bit weights: nothing to cast
+    assert p.terms["CUDA context and workspaces"] == GIB
+    persistent = GIB + 2960 + 5920
     assert p.generation_phase == persistent + 1280 + 4096
     assert p.training_phase == persistent + 2960 + 14400 + 2368
-    assert p.peak == max(p.generation_phase, p.training_phase) == 28608
+    assert p.peak == max(p.generation_phase, p.training_phase) == GIB + 28608
 
 
 def test_checkpointing_switches_the_activation_term():
     p = estimate(TINY, dataclasses.replace(BASE, gradient_checkpointing=True), GPU)
     assert p.terms["activations"] == 8480
-    assert p.training_phase == 2960 + 5920 + 2960 + 8480 + 2368
+    assert p.training_phase == GIB + 2960 + 5920 + 2960 + 8480 + 2368
+
+
+def test_fp32_weights_under_16_bit_autocast_keep_a_16_bit_copy_of_each():
+    """TRL runs the forward under accelerator.autocast(): torch keeps every cast weight until the forward ends."""
+    fp32 = estimate(TINY, dataclasses.replace(BASE, weight_bytes=4, compute_bytes=2), GPU)
+    assert fp32.terms["autocast 16-bit weight copies"] == 2 * 1480
+    assert fp32.training_phase - fp32.terms["autocast 16-bit weight copies"] == (
+        GIB
+        + 4 * 1480
+        + 2 * 4 * 1480
+        + 4 * 1480
+        + fp32.terms["activations"]
+        + fp32.terms["loss logits (fused LM head)"]
+    )
+    no_autocast = estimate(TINY, dataclasses.replace(BASE, weight_bytes=4, compute_bytes=4), GPU)
+    assert no_autocast.terms["autocast 16-bit weight copies"] == 0
 
 
 def test_fp32_weights_train_in_bf16_with_fp32_states():
@@ -117,7 +137,7 @@ def test_eight_bit_adam_takes_two_bytes_a_parameter():
 def test_reference_model_when_beta_is_positive():
     p = estimate(TINY, dataclasses.replace(BASE, beta=0.04), GPU)
     assert p.terms["reference model (beta > 0)"] == 2 * 1480
-    assert p.generation_phase == 2960 + 5920 + 2960 + 1280 + 4096
+    assert p.generation_phase == GIB + 2960 + 5920 + 2960 + 1280 + 4096
 
 
 def test_zero3_shards_everything_and_gathers_the_model_to_generate():
@@ -127,7 +147,7 @@ def test_zero3_shards_everything_and_gathers_the_model_to_generate():
     assert p.terms["gradients"] == 2 * 1480 // 4
     assert p.terms["optimizer states (AdamW moments)"] == 8 * 1480 // 4  # DeepSpeed keeps fp32 moments
     assert p.terms["master weights (fp32)"] == 4 * 1480 // 4
-    persistent = 740 + 2960 + 1480
+    persistent = GIB + 740 + 2960 + 1480
     assert p.generation_phase == persistent + (2960 - 740) + 1280 + 4096
 
 
@@ -150,27 +170,28 @@ def test_vllm_colocate_reserves_its_share_for_the_whole_run():
     p = estimate(TINY, s, 100_000)
     assert p.terms["vLLM reservation (colocate)"] == 25_000
     assert "generation KV cache" not in p.terms  # vLLM's KV cache lives inside its reservation
-    assert p.training_phase == 25_000 + 2960 + 5920 + 2960 + 14400 + 2368
-    assert p.generation_phase == 25_000 + 2960 + 5920
+    assert p.training_phase == GIB + 25_000 + 2960 + 5920 + 2960 + 14400 + 2368
+    assert p.generation_phase == GIB + 25_000 + 2960 + 5920
 
 
 def test_vllm_sleep_mode_releases_the_reservation_while_training():
     s = dataclasses.replace(BASE, use_vllm=True, vllm_gpu_memory_utilization=0.25, vllm_enable_sleep_mode=True)
     p = estimate(TINY, s, 100_000)
-    assert p.training_phase == 2960 + 5920 + 2960 + 14400 + 2368
-    assert p.generation_phase == 2960 + 5920 + 25_000
+    assert p.training_phase == GIB + 2960 + 5920 + 2960 + 14400 + 2368
+    assert p.generation_phase == GIB + 2960 + 5920 + 25_000
 
 
 def test_vllm_server_puts_nothing_on_the_training_gpu():
     p = estimate(TINY, dataclasses.replace(BASE, use_vllm=True, vllm_mode="server"), GPU)
     assert p.terms["vLLM reservation (colocate)"] == 0
-    assert p.generation_phase == 2960 + 5920
+    assert p.generation_phase == GIB + 2960 + 5920
 
 
 def test_fits_at_ninety_percent_of_the_gpu():
-    peak = estimate(TINY, BASE, GPU).peak  # 28608 bytes
-    assert estimate(TINY, BASE, 31_787).fits  # 90% of it is 28608
-    tight = estimate(TINY, BASE, 31_786)
+    peak = estimate(TINY, BASE, GPU).peak  # 1 GiB + 28608 bytes
+    smallest = -(-peak * 10 // 9)  # the smallest GPU whose 90% holds the peak
+    assert estimate(TINY, BASE, smallest).fits
+    tight = estimate(TINY, BASE, smallest - 1)
     assert not tight.fits and tight.peak == peak
     assert tight.advice  # says what to change
 
@@ -234,25 +255,32 @@ def test_advice_when_nothing_fits_points_past_the_list():
 # Recipes and models
 
 
-def test_recipe_defaults_are_grpo_configs():
-    s = plan.settings_from_recipe({"model_name_or_path": "Qwen/Qwen2.5-3B"}, "bfloat16")
+def _config(tmp_path, **values):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"model_name_or_path": "Qwen/Qwen2.5-3B", "output_dir": str(tmp_path), **values}))
+    return load_config(path, machine=False)
+
+
+def test_settings_come_from_the_parsed_config_with_trls_defaults(tmp_path):
+    s = plan.settings_from_config(_config(tmp_path))
     assert (s.per_device_train_batch_size, s.generation_batch_size, s.num_generations) == (8, 8, 8)
-    assert s.max_completion_length == 512 and s.gradient_checkpointing
+    assert s.max_completion_length == 512 and s.gradient_checkpointing  # GRPOConfig 1.16's own defaults
     assert s.weight_bytes == 4  # GRPOTrainer loads a model given by name in float32 unless told otherwise
     assert s.compute_bytes == 2  # bf16 defaults to True
 
 
-def test_recipe_generation_batch_and_dtype():
-    recipe = {
-        "per_device_train_batch_size": 6,
-        "gradient_accumulation_steps": 4,
-        "model_init_kwargs": {"dtype": "auto"},
-        "max_prompt_length": 300,
-    }
-    s = plan.settings_from_recipe(recipe, "bfloat16")
+def test_generation_batch_and_dtype(tmp_path):
+    config = _config(
+        tmp_path,
+        per_device_train_batch_size=6,
+        gradient_accumulation_steps=4,
+        num_generations=6,
+        model_init_kwargs={"dtype": "auto"},
+    )
+    s = plan.settings_from_config(config, prompt_length=300)
     assert s.generation_batch_size == 24 and s.weight_bytes == 2 and s.prompt_length == 300
     # TRL's generation_batch_size counts completions over all processes
-    s = plan.settings_from_recipe({"generation_batch_size": 64}, None, num_gpus=4, strategy="zero2")
+    s = plan.settings_from_config(_config(tmp_path, generation_batch_size=64), num_gpus=4, strategy="zero2")
     assert s.generation_batch_size == 16
 
 
@@ -268,41 +296,44 @@ def test_local_model_folder_reads_config_json(tmp_path):
         "dtype": "float32",
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    arch, dtype = plan.resolve_architecture(str(tmp_path))
-    assert arch == TINY and dtype == "float32"
+    assert architecture(str(tmp_path)) == TINY
+    assert architecture("someone/unknown-model") is None
 
 
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: plan.resolve_gpu("rtx9090"), "h100-80gb, h100-94gb"),
-        (lambda: plan.resolve_architecture("someone/unknown-model"), "Qwen/Qwen2.5-3B"),
-        (lambda: plan.settings_from_recipe({"num_generations": 1}, None), "at least 2"),
-        (lambda: plan.settings_from_recipe({"dtype": "int3"}, None), "dtype 'int3'"),
-        (lambda: plan.settings_from_recipe({}, None, num_gpus=2, strategy="single"), "choose ddp"),
+        (lambda tmp: plan.resolve_gpu("rtx9090"), "h100-80gb, h100-94gb"),
+        (lambda tmp: plan.settings_from_config(_config(tmp), dtype="int3"), "dtype 'int3'"),
+        (lambda tmp: plan.settings_from_config(_config(tmp), num_gpus=2, strategy="single"), "choose ddp"),
     ],
 )
-def test_bad_input_says_what_to_change(call, match):
+def test_bad_input_says_what_to_change(call, match, tmp_path):
     with pytest.raises(plan.PlanError, match=match):
-        call()
+        call(tmp_path)
 
 
-def _gpu_recipes() -> list[Path]:
-    """The recipes under configs/ that train a known hub model on a GPU."""
-    found = []
-    for path in sorted(Path(__file__).resolve().parents[1].glob("src/reson/configs/*.yaml")):
-        values = yaml.safe_load(path.read_text()) or {}
-        model = str(values.get("model_name_or_path", ""))
-        if plan.known_architecture(model) is not None and not values.get("use_cpu"):
-            found.append(path)
-    return found
+# Every GPU recipe on the GPUs it is written for (the notebook gives each recipe these).
+RECIPE_GPUS = [
+    ("grpo_qwen2.5_3b_h100", "h100-80gb"),
+    ("grpo_qwen2.5_3b_h100", "a100-80gb"),
+    ("grpo_qwen2.5_3b_h100", "h200-141gb"),
+    ("grpo_qwen2.5_1.5b", "a100-80gb"),
+    ("grpo_qwen2.5_1.5b_40gb", "a100-40gb"),
+    ("grpo_qwen2.5_1.5b_40gb", "l40s-48gb"),
+    ("grpo_qwen2.5_0.5b_16gb", "t4-16gb"),
+    ("grpo_qwen2.5_0.5b_16gb", "l4-24gb"),
+]
 
 
-@pytest.mark.parametrize("recipe", _gpu_recipes(), ids=lambda path: path.name)
-def test_every_gpu_recipe_fits_its_gpu(recipe):
-    # The recipes are sized for an 80 GB GPU: the H100 one for an H100, the others for an A100
-    gpu = "h100-80gb" if "h100" in recipe.name else "a100-80gb"
-    assert plan.main(["--config", str(recipe), "--gpu", gpu]) == 0
+def test_every_shipped_gpu_recipe_is_in_the_table():
+    gpu_recipes = {p.stem for p in RECIPES.glob("grpo_qwen2.5_*.yaml")}
+    assert gpu_recipes == {recipe for recipe, _ in RECIPE_GPUS}
+
+
+@pytest.mark.parametrize(("recipe", "gpu"), RECIPE_GPUS)
+def test_every_gpu_recipe_fits_its_gpu(recipe, gpu, capsys):
+    assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -311,12 +342,18 @@ def test_every_gpu_recipe_fits_its_gpu(recipe):
 
 def _recipe(tmp_path, **values) -> Path:
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({"model_name_or_path": "Qwen/Qwen2.5-1.5B", "dtype": "bfloat16", **values}))
+    recipe = {
+        "model_name_or_path": "Qwen/Qwen2.5-1.5B",
+        "model_init_kwargs": {"dtype": "bfloat16"},
+        "output_dir": str(tmp_path / "out"),
+        **values,
+    }
+    path.write_text(yaml.safe_dump(recipe))
     return path
 
 
 def test_help():
-    result = subprocess.run([sys.executable, "-m", "reson.tools.plan", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "reson", "plan", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--gpu" in result.stdout and "h200-141gb" in result.stdout
 
@@ -353,8 +390,15 @@ def test_cli_missing_config_file(tmp_path, capsys):
     assert "nope.yaml: no such file" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_negative_prompt_length_and_an_unknown_key(tmp_path, capsys):
+    assert plan.main(["--config", str(_recipe(tmp_path)), "--prompt_length", "-5"]) == 2
+    assert "--prompt_length -5" in capsys.readouterr().err
+    assert plan.main(["--config", str(_recipe(tmp_path, num_generation=4))]) == 2  # what reson train refuses too
+    assert "Did you mean num_generations" in capsys.readouterr().err
+
+
 def test_cli_recipe_without_a_model(tmp_path, capsys):
     path = tmp_path / "recipe.yaml"
-    path.write_text("num_generations: 4\n")
+    path.write_text(f"num_generations: 4\noutput_dir: {tmp_path}\n")
     assert plan.main(["--config", str(path)]) == 2
-    assert "no model_name_or_path" in capsys.readouterr().err
+    assert "model_name_or_path" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def _write(path, rows):
 def test_score_end_to_end(tmp_path, capsys):
     source = _write(tmp_path / "completions.jsonl", ROWS)
     output = tmp_path / "scored.jsonl"
-    assert main([str(source), "--output", str(output), "--timeout", "3"]) == 0
+    assert main([str(source), "--output_file", str(output), "--reward_timeout", "3"]) == 0
     printed = capsys.readouterr().out
     assert "completions: 6" in printed
     assert "accuracy: 0.6000 (3/5 correct)" in printed
@@ -55,17 +55,17 @@ def test_reson_score_command_and_help(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "accuracy: 0.5000 (1/2 correct)" in run.stdout
     help_run = subprocess.run([sys.executable, "-m", "reson", "score", "--help"], capture_output=True, text=True)
-    assert help_run.returncode == 0 and "--output" in help_run.stdout and "--timeout" in help_run.stdout
+    assert help_run.returncode == 0 and "--output_file" in help_run.stdout and "--reward_timeout" in help_run.stdout
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (None, "no such file"),  # missing file
-        ('{"completion": "4", "answer": "4"}\n{not json}\n', ":2: not valid JSON"),  # bad line, named by number
-        ('{"completion": "4"}\n', ":1: missing 'answer'"),  # missing column
-        ('{"answer": "4"}\n', ":1: missing 'completion'"),
-        ('["completion", "answer"]\n', ":1: expected a JSON object"),
+        ('{"completion": "4", "answer": "4"}\n{not json}\n', "line 2: not a JSON object"),  # named by number
+        ('{"completion": "4"}\n', "row 1: each line needs 'completion'"),  # missing column
+        ('{"answer": "4"}\n', "row 1: each line needs 'completion'"),
+        ('["completion", "answer"]\n', "line 1: not a JSON object (expected a JSON object, got list)"),
         ("\n\n", "no completions"),
     ],
     ids=["missing file", "bad json", "no answer", "no completion", "not an object", "empty"],
@@ -79,9 +79,20 @@ def test_score_input_errors(tmp_path, capsys, content, message):
     assert message in err and str(path) in err
 
 
-def test_bad_timeout_and_output_folder(tmp_path, capsys):
+def test_bad_timeout_and_output_file(tmp_path, capsys):
     source = _write(tmp_path / "c.jsonl", ROWS[:1])
-    with pytest.raises(SystemExit):
-        main([str(source), "--timeout", "0"])
-    assert main([str(source), "--output", str(tmp_path / "missing" / "out.jsonl")]) == 2
+    assert main([str(source), "--reward_timeout", "0"]) == 2
+    assert "--reward_timeout must be a positive number" in capsys.readouterr().err
+    assert main([str(source), "--output_file", str(tmp_path / "missing" / "out.jsonl")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    existing = _write(tmp_path / "scored.jsonl", ROWS[:1])
+    assert main([str(source), "--output_file", str(existing)]) == 2  # an existing file is not replaced silently
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([str(source), "--output_file", str(existing), "--overwrite"]) == 0
+
+
+def test_eval_samples_and_canary_records_score_as_they_are(tmp_path, capsys):
+    """eval's samples.jsonl and a run's emergence.jsonl name the gold `gold`; score reads them without changes."""
+    rows = [{"completion": "<think>a</think> <answer>18</answer>", "gold": "18", "prompt": "Q?", "step": 0}]
+    assert main([str(_write(tmp_path / "emergence.jsonl", rows))]) == 0
+    assert "accuracy: 1.0000 (1/1 correct)" in capsys.readouterr().out

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from reson.core.config import RESOLVED_CONFIG_NAME, ConfigError, load_config
-from reson.training.train import format_log_line, latest_checkpoint, main
+from reson.core.config import RESOLVED_CONFIG_NAME, load_config
+from reson.core.folders import FolderError
+from reson.training.callbacks import format_log_line
+from reson.training.checkpoints import latest_checkpoint
+from reson.training.train import main
 
-CPU_RECIPE = Path(__file__).resolve().parents[1] / "src" / "reson" / "configs" / "grpo_cpu_tiny.yaml"
+CPU_RECIPE = "grpo_cpu_tiny"
 NUM_CANARIES = 4
 
 
@@ -44,7 +47,20 @@ def tiny_overrides(model: Path, output_dir: Path, data_dir: Path, **changes) -> 
 
 
 def as_argv(overrides: dict) -> list[str]:
-    return [token for key, value in overrides.items() for token in (f"--{key}", json.dumps(value))]
+    """TRL's command-line syntax: a list is several values, a mapping YAML, a boolean true/false, no report `none`."""
+    argv = []
+    for key, value in overrides.items():
+        if value == [] and key == "report_to":
+            value = "none"
+        values = value if isinstance(value, list) else [value]
+        argv += [
+            f"--{key}",
+            *(
+                json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v)
+                for v in values
+            ),
+        ]
+    return argv
 
 
 class LengthReward:
@@ -82,12 +98,12 @@ def short_run(tmp_path_factory, tiny_model_path, shared_data):
         learning_rate=1e-3,
         report_to=["tensorboard", "wandb"],
     )
-    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(root), "WANDB_SILENT": "true"}
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}  # WANDB_DIR: reson train sets it to the run folder
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(rewards.REWARDS, "length", LengthReward)
         for key, value in env.items():
             mp.setenv(key, value)
-        output_dir = train(load_config(CPU_RECIPE, overrides))
+        output_dir = train(load_config(CPU_RECIPE, overrides=overrides))
         import wandb
 
         wandb.finish()
@@ -126,7 +142,7 @@ def test_final_model_tokenizer_and_resolved_config_are_saved(short_run, monkeypa
     _, output_dir = short_run
     assert AutoModelForCausalLM.from_pretrained(output_dir).config.model_type == "qwen2"
     assert "</think>" in AutoTokenizer.from_pretrained(output_dir).get_vocab()
-    resolved = load_config(output_dir / RESOLVED_CONFIG_NAME, {"output_dir": str(output_dir / "again")})
+    resolved = load_config(output_dir / RESOLVED_CONFIG_NAME, overrides={"output_dir": str(output_dir / "again")})
     assert resolved.max_steps == 4 and resolved.rewards == ["accuracy", "format", "length"]
 
 
@@ -158,8 +174,9 @@ def test_emergence_metrics_reach_tensorboard(short_run):
 
 @pytest.mark.slow
 def test_emergence_metrics_reach_wandb_offline(short_run):
-    root, _ = short_run
-    (run_file,) = root.glob("wandb/offline-run-*/run-*.wandb")
+    root, output_dir = short_run
+    assert not (root / "wandb").exists()  # the wandb folder lands beside the run, not in the working folder
+    (run_file,) = output_dir.glob("wandb/offline-run-*/run-*.wandb")
     data = run_file.read_bytes()
     for key in ("think_usage_pct", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
         assert f"emergence/{key}".encode() in data
@@ -181,7 +198,7 @@ def test_emergence_jsonl_has_every_canary_step(short_run):
 def test_sigkill_then_resume_reaches_max_steps(tmp_path, tiny_model_path, shared_data):
     output_dir = tmp_path / "out"
     overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=6)
-    command = [sys.executable, "-m", "reson.training.train", "--config", str(CPU_RECIPE), *as_argv(overrides)]
+    command = [sys.executable, "-m", "reson", "train", "--config", CPU_RECIPE, *as_argv(overrides)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -204,7 +221,7 @@ def test_sigkill_then_resume_reaches_max_steps(tmp_path, tiny_model_path, shared
     assert emergence_steps(output_dir) == {0: NUM_CANARIES, 2: NUM_CANARIES, 4: NUM_CANARIES, 6: NUM_CANARIES}
 
 
-# --- the non-finite guard -------------------------------------------------------------------------------------
+# --- divergence: caught where it shows, before a bad step is saved --------------------------------------------
 
 
 @pytest.mark.slow
@@ -226,7 +243,7 @@ def test_non_finite_weights_stop_the_run_and_keep_the_good_checkpoint(tmp_path, 
         tiny_model_path, output_dir, shared_data, max_steps=5, save_steps=1, save_total_limit=5, num_canaries=0
     )
     with pytest.raises(TrainingDiverged) as info:
-        train(load_config(CPU_RECIPE, overrides), callbacks=[Poison()])
+        train(load_config(CPU_RECIPE, overrides=overrides), callbacks=[Poison()])
     assert "step 3" in str(info.value) and "checkpoint-2" in str(info.value)
     assert latest_checkpoint(output_dir).name == "checkpoint-2"
     assert not (output_dir / "checkpoint-3").exists() and not (output_dir / "model.safetensors").exists()
@@ -234,68 +251,193 @@ def test_non_finite_weights_stop_the_run_and_keep_the_good_checkpoint(tmp_path, 
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_guard_stops_on_a_non_finite_loss_and_cancels_the_save():
+@pytest.mark.slow
+def test_an_exploding_learning_rate_stops_with_one_line_before_any_bad_checkpoint(
+    tmp_path, tiny_model_path, shared_data, capsys
+):
+    """lr 1e10 makes the weights finite but ~1e10 at the first step with a gradient: stopped there, exit 1, and every
+    checkpoint kept holds weights of the starting scale (the issue found a "last good" one at ~1e10)."""
+    import torch
+    from safetensors.torch import load_file
+
+    overrides = tiny_overrides(
+        tiny_model_path, tmp_path / "out", shared_data, max_steps=6, save_steps=1, num_canaries=0, learning_rate=1e10
+    )
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("reson train: training diverged: after step") and "the largest weight is" in err
+    assert "--resume applies the new values" in err
+    start = max(w.abs().max() for w in load_file(tiny_model_path / "model.safetensors").values())
+    kept = sorted((tmp_path / "out").glob("checkpoint-*"))
+    assert ("no checkpoint was written" in err) == (not kept)
+    for checkpoint in kept:
+        assert checkpoint.name in err or checkpoint != kept[-1]
+        weights = load_file(checkpoint / "model.safetensors").values()
+        assert max(w.abs().max() for w in weights) < 100 * start and all(torch.isfinite(w).all() for w in weights)
+
+
+def test_the_guard_refuses_non_finite_gradients_and_exploded_weights():
+    import torch
     from transformers import TrainerControl, TrainerState
 
-    from reson.training.train import _callbacks
+    from reson.training.callbacks import DivergenceGuard, TrainingDiverged
 
-    _, NonFiniteGuard, _ = _callbacks()
-    guard, state, control = NonFiniteGuard(), TrainerState(global_step=7), TrainerControl(should_save=True)
-    guard.on_log(None, state, control, logs={"loss": 0.5, "grad_norm": 1.0})
-    assert not control.should_training_stop
-    guard.on_log(None, state, control, logs={"loss": float("nan"), "grad_norm": 1.0})
-    assert control.should_training_stop and not control.should_save
-    assert guard.step == 7 and "loss is nan" in guard.problem
+    model = torch.nn.Linear(2, 2)
+    guard, state, control = DivergenceGuard(), TrainerState(global_step=6), TrainerControl()
+    guard.on_train_begin(None, state, control, model=model)
+    model.weight.grad = torch.ones(2, 2)
+    guard.on_pre_optimizer_step(None, state, control, model=model)  # finite: fine
+    guard.on_optimizer_step(None, state, control, model=model)
+    model.weight.grad[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="gradients of step 7 are not finite"):
+        guard.on_pre_optimizer_step(None, state, control, model=model)
+    with torch.no_grad():
+        model.weight.mul_(1e6)
+    with pytest.raises(TrainingDiverged, match="after step 7 the largest weight"):
+        guard.on_optimizer_step(None, state, control, model=model)
+
+
+# --- resume: the config's values win, and are recorded --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_resume_applies_a_changed_learning_rate_and_save_steps(tmp_path, tiny_model_path, shared_data):
+    from reson.training.train import train
+
+    output_dir = tmp_path / "out"
+    first = tiny_overrides(
+        tiny_model_path, output_dir, shared_data, max_steps=2, save_steps=1, num_canaries=0, learning_rate=1e-3
+    )
+    train(load_config(CPU_RECIPE, overrides=first))
+    changed = {**first, "max_steps": 6, "learning_rate": 5e-4, "save_steps": 3}
+    train(load_config(CPU_RECIPE, overrides=changed), resume=True)
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    rates = {e["step"]: e["learning_rate"] for e in history if "learning_rate" in e}
+    assert rates[1] == rates[2] == pytest.approx(1e-3) and rates[3] == rates[6] == pytest.approx(5e-4)
+    # every 3 steps from the resume (save_total_limit 2 keeps the last two): with the old 1 it would be 5 and 6
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    recorded = (output_dir / RESOLVED_CONFIG_NAME).read_text()
+    assert "learning_rate: 0.0005" in recorded and "save_steps: 3" in recorded
+    assert (
+        "# resumed from checkpoint-2 with changed settings" in recorded and "learning_rate 0.001 -> 0.0005" in recorded
+    )
+
+
+# --- the run folder: refused when it holds other work, locked while a run writes it ---------------------------
+
+
+def test_a_finished_run_is_not_trained_over(tmp_path, tiny_model_path, shared_data):
+    """A folder with a final model, trainer_state.json and emergence.jsonl (no checkpoints left) is refused."""
+    from reson.training.train import train
+
+    done = tmp_path / "out"
+    done.mkdir()
+    for name in ("trainer_state.json", "emergence.jsonl", "model.safetensors"):
+        (done / name).write_text("{}")
+    config = load_config(CPU_RECIPE, overrides=tiny_overrides(tiny_model_path, done, shared_data))
+    with pytest.raises(FolderError, match="already holds a training run: resume it, pass --overwrite"):
+        train(config)
+    assert (done / "emergence.jsonl").read_text() == "{}"  # untouched
+
+
+def test_an_evaluation_folder_is_not_a_training_folder(tmp_path, tiny_model_path, shared_data):
+    from reson.training.train import train
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.json").write_text("{}")
+    config = load_config(CPU_RECIPE, overrides=tiny_overrides(tiny_model_path, tmp_path / "eval", shared_data))
+    with pytest.raises(FolderError, match="holds an evaluation: write a training run into another folder"):
+        train(config)
+
+
+def test_output_dir_naming_a_file_is_one_line(tmp_path, tiny_model_path, shared_data, capsys):
+    (tmp_path / "file").write_text("x")
+    overrides = tiny_overrides(tiny_model_path, tmp_path / "file", shared_data)
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is a file" in err
+
+
+def test_a_model_folder_with_only_a_config_fails_before_anything_is_written(tmp_path, shared_data, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    overrides = tiny_overrides(tmp_path / "model", tmp_path / "out", shared_data)
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 2
+    assert "holds no weights" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_folder_stops_naming_the_first(tmp_path, tiny_model_path, shared_data):
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=40, num_canaries=0)
+    command = [sys.executable, "-m", "reson", "train", "--config", CPU_RECIPE, *as_argv(overrides)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (output_dir / RESOLVED_CONFIG_NAME).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first run holds the lock from before it writes anything
+        second = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert f"is in use by pid {first.pid}" in second.stderr and "reson train" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_latest_checkpoint_passes_over_half_written_and_torn_ones(tmp_path):
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_step": 4}'), (6, None), (8, '{"global_st')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert latest_checkpoint(tmp_path).name == "checkpoint-4"  # 8's state is torn, 6 has none
+    assert latest_checkpoint(tmp_path / "missing") is None
 
 
 # --- the command line and small pieces ------------------------------------------------------------------------
 
 
-def test_help_lists_the_project_fields(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0
+def test_help_lists_trls_fields_and_ours(capsys):
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in ("--config", "--resume", "num_canaries", "emergence_every", "reward_timeout", "datasets"):
+    for name in (
+        "--config",
+        "--resume",
+        "--overwrite",
+        "--num_canaries",
+        "--emergence_every",
+        "--reward_timeout",
+        "--datasets",
+        "--num_generations",
+        "--loss_type",
+        "--vllm_importance_sampling_mode",
+    ):
         assert name in out
 
 
 def test_reson_train_help_through_the_cli():
     result = subprocess.run([sys.executable, "-m", "reson", "train", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "usage: reson train" in result.stdout
+    assert result.returncode == 0 and "usage: reson train" in result.stdout and "--learning_rate" in result.stdout
 
 
 def test_config_error_exits_2_with_one_line(tmp_path, capsys, tiny_model_path):
+    from reson.core.config import recipe_path
+
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text(CPU_RECIPE.read_text() + "num_generation: 8\n")
+    recipe.write_text(recipe_path(CPU_RECIPE).read_text() + "num_generation: 8\n")
     assert main(["--config", str(recipe), "--model_name_or_path", str(tiny_model_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "num_generation" in err and "bad.yaml" in err
 
 
-def test_check_validates_without_training(tmp_path, capsys, tiny_model_path):
-    argv = ["--config", str(CPU_RECIPE), "--model_name_or_path", str(tiny_model_path), "--check"]
+def test_check_prints_the_whole_resolved_config_without_training(tmp_path, capsys, tiny_model_path):
+    argv = ["--config", CPU_RECIPE, "--model_name_or_path", str(tiny_model_path), "--check"]
     assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
-    assert "valid" in capsys.readouterr().out and not (tmp_path / "out").exists()
-
-
-def test_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, tiny_model_path, shared_data):
-    from reson.training.train import train
-
-    (tmp_path / "out" / "checkpoint-2").mkdir(parents=True)
-    (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
-    config = load_config(CPU_RECIPE, tiny_overrides(tiny_model_path, tmp_path / "out", shared_data))
-    with pytest.raises(ConfigError, match="pass --resume"):
-        train(config)
-
-
-def test_latest_checkpoint_skips_a_half_written_one(tmp_path):
-    for step, complete in ((2, True), (4, True), (6, False)):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert latest_checkpoint(tmp_path).name == "checkpoint-4"
-    assert latest_checkpoint(tmp_path / "missing") is None
+    out = capsys.readouterr().out
+    assert "valid" in out and not (tmp_path / "out").exists()
+    for field in ("num_canaries:", "learning_rate:", "adam_beta1:", "vllm_importance_sampling_mode:"):
+        assert field in out  # TRL's fields too
 
 
 def test_console_line_is_compact():
@@ -305,11 +447,16 @@ def test_console_line_is_compact():
         "rewards/accuracy/mean": 0.3125,
         "rewards/format/mean": 0.75,
         "completions/mean_length": 23.44,
+        "completions/clipped_ratio": 0.125,
+        "sampling/importance_sampling_ratio/mean": 0.9912,
         "step_time": 0.614,
         "grad_norm": 0.3,
     }
     line = format_log_line(10, 150, logs)
-    assert line == "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | loss 0.0100 | 0.61 s/step"
+    assert line == (
+        "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.12 | IS ratio 0.991 | "
+        "loss 0.0100 | 0.61 s/step"
+    )
     canary = format_log_line(50, 150, {"emergence/canary_accuracy": 0.5, "emergence/think_usage_pct": 87.5})
     assert canary.startswith("step 50/150 | canaries: acc 0.500 | think 87.5%")
     assert format_log_line(3, 10, {"train_runtime": 4.0}) is None

@@ -1,46 +1,105 @@
 """The `reson` command: one entry point, one subcommand per module.
 
-Each subcommand lives in its own module with a ``main(argv)`` that parses its own arguments, so
-``reson train ...`` and ``python -m reson.training.train ...`` are the same program, and ``reson --help`` imports
-nothing heavy.
+Each subcommand lives in its own module with a ``main(argv)`` that parses its own arguments, so ``reson train ...``
+and ``python -m reson train ...`` are the same program, and ``reson --help`` imports nothing heavy. A command's
+``--help`` is cached on disk (per version of the package's sources, TRL and transformers): ``reson train --help``
+lists every TRL field, and importing TRL (torch included) alone takes about three seconds.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import hashlib
 import importlib
+import io
+import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 # subcommand -> (module, one-line summary)
 COMMANDS = {
     "demo": ("reson.miniature.demo", "the offline miniature: build a tiny base model, evaluate, GRPO, evaluate again"),
-    "score": ("reson.evaluation.score", "score a JSONL of completions with the accuracy and format rewards"),
     "train": ("reson.training.train", "train a base model with GRPO from a YAML recipe"),
     "eval": ("reson.evaluation.evaluate", "evaluate a model on GSM8K, MATH and friends"),
     "compare": ("reson.evaluation.compare", "compare eval runs: the Baseline vs After GRPO table in markdown"),
+    "score": ("reson.evaluation.score", "score a JSONL of completions with the accuracy and format rewards"),
+    "report": ("reson.tools.report", "plots and an HTML page of one or more runs' curves and canary completions"),
+    "plan": ("reson.tools.plan", "predict a training recipe's peak GPU memory"),
     "convert": ("reson.tools.convert", "convert a trained model to MLX, optionally quantized"),
     "chat": ("reson.tools.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
-    "plan": ("reson.tools.plan", "predict a training recipe's peak GPU memory"),
-    "report": ("reson.tools.report", "plots and an HTML page of a run's curves and canary completions"),
 }
+PACKAGE = Path(__file__).resolve().parent
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Says each option's default, when it has one (not None, and not a flag's False)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def package_version() -> str:
+    try:
+        return version("reson-llm")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: reson <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "Run `reson <command> --help` for a command's options."]
+    lines += ["", "Run `reson <command> --help` for a command's options; `reson --version` for the version."]
     return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    """`reson <name> --help`, cached: built once by running the command's own `--help`."""
+    sources = sorted(PACKAGE.rglob("*.py"))
+    key = hashlib.sha256()
+    for path in sources:
+        key.update(path.read_bytes())
+    for dependency in ("trl", "transformers"):
+        with contextlib.suppress(PackageNotFoundError):
+            key.update(version(dependency).encode())
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reson"
+    cache = folder / f"{name}-{key.hexdigest()[:16]}"
+    if cache.is_file():
+        return cache.read_text()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        importlib.import_module(COMMANDS[name][0]).main(["--help"])
+    text = out.getvalue()
+    with contextlib.suppress(OSError):  # a read-only home: no cache, the same help
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, cache)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"reson {package_version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"reson: unknown command {name!r}. Choose one of: {', '.join(COMMANDS)}.", file=sys.stderr)
         return 2
+    if rest in (["--help"], ["-h"]):
+        print(command_help(name), end="")
+        return 0
     module = importlib.import_module(COMMANDS[name][0])
     return module.main(rest) or 0
 

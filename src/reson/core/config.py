@@ -1,53 +1,82 @@
-"""The training configuration: TRL's `GRPOConfig` plus this project's own fields, loaded from YAML and checked.
+"""The training configuration: TRL's `GRPOConfig` plus this project's fields, parsed by TRL's own parser.
 
 `ResonConfig` subclasses `trl.GRPOConfig`, so a recipe uses TRL's field names (`num_generations`,
 `max_completion_length`, `reward_weights`, `loss_type`, `beta`, `epsilon`, `scale_rewards`, ...) with TRL's own
-documentation, and adds only what belongs to this project: the model, the reward names, the dataset mix, the
-prompt template and the emergence canaries. Each field is documented once, in its `metadata["help"]`.
+documentation, and adds only what belongs to this project: the model, the reward names, the dataset mix, the prompt
+template and the emergence canaries. Each field is documented once, in its `metadata["help"]`, and `reson train
+--help` lists every field with its default and help (TRL's `TrlParser`, the same parser `trl grpo` uses).
 
-`load_config(path, overrides)` reads the YAML, applies `--key value` overrides, and checks everything it can
-before a model loads, raising `ConfigError` with one line that names the key, where it came from and what to
-change. argparse `choices` would not guard values that come from YAML, so every name is checked here.
+`load_config(recipe, argv)` reads a YAML recipe (a path, or the name of a recipe shipped in `reson/configs`),
+applies command-line overrides and checks everything before a model loads. What TRL's parser lacks is added here and
+only here: an unknown key or flag gets a did-you-mean, a YAML value of the wrong type is refused (TrlParser takes
+YAML values as they are), every error is one `ConfigError` line naming the key, where it came from and what to
+change, and the checks that only TRL's trainer would make after the model loads (names of rewards, datasets,
+templates, the loss) are made up front.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import enum
+import difflib
+import hashlib
 import importlib.util
 import os
-import re
+import sys
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
-from trl import GRPOConfig
+from trl import GRPOConfig, TrlParser
 
-from reson.core.rewards import DEFAULT_TIMEOUT
+from reson.core import data, models
+from reson.core.rewards import DEFAULT_TIMEOUT, REWARDS
 
 COMMAND_LINE = "the command line"
-# The file a resolved config is written to inside output_dir.
-RESOLVED_CONFIG_NAME = "train_config.yaml"
-DATASET_SPEC_KEYS = ("name", "split", "weight")
-# TRL fields whose valid values GRPOConfig documents but does not check when the config is built.
-TRL_CHOICES = {
-    "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
-    "scale_rewards": ("group", "batch", "none"),
-    "vllm_mode": ("colocate", "server"),
-    "importance_sampling_level": ("token", "sequence"),
-    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
-}
-# Never written into a resolved config file.
+RECIPES = Path(__file__).resolve().parents[1] / "configs"  # the recipes shipped with the package
+RESOLVED_CONFIG_NAME = models.RUN_CONFIG  # the resolved config a run writes into its output folder
 SECRET_FIELDS = ("hub_token",)
-# A Hugging Face Hub repo id: "name" or "namespace/name" (letters, digits, '-', '_', '.'; at most 96 characters).
-HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
+DATASET_KEYS = ("name", "split", "weight")
+# TRL 1.16 checks these only at the first loss or generation, minutes after the model has loaded; a test keeps the
+# lists equal to the names TRL documents (tests/test_config.py).
+LATE_CHECKED_CHOICES = {
+    "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+    "vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
+}
 
 
 class ConfigError(ValueError):
-    """A configuration problem, in one line that names the key, its source and what to change."""
+    """A configuration problem, in one line that names the key, its source and what to change.
+
+    Raised with ``key`` where the problem is one field's; ``load_config`` then says where that value came from.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def dataset_spec(value: Any) -> dict:
+    """One training dataset, ``{name, split, weight}``: from YAML a mapping (or a bare name), on the command line a
+    YAML mapping (``--datasets '{name: gsm8k}' '{name: math, weight: 0.5}'``)."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.lstrip().startswith("{") else {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConfigError(f"{value!r}: write each dataset as {{name: gsm8k, split: train, weight: 1.0}}.", "datasets")
+    unknown = sorted(set(value) - set(DATASET_KEYS))
+    if unknown:
+        raise ConfigError(f"{value['name']} has unknown key(s) {unknown}: use {', '.join(DATASET_KEYS)}.", "datasets")
+    split, weight = value.get("split", "train"), value.get("weight", 1.0)
+    if not isinstance(split, str):
+        raise ConfigError(f"{value['name']}: split must be a name such as train or test, got {split!r}.", "datasets")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise ConfigError(f"{value['name']}: weight must be a positive number, got {weight!r}.", "datasets")
+    return {"name": value["name"], "split": split, "weight": float(weight)}
 
 
 @dataclass
@@ -60,22 +89,20 @@ class ResonConfig(GRPOConfig):
     )
     rewards: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
-        metadata={
-            "help": "Reward functions by name (reson.core.rewards.REWARDS), weighed in this order by `reward_weights`."
-        },
+        metadata={"help": "Reward functions by name (accuracy, format), weighed in this order by `reward_weights`."},
     )
     reward_timeout: float = field(
         default=DEFAULT_TIMEOUT,
         metadata={
-            "help": "Wall-clock seconds allowed to grade one completion with math-verify before it scores as wrong "
-            "(reson.core.rewards.DEFAULT_TIMEOUT); `reson eval` of the trained model uses the same value."
+            "help": "Wall-clock seconds allowed to grade one completion with math-verify before it scores as wrong; "
+            "`reson eval` of the trained model uses the same value."
         },
     )
-    datasets: list[dict] = field(
+    datasets: list[dataset_spec] = field(
         default_factory=lambda: [{"name": "gsm8k", "split": "train", "weight": 1.0}],
         metadata={
-            "help": "Training data: a list of {name, split, weight}. `name` is a dataset name (reson.core.data) "
-            "(gsm8k, math, ...) or a path to a .jsonl/.parquet file; `weight` is its share of the mix."
+            "help": "Training data: {name, split, weight} mappings. `name` is gsm8k, math, math500, aime24, amc23, "
+            "synthetic, a hub id or a .jsonl/.parquet file; `weight` is its share of the mix."
         },
     )
     num_train_problems: int | None = field(
@@ -84,7 +111,10 @@ class ResonConfig(GRPOConfig):
     )
     template: str = field(
         default="r1_zero",
-        metadata={"help": "Prompt template (reson.core.data.TEMPLATES), or 'chat' for the tokenizer's chat template."},
+        metadata={
+            "help": "Prompt template: r1_zero, r1_zero_think (<think> prefilled), plain, or chat (the "
+            "tokenizer's chat template)."
+        },
     )
     data_dir: str | None = field(
         default=None,
@@ -115,9 +145,11 @@ class ResonConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        # What the config was built from, before TRL derives fields (steps_per_generation, bf16, ...): written
-        # out as the resolved config, and loads back to the same config.
+        # What the config was built from, before TRL derives fields (steps_per_generation, bf16, ...): written out
+        # as the resolved config, and loads back to the same config.
+        self.datasets = [dataset_spec(spec) for spec in self.datasets]
         self._values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        check_fields(self)
         super().__post_init__()
 
 
@@ -126,104 +158,285 @@ PROJECT_FIELDS = tuple(
 )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+def check_fields(config: ResonConfig) -> None:
+    """The checks TRL does not make, or makes only after the model has loaded; ConfigError(key) on the first."""
+    try:
+        models.check_model(config.model_name_or_path, "model_name_or_path")
+    except models.ModelPathError as error:
+        raise ConfigError(str(error).removeprefix("model_name_or_path "), "model_name_or_path") from None
+    if config.output_dir is None:
+        raise ConfigError("missing: set the folder for checkpoints, logs and the final model.", "output_dir")
+    unknown = [name for name in config.rewards if name not in REWARDS]
+    if not config.rewards or unknown:
+        raise ConfigError(f"unknown reward(s) {unknown or '(none)'}: choose from {', '.join(REWARDS)}.", "rewards")
+    if config.reward_weights is not None and len(config.reward_weights) != len(config.rewards):
+        raise ConfigError(
+            f"{len(config.reward_weights)} weights for {len(config.rewards)} rewards ({', '.join(config.rewards)}): "
+            "give one weight per reward, in the same order.",
+            "reward_weights",
+        )
+    if not config.reward_timeout > 0:
+        raise ConfigError("must be a positive number of seconds to grade one completion.", "reward_timeout")
+    if not config.datasets:
+        raise ConfigError("empty: list at least one {name: gsm8k, split: train}.", "datasets")
+    for spec in config.datasets:
+        _check_dataset(spec["name"], spec["split"], "datasets")
+    _check_dataset(config.canary_dataset or config.datasets[0]["name"], config.canary_split, "canary_split")
+    if config.template != "chat" and config.template not in data.TEMPLATES:
+        choices = ", ".join([*data.TEMPLATES, "chat"])
+        raise ConfigError(f"unknown template {config.template!r}: choose from {choices}.", "template")
+    for key in ("num_canaries", "emergence_every"):
+        if getattr(config, key) < 0:
+            raise ConfigError("must be 0 (off) or a positive number.", key)
+    if config.num_train_problems is not None and config.num_train_problems < 1:
+        raise ConfigError("must be a positive number of problems, or null for all of them.", "num_train_problems")
+    stops = (config.generation_kwargs or {}).get("stop") or (config.generation_kwargs or {}).get("stop_strings")
+    if stops and not config.use_vllm:
+        raise ConfigError(
+            "stop strings work with vLLM generation only (TRL's transformers path gives generate() no tokenizer, so "
+            "it fails at the first step): set use_vllm: true, or remove the stop.",
+            "generation_kwargs",
+        )
+    if stops and config.mask_truncated_completions:
+        raise ConfigError(
+            "a completion stopped at a stop string ends without EOS, so TRL counts it as truncated and would mask the "
+            "answered completions out of the loss: set mask_truncated_completions: false.",
+            "mask_truncated_completions",
+        )
+    for key, choices in LATE_CHECKED_CHOICES.items():
+        if getattr(config, key) not in choices:
+            raise ConfigError(f"{getattr(config, key)!r} is not one of {', '.join(choices)}.", key)
+
+
+def _check_dataset(name: str, split: str | None, key: str) -> None:
+    if name in data.DATASET_NAMES:
+        splits = data.HUB_DATASETS[name][2] if name in data.HUB_DATASETS else ("train", "test")
+        if split is not None and split not in splits:
+            raise ConfigError(f"{name} has no {split!r} split: choose one of {', '.join(splits)}.", key)
+    elif name.endswith(data.FILE_SUFFIXES) or name.startswith(("/", ".", "~")):
+        if not Path(name).expanduser().is_file():
+            raise ConfigError(f"dataset file {name} not found: fix the path.", key)
+    elif not ("/" in name and models.HUB_ID.match(name.partition(":")[0])):
+        raise ConfigError(
+            f"unknown dataset {name!r}: choose from {', '.join(data.DATASET_NAMES)}, a hub id (owner/name) or a "
+            f"{'/'.join(data.FILE_SUFFIXES)} path.",
+            key,
+        )
+
+
+def check_machine(config: ResonConfig) -> None:
+    """The checks that depend on this machine: bf16 needs a GPU that runs it natively; use_vllm needs vLLM."""
+    if config.bf16 and not config.use_cpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"bf16 is on, but {cuda_problem()}: set bf16: false to train on the CPU.", "bf16")
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            name = torch.cuda.get_device_name(0)
+            raise ConfigError(
+                f"bf16 is on, but the {name} only emulates it (slowly): set bf16: false and fp16: true.", "bf16"
+            )
+    if config.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "vLLM is not installed: `pip install 'reson-llm[vllm]'` (Linux + CUDA), or set use_vllm: false to "
+            "generate with transformers.",
+            "use_vllm",
+        )
+
+
+def cuda_problem() -> str:
+    """Why torch sees no CUDA GPU, in words: torch 2.13's wheels are CUDA 13 builds that need driver 580 or newer."""
+    import subprocess
+
+    try:
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "this machine has no NVIDIA GPU that torch can use"
+    major = int(driver.split(".")[0]) if driver.split(".")[0].isdigit() else 0
+    if major < 580:
+        return (
+            f"NVIDIA driver {driver} is too old for torch 2.13's CUDA 13 build (it needs 580 or newer): update "
+            "the driver"
+        )
+    return f"torch cannot use the GPU (NVIDIA driver {driver}); check that torch was installed with CUDA"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Loading
-# ---------------------------------------------------------------------------------------------------------------
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """A recipe file: a path, or the name of a recipe shipped with the package (``grpo_debug``); else ConfigError."""
+    path = Path(recipe).expanduser()
+    if path.is_file():
+        return path
+    shipped = RECIPES / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+    raise ConfigError(f"config {recipe}: no such file, and no shipped recipe of that name (shipped: {names}).")
+
+
+def config_parser(prog: str = "reson train") -> TrlParser:
+    """TRL's parser over `ResonConfig`: every field as ``--name value``, with its help and default."""
+    return TrlParser(
+        (ResonConfig,),
+        prog=prog,
+        usage=f"{prog} [--config RECIPE] [--resume] [--overwrite] [--check] [--FIELD VALUE ...]",
+        description="Train a base model with GRPO (R1-Zero style) from a YAML recipe; CLI values override the YAML.",
+        exit_on_error=False,
+    )
 
 
 def load_config(
-    path: str | Path | None = None,
-    overrides: dict[str, Any] | list[str] | None = None,
-    check_environment: bool = True,
+    recipe: str | Path | None = None,
+    argv: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+    *,
+    machine: bool = True,
 ) -> ResonConfig:
-    """The validated config from a YAML file and overrides (a dict, or `["--key", "value", ...]` argv tokens).
+    """The checked config from a recipe (a path or a shipped recipe's name), then ``overrides`` (a dict, from Python),
+    then ``argv`` (``["--key", "value", ...]``, TRL's command-line syntax); later sources win.
 
-    Raises ConfigError before any model loads. `check_environment=False` skips the checks that depend on this
-    machine (bf16 needs a CUDA GPU, use_vllm needs vLLM) and returns the checked values as a dict instead of a
-    built config, since TRL itself refuses to build a bf16 config without a GPU.
+    Raises ConfigError before any model loads. ``machine=False`` leaves out the checks that depend on this machine
+    (for `reson plan`, which reads GPU recipes on a laptop).
     """
-    values, sources = parse_config(path, overrides)
-    if not check_environment:
-        return values
-    check_machine(values, sources)
-    return build_config(values, sources)
-
-
-def parse_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Read, merge and statically validate: returns (values, where each value came from)."""
-    values: dict[str, Any] = {}
+    parser = config_parser()
     sources: dict[str, str] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found: pass --config with the path to a YAML recipe.")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            where = getattr(err, "problem_mark", None)
-            line = f" (line {where.line + 1})" if where is not None else ""
-            raise ConfigError(f"{path}{line}: not valid YAML: fix the syntax.") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of `key: value` lines.")
-        values.update(loaded)
-        sources.update(dict.fromkeys(loaded, str(path)))
-    if isinstance(overrides, list | tuple):
-        overrides = parse_overrides(overrides)
-    for key, value in (overrides or {}).items():
-        values[key] = value
+    values: dict[str, Any] = {}
+    path = recipe_path(recipe) if recipe is not None else None
+    for source, given in ((path, _read_recipe(path) if path is not None else {}), ("overrides", overrides or {})):
+        for key, value in given.items():
+            values[key] = _checked_value(parser, key, value, str(source))
+            sources[key] = str(source if source != "overrides" else "the overrides")
+    argv = list(argv)
+    for key in _command_line_keys(parser, argv):
         sources[key] = COMMAND_LINE
-    validate(values, sources)
-    return values, sources
-
-
-def parse_overrides(argv: list[str]) -> dict[str, Any]:
-    """`["--key", "value", "--flag", "--other=1"]` -> {"key": "value" (typed as YAML), "flag": True, "other": 1}."""
-    overrides: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if not token.startswith("--") or len(token) == 2:
-            raise ConfigError(f"unexpected argument {token!r} on the command line: write overrides as --key value.")
-        key, eq, raw = token[2:].partition("=")
-        key = key.replace("-", "_")
-        if not eq:
-            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                raw = argv[i + 1]
-                i += 1
-            else:
-                raw = "true"  # a bare --flag
-        overrides[key] = _yaml_scalar(raw)
-        i += 1
-    return overrides
-
-
-def _yaml_scalar(raw: str) -> Any:
+    use_cpu = values.get("use_cpu", False)
+    if not machine:  # TRL refuses bf16 on a machine without a GPU: parse as on the GPU the recipe is for
+        values["use_cpu"] = True
+    parser.set_defaults_with_config(**values)
     try:
-        return yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        return raw
-
-
-def build_config(values: dict[str, Any], sources: dict[str, str]) -> ResonConfig:
-    """Construct the ResonConfig; TRL's own checks surface as ConfigError naming the config's source."""
-    try:
-        return ResonConfig(**values)
-    except (ValueError, TypeError) as err:
+        (config,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    except argparse.ArgumentError as error:
+        key = error.argument_name.split("/")[0].lstrip("-").replace("-", "_") if error.argument_name else None
+        raise ConfigError(f"{_where(key, sources)}: {error.message}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{_where(error.key, sources)}: {error}", error.key) from None
+    except (ValueError, TypeError) as error:  # TRL's and transformers' own checks in __post_init__
+        if "support bf16" in str(error):  # transformers refuses bf16 without a GPU: say why, and what to set
+            raise ConfigError(
+                f"{_where('bf16', sources)}: bf16 is on, but {cuda_problem()}: set bf16: false."
+            ) from None
         where = ", ".join(sorted(set(sources.values()))) or "the defaults"
-        message = " ".join(str(err).split())
-        raise ConfigError(f"{where}: {message}") from None
+        raise ConfigError(f"{where}: {' '.join(str(error).split())}") from None
+    if not machine:
+        config.use_cpu = config._values["use_cpu"] = use_cpu
+    else:
+        try:
+            check_machine(config)
+        except ConfigError as error:
+            raise ConfigError(f"{_where(error.key, sources)}: {error}", error.key) from None
+    return config
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------------------------------------------
+def _read_recipe(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: fix the syntax.") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of `key: value` lines.")
+    return loaded
 
 
-def _where(key: str, sources: dict[str, str]) -> str:
+def _checked_value(parser: TrlParser, key: str, value: Any, source: str) -> Any:
+    """A value from YAML or Python, checked against its field's type, which TrlParser checks only for strings (the
+    command line's and YAML's quoted ones); an unknown key gets a did-you-mean."""
+    if not any(action.dest == key for action in parser._actions):
+        raise ConfigError(
+            f"{key} in {source}: unknown key.{_did_you_mean(parser, key)} Remove it, or use a "
+            "GRPOConfig / reson field name (reson train --help lists them)."
+        )
+    hint = _field_types()[key]
+    if isinstance(hint, type) and hint is not str and not isinstance(value, list | dict | bool | int | float):
+        return value  # a custom type (dataset_spec) checks its own values
+    if value is not None and not isinstance(value, str) and not _admits(hint, value):
+        raise ConfigError(f"{key} in {source}: {value!r} ({type(value).__name__}) is not {_describe(hint)}.", key)
+    return value
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(ResonConfig)
+
+
+def _admits(hint: Any, value: Any) -> bool:
+    """Whether a (non-string) YAML value fits a field's annotation."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits(arg, value) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(isinstance(v, str) or _admits(args[0], v) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint in (bool, int, float):
+        return (
+            isinstance(value, bool)
+            if hint is bool
+            else not isinstance(value, bool)
+            and (isinstance(value, int | float) if hint is float else isinstance(value, int))
+        )
+    return hint is not type(None) and hint is not str
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args if arg is not type(None))
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(args[0])}"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "a mapping"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _command_line_keys(parser: TrlParser, argv: list[str]) -> list[str]:
+    """The fields ``argv`` sets; ConfigError with a did-you-mean for a flag the parser does not know."""
+    keys = []
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        flag = token.split("=", 1)[0]
+        action = parser._option_string_actions.get(flag)
+        if action is None:
+            name = flag[2:].replace("-", "_")
+            raise ConfigError(
+                f"{flag} on the command line: unknown option.{_did_you_mean(parser, name)} "
+                "`reson train --help` lists every field."
+            )
+        keys.append(action.dest)
+    return keys
+
+
+def _did_you_mean(parser: TrlParser, key: str) -> str:
+    names = [a.dest for a in parser._actions if a.dest != "help"]
+    close = difflib.get_close_matches(key, names, n=2, cutoff=0.75)
+    return f" Did you mean {' or '.join(close)}?" if close else ""
+
+
+def _where(key: str | None, sources: dict[str, str]) -> str:
+    if key is None:
+        return ", ".join(sorted(set(sources.values()))) or "the config"
     source = sources.get(key)
     if source is None:
         return f"{key} (default)"
@@ -232,303 +445,29 @@ def _where(key: str, sources: dict[str, str]) -> str:
     return f"{key} in {source}"
 
 
-def _fail(key: str, sources: dict[str, str], problem: str) -> typing.NoReturn:
-    raise ConfigError(f"{_where(key, sources)}: {problem}")
+# ---------------------------------------------------------------------------------------------------------------------
+# Help, and writing a config out
 
 
-def validate(values: dict[str, Any], sources: dict[str, str]) -> None:
-    """Check keys, types and names in place (coercing "1e-6" to a float); raise ConfigError on the first problem."""
-    hints = field_types()
-    defaults = field_defaults()
-    for key in list(values):
-        if key not in hints:
-            close = _close_names(key, hints)
-            hint = f" Did you mean {close}?" if close else ""
-            _fail(key, sources, f"unknown key.{hint} Remove it, or use a GRPOConfig / reson field name.")
-        values[key] = _coerce(values[key], hints[key])
-        if not _matches(values[key], hints[key]):
-            _fail(
-                key,
-                sources,
-                f"expected {_type_name(hints[key])}, got {values[key]!r} ({type(values[key]).__name__}).",
-            )
-    get = lambda key: values.get(key, defaults[key])  # noqa: E731
-
-    for key, choices in TRL_CHOICES.items():
-        value = get(key)
-        if isinstance(value, bool) and key == "scale_rewards":
-            continue  # TRL maps True/False to group/none
-        if value not in choices:
-            _fail(key, sources, f"{value!r} is not one of {', '.join(choices)}.")
-
-    # The model: a local folder, or something shaped like a hub id (checked without any download).
-    model = get("model_name_or_path")
-    if model is None:
-        _fail("model_name_or_path", sources, "missing: set it to a local model folder or a hub id (Qwen/Qwen2.5-3B).")
-    _check_model_path(model, sources)
-    if get("output_dir") is None:
-        _fail("output_dir", sources, "missing: set the folder for checkpoints, logs and the final model.")
-
-    # Rewards and their weights.
-    from reson.core.rewards import REWARDS
-
-    rewards = get("rewards")
-    if not rewards:
-        _fail("rewards", sources, f"empty: list at least one of {', '.join(REWARDS)}.")
-    for name in rewards:
-        if name not in REWARDS:
-            _fail("rewards", sources, f"unknown reward {name!r}: choose from {', '.join(REWARDS)}.")
-    weights = get("reward_weights")
-    if weights is not None and len(weights) != len(rewards):
-        _fail(
-            "reward_weights",
-            sources,
-            f"{len(weights)} weights for {len(rewards)} rewards ({', '.join(rewards)}): give one weight per reward, "
-            "in the same order.",
-        )
-    if get("reward_timeout") <= 0:
-        _fail("reward_timeout", sources, "must be positive (seconds to grade one completion).")
-
-    # Data, template and canaries.
-    values["datasets"] = [_check_dataset(spec, i, sources) for i, spec in enumerate(get("datasets"))]
-    if not values["datasets"]:
-        _fail("datasets", sources, "empty: list at least one {name: gsm8k, split: train}.")
-    if get("canary_dataset") is not None:
-        _check_dataset_name(get("canary_dataset"), "canary_dataset", sources)
-    canary_source = get("canary_dataset") or values["datasets"][0]["name"]
-    _check_dataset_name(canary_source, "canary_split", sources, get("canary_split"))
-    _check_template(get("template"), sources)
-    for key in ("num_canaries", "emergence_every"):
-        if get(key) < 0:
-            _fail(key, sources, "must be 0 (off) or a positive number.")
-    if get("num_train_problems") is not None and get("num_train_problems") < 1:
-        _fail("num_train_problems", sources, "must be a positive number of problems, or null for all of them.")
-
-    # Batch shape: the generation batch holds whole groups of num_generations completions.
-    num_generations = get("num_generations")
-    if num_generations is None or num_generations < 2:
-        _fail("num_generations", sources, "GRPO needs at least 2 completions per prompt to compare them: set it >= 2.")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    per_device = get("per_device_train_batch_size")
-    if get("generation_batch_size") is not None:
-        batch, key = get("generation_batch_size"), "generation_batch_size"
-        how = f"generation_batch_size ({batch})"
-    else:
-        steps = get("steps_per_generation") or get("gradient_accumulation_steps")
-        batch, key = per_device * world_size * steps, "per_device_train_batch_size"
-        how = (
-            f"the generation batch (per_device_train_batch_size {per_device} x {world_size} processes x {steps} steps)"
-        )
-        how += f" = {batch}"
-    if batch % num_generations:
-        _fail(
-            key,
-            sources,
-            f"{how} is not divisible by num_generations ({num_generations}): make it a multiple of {num_generations}.",
-        )
-
-
-def _check_model_path(model: str, sources: dict[str, str]) -> None:
-    path = Path(model).expanduser()
-    looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            _fail("model_name_or_path", sources, f"folder {model} has no config.json: point it at a saved model.")
-        return
-    if looks_like_path:
-        _fail(
-            "model_name_or_path",
-            sources,
-            f"local folder {model} does not exist: build or download the model there, or point the key at one.",
-        )
-    if not HUB_ID.match(model):
-        _fail(
-            "model_name_or_path",
-            sources,
-            f"{model!r} is neither an existing local folder nor a hub id (namespace/name): fix the name or path.",
-        )
-
-
-def _check_dataset(spec: Any, index: int, sources: dict[str, str]) -> dict:
-    key = f"datasets[{index}]"
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict):
-        _fail("datasets", sources, f"{key} is {spec!r}: write each dataset as {{name: gsm8k, split: train}}.")
-    unknown = set(spec) - set(DATASET_SPEC_KEYS)
-    if unknown:
-        _fail("datasets", sources, f"{key} has unknown key(s) {sorted(unknown)}: use {', '.join(DATASET_SPEC_KEYS)}.")
-    if not isinstance(spec.get("name"), str):
-        _fail("datasets", sources, f"{key} needs a `name` (a dataset name or a .jsonl/.parquet path).")
-    split = spec.get("split", "train")
-    if not isinstance(split, str):
-        _fail("datasets", sources, f"{key}.split must be a string such as train or test, got {split!r}.")
-    _check_dataset_name(spec["name"], "datasets", sources, split)
-    weight = spec.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-        _fail("datasets", sources, f"{key}.weight must be a positive number, got {weight!r}.")
-    return {"name": spec["name"], "split": split, "weight": float(weight)}
-
-
-def _check_dataset_name(name: str, key: str, sources: dict[str, str], split: str | None = None) -> None:
-    from reson.core.data import DATASET_NAMES, FILE_SUFFIXES, HUB_DATASETS
-
-    if name in DATASET_NAMES:
-        splits = HUB_DATASETS[name][2] if name in HUB_DATASETS else ("train", "test")
-        if split is not None and split not in splits:
-            _fail(key, sources, f"{name} has no {split!r} split: choose one of {', '.join(splits)}.")
-        return
-    if name.endswith(FILE_SUFFIXES) or name.startswith(("/", ".", "~")):
-        if not Path(name).expanduser().is_file():
-            _fail(key, sources, f"dataset file {name} not found: fix the path.")
-        return
-    if "/" in name and HUB_ID.match(name.partition(":")[0]):
-        return  # a hub dataset in GSM8K or MATH form, fetched when the data loads
-    _fail(
-        key,
-        sources,
-        f"unknown dataset {name!r}: choose from {', '.join(DATASET_NAMES)}, a hub id (owner/name) or a "
-        f"{'/'.join(FILE_SUFFIXES)} path.",
-    )
-
-
-def _check_template(template: str, sources: dict[str, str]) -> None:
-    from reson.core.data import TEMPLATES
-
-    if template != "chat" and template not in TEMPLATES:
-        _fail("template", sources, f"unknown template {template!r}: choose from {', '.join([*TEMPLATES, 'chat'])}.")
-
-
-def check_machine(values: dict[str, Any], sources: dict[str, str]) -> None:
-    """The checks that depend on this machine: bf16 needs a CUDA GPU that supports it; use_vllm needs vLLM."""
-    defaults = field_defaults()
-    get = lambda key: values.get(key, defaults[key])  # noqa: E731
-    bf16 = get("bf16")
-    if (bf16 or (bf16 is None and not get("fp16"))) and not get("use_cpu"):
-        import torch
-
-        if not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-            problem = "bf16 is on" if bf16 else "bf16 is unset, and TRL turns it on"
-            _fail(
-                "bf16",
-                sources,
-                f"{problem}, but this machine has no CUDA GPU with bf16: set bf16: false (CPU or older GPUs).",
-            )
-    if get("use_vllm") and importlib.util.find_spec("vllm") is None:
-        _fail(
-            "use_vllm",
-            sources,
-            "vLLM is not installed: `pip install 'reson-llm[vllm]'` (Linux + CUDA), or set use_vllm: false to "
-            "generate with transformers.",
-        )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Types
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(ResonConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(ResonConfig)}
-
-
-def field_defaults() -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(ResonConfig):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-        else:
-            out[f.name] = None
-    return out
-
-
-def _union_args(hint) -> tuple | None:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return None
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    if hint is Any or hint is object:
-        return True
-    args = _union_args(hint)
-    if args is not None:
-        return any(_matches(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return isinstance(value, hint) or value in {m.value for m in hint}
-    if hint is list or origin is list:
-        inner = typing.get_args(hint)
-        return isinstance(value, list) and (not inner or all(_matches(v, inner[0]) for v in value))
-    if hint is dict or origin is dict:
-        return isinstance(value, dict)
-    return True  # a TRL/accelerate object type: left to TRL's own checks
-
-
-def _admits(hint: Any, kind: type) -> bool:
-    args = _union_args(hint)
-    if args is not None:
-        return any(_admits(a, kind) for a in args)
-    return hint is kind
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """YAML reads 1e-6 as a string (YAML 1.1 wants 1.0e-6) and ints where floats are meant: fix those two."""
-    if isinstance(value, str) and not _admits(hint, str):
-        for kind in (int, float):
-            if _admits(hint, kind):
-                try:
-                    return kind(value)
-                except ValueError:
-                    pass
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _type_name(hint: Any) -> str:
-    args = _union_args(hint)
-    if args is not None:
-        return " or ".join(dict.fromkeys(_type_name(a) for a in args))
-    if hint is type(None):
-        return "null"
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return "one of " + "/".join(str(m.value) for m in hint)
-    origin = typing.get_origin(hint)
-    if origin is list:
-        inner = typing.get_args(hint)
-        return f"a list of {_type_name(inner[0])}" if inner else "a list"
-    if origin is dict or hint is dict:
-        return "a mapping"
-    if origin is typing.Literal:
-        return "one of " + "/".join(map(repr, typing.get_args(hint)))
-    return getattr(hint, "__name__", str(hint))
-
-
-def _close_names(key: str, hints: dict) -> str:
-    import difflib
-
-    return " or ".join(difflib.get_close_matches(key, list(hints), n=2, cutoff=0.75))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------------------------------
+def help_text(build: Callable[[], str], name: str) -> str:
+    """``build()``'s help text, cached on disk per version of reson, TRL and transformers (and of this file and the
+    caller's): listing TRL's fields needs TRL, whose import (torch included) takes about three seconds."""
+    caller = Path(sys.modules[build.__module__].__file__)
+    key = hashlib.sha256(
+        "|".join([version("trl"), version("transformers"), Path(__file__).read_text(), caller.read_text()]).encode()
+    ).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reson" / f"{name}-{key}.txt"
+    if cache.is_file():
+        return cache.read_text()
+    text = build()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, cache)
+    except OSError:  # a read-only home: no cache, the same help
+        pass
+    return text
 
 
 def resolved_values(config: ResonConfig) -> dict[str, Any]:
@@ -540,7 +479,7 @@ def resolved_values(config: ResonConfig) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
+    if hasattr(value, "value") and not isinstance(value, str | int | float):  # an enum
         return value.value
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
@@ -551,24 +490,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_resolved_config(config: ResonConfig, output_dir: str | Path | None = None) -> Path:
+def save_resolved_config(config: ResonConfig, output_dir: str | Path | None = None, note: str = "") -> Path:
     """Write the fully resolved config as YAML into output_dir (atomically) and return its path."""
     output_dir = Path(output_dir or config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / RESOLVED_CONFIG_NAME
     text = "# Fully resolved `reson train` config: every field, defaults filled in. Reload with --config.\n"
+    text += "".join(f"# {line}\n" for line in note.splitlines())
     text += yaml.safe_dump(resolved_values(config), sort_keys=False, default_flow_style=None, width=119)
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
-
-
-def field_help() -> list[tuple[str, str, Any]]:
-    """(name, help, default) for this project's own fields, for `reson train --help`."""
-    defaults = field_defaults()
-    return [
-        (f.name, f.metadata.get("help", ""), defaults[f.name])
-        for f in dataclasses.fields(ResonConfig)
-        if f.name in PROJECT_FIELDS
-    ]

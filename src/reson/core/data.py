@@ -77,6 +77,25 @@ def format_prompt(question: str, template: str = "r1_zero", tokenizer=None) -> s
     return TEMPLATES[template].format(question=question.strip())
 
 
+def chat_template(template: str) -> str | None:
+    """A Jinja chat template that renders a conversation as the plain-text training template does (for one user
+    message, exactly ``format_prompt(question, template)``), so chat tools that apply a tokenizer's chat template
+    (``mlx_lm.chat``, transformers pipelines) prompt the model as it was trained; None for a template without turns."""
+    if template not in ("r1_zero", "r1_zero_think"):
+        return None
+    preamble, after = R1_ZERO_TEMPLATE.split(" User: {question}")
+    if "'" in preamble or "'" in after:
+        raise ValueError("the template holds a quote, which the Jinja string literals below cannot")
+    prefill = TEMPLATES[template].split("{question}")[1]
+    return (
+        f"{{{{- '{preamble}' -}}}}"
+        "{%- for message in messages -%}"
+        f"{{%- if message['role'] == 'user' -%}}{{{{- ' User: ' + message['content'] | trim + '{prefill}' -}}}}"
+        "{%- elif message['role'] == 'assistant' -%}{{- ' ' + message['content'] | trim + eos_token -}}"
+        "{%- endif -%}{%- endfor -%}"
+    )
+
+
 def load_problems(
     name_or_path: str, split: str = "train", data_dir: str | None = None, *, size: int | None = None, seed: int = 0
 ) -> list[dict]:

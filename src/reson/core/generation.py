@@ -1,25 +1,60 @@
-"""Generation backends for evaluation: batched transformers generation on any device, and vLLM on a GPU.
+"""One generation engine for evaluation, the emergence canaries, the miniature's probe and chat.
 
-Both take a list of `Request`s (a prompt and a seed) and return one `Generation` per request, in order:
+    engine = load_engine("auto", "runs/grpo")                   # hf, vllm or mlx, from the folder and the machine
+    engine = HFEngine(model, tokenizer)                          # a model already in memory (the canaries)
+    outputs = engine.generate([Request(prompt, seed=7)], Sampling(max_new_tokens=64, temperature=0.7))
+    for item in engine.stream(prompt, Sampling(temperature=0.6)):  # text pieces as they come, then the Generation
+        ...
 
-- **hf**: left-padded batches through `model.generate`, stopping a row at EOS or once its completion holds
-  `</answer>` (the end of the answer under the R1-Zero template). Sampling draws every row from its own
-  `torch.Generator` seeded by the request, so a sample does not depend on which batch it landed in (up to
-  floating-point differences between batch shapes).
-- **vllm**: `vllm.LLM` with a per-request `SamplingParams(seed=...)` and the same stop string; imported lazily,
-  so this module (and `reson eval --help`) works where vLLM is not installed.
+Every backend encodes prompts without added special tokens (the templates are plain text), stops a row at EOS or once
+its completion holds a stop string (``</answer>``: the end of an answer under the R1-Zero template; the text keeps
+it), decodes with the model's transformers tokenizer skipping special tokens, and samples each request from its own
+seeded generator, so a sample does not depend on which batch it landed in, nor on any global random state (the
+canaries sample in the middle of training without touching the trainer's random stream).
 
-Tokens counted in a `Generation` are the completion's tokens up to and including the stop (EOS excluded).
+- **hf**: left-padded batches through ``model.generate``; sampling (temperature, top-p, top-k, min-p) happens in a
+  per-row logits processor; streaming runs the same ``generate`` in a thread with a streamer.
+- **vllm**: ``vllm.LLM`` with one ``SamplingParams(seed=...)`` per request; imported only when used.
+- **mlx**: mlx-lm's ``generate_step`` with its sampler (a converted model folder, on a Mac or Linux CPU); imported
+  only when used, and never with torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-STOP_STRING = "</answer>"
-BACKENDS = ("auto", "hf", "vllm")
+from reson.core import models
+
+BACKENDS = ("auto", "hf", "vllm", "mlx")
+STOP = ("</answer>",)
+MLX_MISSING = (
+    "the MLX backend needs mlx and mlx-lm: on a Mac `pip install -r requirements-mac.txt`, on Linux "
+    "`pip install 'reson-llm[mlx]'` (CPU wheels)"
+)
+
+
+class BackendError(ValueError):
+    """A backend that cannot serve this model on this machine; the message says what to install or choose."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to decode: ``temperature`` 0 is greedy; ``top_k`` 0 and ``min_p`` None are off."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = STOP
 
 
 @dataclass(frozen=True)
@@ -31,188 +66,346 @@ class Request:
 @dataclass(frozen=True)
 class Generation:
     text: str
-    num_tokens: int
-    truncated: bool  # hit max_new_tokens without EOS or the stop string
+    num_tokens: int  # generated tokens up to the stop, EOS excluded
+    finish_reason: str  # "stop": EOS or a stop string; "length": ran out of max_new_tokens
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
 
 
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
+def sample_seed(seed: int, *parts) -> int:
+    """A per-request seed from a run seed and what identifies the sample (dataset, problem, sample index, step)."""
+    digest = hashlib.sha256("/".join(map(str, (seed, *parts))).encode()).digest()
+    return int.from_bytes(digest[:7], "big")
 
 
-def resolve_backend(backend: str) -> str:
-    """ "auto" -> "vllm" when vLLM is installed and a CUDA GPU is visible, else "hf"; checks an explicit "vllm"."""
+# ---------------------------------------------------------------------------------------------------------------------
+# Choosing and loading a backend
+
+
+def mlx_available() -> bool:
+    """Whether mlx (with a working backend: Metal on a Mac, `mlx[cpu]` on Linux) and mlx-lm import."""
+    if importlib.util.find_spec("mlx_lm") is None:
+        return False
+    try:
+        import mlx.core  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, model: str) -> str:
+    """The backend for ``model``: "auto" follows an MLX folder to mlx, else vLLM when installed with a CUDA GPU, else
+    hf; an explicit choice is checked against the folder and the machine (BackendError)."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
-    if backend == "vllm" and not vllm_available():
-        raise ValueError(
-            "backend 'vllm' needs vLLM: `pip install 'reson-llm[vllm]'` (Linux + CUDA), or use --backend hf."
-        )
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+    fmt = models.model_format(model)
     if backend == "auto":
-        if not vllm_available():
-            return "hf"
-        import torch
-
-        return "vllm" if torch.cuda.is_available() else "hf"
+        if fmt == "mlx":
+            backend = "mlx"
+        elif importlib.util.find_spec("vllm") is not None and _cuda():
+            backend = "vllm"
+        else:
+            backend = "hf"
+    if backend == "mlx" and not mlx_available():
+        raise BackendError(f"{model} needs MLX, and {MLX_MISSING}.")
+    if backend == "mlx" and fmt == "hf":
+        raise BackendError(
+            f"{model} is a transformers model: convert it first (reson convert --model_name_or_path {model}), or use "
+            "--backend hf."
+        )
+    if backend in ("hf", "vllm") and fmt == "mlx":
+        raise BackendError(f"{model} is an MLX model (written by reson convert): use --backend mlx.")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise BackendError(
+            "backend 'vllm' needs vLLM: `pip install 'reson-llm[vllm]'` (Linux + CUDA), or --backend hf."
+        )
+    if backend == "hf" and importlib.util.find_spec("torch") is None:
+        raise BackendError(
+            f"{model} needs torch for the hf backend: `pip install 'reson-llm[train]'`, or convert it to MLX."
+        )
     return backend
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
-def tokenizer_source(model_path: str) -> str:
-    """Where the tokenizer lives: the model folder, or for a checkpoint saved without one, its run folder."""
-    path = Path(model_path).expanduser()
-    if path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
-        parent = path.resolve().parent
-        if any((parent / f).is_file() for f in TOKENIZER_FILES):
-            return str(parent)
-    return str(model_path)
-
-
-def load_tokenizer(model_path: str):
-    """The model's tokenizer, set up for batched generation (left padding, a pad token)."""
+def load_tokenizer(model: str):
+    """The model's transformers tokenizer (a checkpoint's comes from its run folder), with a pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(model_path))
-    tokenizer.padding_side = "left"
+    tokenizer = AutoTokenizer.from_pretrained(models.tokenizer_source(model))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def make_generator(backend: str, model_path: str, tokenizer=None, dtype: str = "auto", device: str = "auto", seed=0):
-    """A loaded generator for `backend` ("hf" or "vllm"); this is where the model's weights load."""
+def load_engine(backend: str, model: str, dtype: str = "auto", device: str = "auto", seed: int = 0):
+    """A loaded engine for ``model`` on ``backend`` (resolved first): this is where the weights load."""
+    backend = resolve_backend(backend, model)
     if backend == "hf":
-        return HFGenerator(model_path, tokenizer=tokenizer, dtype=dtype, device=device)
+        return HFEngine.from_pretrained(model, dtype=dtype, device=device)
     if backend == "vllm":
-        return VLLMGenerator(model_path, dtype=dtype, seed=seed)
-    raise ValueError(f"unknown backend {backend!r}: choose hf or vllm.")
+        return VLLMEngine(model, dtype=dtype, seed=seed)
+    return MLXEngine(model)
 
 
-def _trim_at_stop(text: str) -> tuple[str, bool]:
-    cut = text.find(STOP_STRING)
-    if cut < 0:
-        return text, False
-    return text[: cut + len(STOP_STRING)], True
+def _eos_ids(tokenizer, configured) -> set[int]:
+    eos = {configured} if isinstance(configured, int) else set(configured or [])
+    if tokenizer.eos_token_id is not None:
+        eos.add(tokenizer.eos_token_id)
+    return eos
 
 
-class HFGenerator:
-    """Batched `model.generate` with left padding; one call generates one batch of requests."""
+def _cut_at_stop(text: str, stop: tuple[str, ...], start: int = 0) -> int:
+    """The end of the first stop string found at or after ``start`` (-1 if none)."""
+    cuts = [i + len(s) for s in stop if (i := text.find(s, start)) >= 0]
+    return min(cuts, default=-1)
+
+
+def decode_stream(tokenizer, tokens, eos_ids: set[int], sampling: Sampling) -> Iterator[str | Generation]:
+    """Token ids -> text pieces as they come, then the Generation. EOS ends it (not counted, not decoded), so does a
+    stop string (kept in the text) or the ``max_new_tokens``-th token; a piece that ends inside a multi-byte
+    character is held back until it is whole."""
+    ids: list[int] = []
+    text, shown, finish = "", 0, "length"
+    for token in tokens:
+        if token in eos_ids:
+            finish = "stop"
+            break
+        ids.append(token)
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        cut = _cut_at_stop(text, sampling.stop, max(0, shown - max(map(len, sampling.stop), default=0)))
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+            break
+        if len(ids) >= sampling.max_new_tokens:
+            break
+        if not text.endswith("\ufffd"):
+            yield text[shown:]
+            shown = len(text)
+    if text[shown:]:
+        yield text[shown:]
+    yield Generation(text=text, num_tokens=len(ids), finish_reason=finish)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# transformers
+
+
+class HFEngine:
+    """``model.generate`` on a loaded transformers model: batched (left padding), or one request streamed."""
 
     name = "hf"
 
-    def __init__(self, model_path: str, tokenizer=None, dtype: str = "auto", device: str = "auto"):
+    def __init__(self, model, tokenizer, batch_size: int = 32):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.eos_token_ids = _eos_ids(tokenizer, getattr(model.generation_config, "eos_token_id", None))
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._stop_tokens: dict[tuple[str, ...], object] = {}  # stop strings -> the token ids that can end one
+
+    @classmethod
+    def from_pretrained(cls, model: str, dtype: str = "auto", device: str = "auto") -> HFEngine:
         import torch
         from transformers import AutoModelForCausalLM
 
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-        self.device = torch.device(device)
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.device).eval()
-        eos = self.model.generation_config.eos_token_id
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos:
-            eos.append(self.tokenizer.eos_token_id)
-        self.eos_token_ids = eos
-        # Token ids whose text can end "</answer>": only rows that just produced one of these are decoded.
-        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        self._gt_token_ids = torch.tensor([i for i, tok in enumerate(vocab) if tok and ">" in tok], dtype=torch.long)
+        if dtype == "auto":  # bf16 where the GPU runs it natively, fp16 on older GPUs, fp32 elsewhere
+            dtype = "float32"
+            if device.startswith("cuda"):
+                dtype = "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float16"
+        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
+        return cls(loaded, load_tokenizer(model))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
-    def generate(
-        self, requests: list[Request], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0
-    ) -> list[Generation]:
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[Generation]:
+        """One Generation per request, in order, in batches of ``batch_size``."""
+        out = []
+        for start in range(0, len(requests), self.batch_size):
+            out += [
+                self._finish(row, sampling)
+                for row in self._generate_ids(requests[start : start + self.batch_size], sampling)
+            ]
+        return out
+
+    def _finish(self, row: list[int], sampling: Sampling) -> Generation:
+        """One generated row: cut at the first EOS or pad, decoded once, cut after a stop string."""
+        ends = self.eos_token_ids | {self._pad}
+        length = next((i for i, token in enumerate(row) if token in ends), len(row))
+        text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+        cut = _cut_at_stop(text, sampling.stop)
+        if cut >= 0:
+            return Generation(text[:cut], length, "stop")
+        return Generation(text, length, "length" if length >= sampling.max_new_tokens else "stop")
+
+    def stream(self, prompt: str, sampling: Sampling, seed: int = 0) -> Iterator[str | Generation]:
+        """Text pieces of one completion as they are generated, then its Generation; closing the iterator stops the
+        generation (Ctrl-C in chat)."""
+        tokens: queue.Queue = queue.Queue()
+        cancel = threading.Event()
+        done = object()
+
+        def run():
+            try:
+                self._generate_ids([Request(prompt, seed)], sampling, streamer=_QueueStreamer(tokens), cancel=cancel)
+            finally:
+                tokens.put(done)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+
+        def ids():
+            while (token := tokens.get()) is not done:
+                yield token
+
+        try:
+            yield from decode_stream(self.tokenizer, ids(), self.eos_token_ids, sampling)
+        finally:
+            cancel.set()
+            worker.join()
+
+    def _generate_ids(
+        self, requests: list[Request], sampling: Sampling, streamer=None, cancel=None
+    ) -> list[list[int]]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+        from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
+        device = next(self.model.parameters()).device
         enc = self.tokenizer(
-            [r.prompt for r in requests], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.device)
+            [r.prompt for r in requests],
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+        ).to(device)
         prompt_len = enc["input_ids"].shape[1]
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=sampling.max_new_tokens,
             do_sample=False,  # sampling, when asked, happens in _PerRowSampler; greedy picks its one token
             num_beams=1,
-            repetition_penalty=1.0,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.eos_token_ids,
+            pad_token_id=self._pad,
+            eos_token_id=sorted(self.eos_token_ids),
         )
         processors = LogitsProcessorList()
-        if temperature > 0:
-            processors.append(_PerRowSampler([r.seed for r in requests], temperature, top_p, self.device))
-        stopping = StoppingCriteriaList([_StopString(self.tokenizer, prompt_len, self._gt_token_ids)])
-        with torch.inference_mode():
-            out = self.model.generate(
-                **enc, generation_config=config, logits_processor=processors, stopping_criteria=stopping
-            )
-        completions = out[:, prompt_len:]  # [batch, new_tokens]
-        ends = set(self.eos_token_ids) | {self.tokenizer.pad_token_id}
-        return [to_generation(row, self.tokenizer, ends, max_new_tokens) for row in completions.tolist()]
+        if sampling.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
+        if sampling.temperature > 0:
+            processors.append(_PerRowSampler([r.seed for r in requests], sampling, device))
+        if sampling.stop not in self._stop_tokens:
+            self._stop_tokens[sampling.stop] = _ending_tokens(self.tokenizer, sampling.stop)
+        stop_criterion = _StopStrings(
+            self.tokenizer, prompt_len, sampling.stop, self._stop_tokens[sampling.stop], cancel
+        )
+        stopping = StoppingCriteriaList([stop_criterion])
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **enc,
+                    generation_config=config,
+                    logits_processor=processors,
+                    stopping_criteria=stopping,
+                    streamer=streamer,
+                )
+        finally:
+            self.model.train(was_training)
+        return out[:, prompt_len:].tolist()  # [batch, new_tokens]
 
 
-def to_generation(row: list[int], tokenizer, ends: set[int], max_new_tokens: int) -> Generation:
-    """One generated row: cut at the first EOS/pad and after `</answer>`; truncated when it ran out of tokens."""
-    length = next((i for i, t in enumerate(row) if t in ends), len(row))
-    text, stopped = _trim_at_stop(tokenizer.decode(row[:length], skip_special_tokens=True))
-    truncated = length >= max_new_tokens and not stopped
-    return Generation(text=text, num_tokens=length, truncated=truncated)
+class _QueueStreamer:
+    """transformers' streamer protocol: the prompt comes first (skipped), then one token per step."""
+
+    def __init__(self, tokens: queue.Queue):
+        self.tokens = tokens
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for token in value.flatten().tolist():
+            self.tokens.put(token)
+
+    def end(self):
+        pass
 
 
-class _StopString:
-    """Per-row stop once the generated text (not the prompt, which quotes the tags) contains `</answer>`."""
+def _ending_tokens(tokenizer, stop: tuple[str, ...]):
+    """The ids of the tokens whose text holds the last character of a stop string: only a row that just produced one
+    of them can have completed a stop string, so only those rows are decoded."""
+    import torch
 
-    def __init__(self, tokenizer, prompt_len: int, candidate_ids):
+    last = {s[-1] for s in stop}
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return torch.tensor([i for i, token in enumerate(vocab) if token and last & set(token)], dtype=torch.long)
+
+
+class _StopStrings:
+    """Per-row stop once the generated text (not the prompt, which quotes the tags) holds a stop string; all rows
+    stop when ``cancel`` is set."""
+
+    def __init__(self, tokenizer, prompt_len: int, stop: tuple[str, ...], ending_ids, cancel=None):
         self.tokenizer = tokenizer
         self.prompt_len = prompt_len
-        self.candidate_ids = candidate_ids
-        self.window = len(STOP_STRING) + 2  # tokens: enough to cover the stop string however it splits
+        self.stop = stop
+        self.ending_ids = ending_ids
+        self.cancel = cancel
+        self.window = max(map(len, stop), default=0) + 2  # tokens: enough to hold a stop string however it splits
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        if input_ids.shape[1] <= self.prompt_len:
+        if self.cancel is not None and self.cancel.is_set():
+            return ~done
+        if not self.stop or input_ids.shape[1] <= self.prompt_len:
             return done
-        last = input_ids[:, -1]  # [batch]
-        maybe = torch.isin(last, self.candidate_ids.to(last.device)).nonzero().flatten().tolist()
+        maybe = torch.isin(input_ids[:, -1], self.ending_ids.to(input_ids.device)).nonzero().flatten().tolist()
         if not maybe:
             return done
         start = max(self.prompt_len, input_ids.shape[1] - self.window)
         tails = self.tokenizer.batch_decode(input_ids[maybe, start:], skip_special_tokens=True)
         for row, tail in zip(maybe, tails, strict=True):
-            if STOP_STRING in tail:
-                done[row] = True
+            done[row] = any(s in tail for s in self.stop)
         return done
 
 
 class _PerRowSampler:
-    """Temperature and top-p sampling with one seeded generator per row; returns logits that make greedy pick
-    the sampled token, so `generate(do_sample=False)` samples reproducibly per request."""
+    """Temperature, top-k, min-p and top-p sampling with one seeded generator per row; returns logits that make
+    greedy decoding pick the sampled token, so ``generate(do_sample=False)`` samples reproducibly per request."""
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float, device):
+    def __init__(self, seeds: list[int], sampling: Sampling, device):
         import torch
 
-        self.temperature = temperature
-        self.top_p = top_p
-        gen_device = device if device.type == "cuda" else torch.device("cpu")
-        self.generators = [torch.Generator(device=gen_device).manual_seed(s) for s in seeds]
-        self.gen_device = gen_device
+        self.sampling = sampling
+        self.gen_device = device if device.type == "cuda" else torch.device("cpu")
+        self.generators = [torch.Generator(device=self.gen_device).manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids, scores):
         import torch
 
-        logits = scores.float() / self.temperature  # [batch, vocab]
-        if self.top_p < 1.0:
+        s = self.sampling
+        logits = scores.float() / s.temperature  # [batch, vocab]
+        if s.top_k > 0:
+            kth = torch.topk(logits, min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # [batch, 1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if s.min_p is not None:
+            probs = logits.softmax(dim=-1)
+            logits = logits.masked_fill(probs < s.min_p * probs.amax(dim=-1, keepdim=True), float("-inf"))
+        if s.top_p < 1.0:
             sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            remove = cumulative > self.top_p
+            remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) > s.top_p
             remove[:, 1:] = remove[:, :-1].clone()  # keep the token that crosses top_p
             remove[:, 0] = False
             logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
@@ -225,43 +418,118 @@ class _PerRowSampler:
         return out
 
 
-class VLLMGenerator:
+# ---------------------------------------------------------------------------------------------------------------------
+# vLLM
+
+
+class VLLMEngine:
     """vLLM offline inference; per-request seeds make sampled results independent of batching."""
 
     name = "vllm"
+    batch_size = 512
 
-    def __init__(self, model_path: str, dtype: str = "auto", seed: int = 0):
+    def __init__(self, model: str, dtype: str = "auto", seed: int = 0):
         from vllm import LLM
 
-        self.llm = LLM(model=str(model_path), tokenizer=tokenizer_source(model_path), dtype=dtype, seed=seed)
+        self.llm = LLM(model=str(model), tokenizer=models.tokenizer_source(model), dtype=dtype, seed=seed)
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
-    def generate(
-        self, requests: list[Request], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0
-    ) -> list[Generation]:
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[Generation]:
         from vllm import SamplingParams
 
         params = [
             SamplingParams(
-                temperature=temperature,
-                top_p=top_p if temperature > 0 else 1.0,
-                max_tokens=max_new_tokens,
-                stop=[STOP_STRING],
+                temperature=sampling.temperature,
+                top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+                top_k=sampling.top_k if sampling.top_k > 0 else -1,
+                min_p=sampling.min_p or 0.0,
+                repetition_penalty=sampling.repetition_penalty,
+                max_tokens=sampling.max_new_tokens,
+                stop=list(sampling.stop),
                 include_stop_str_in_output=True,
                 seed=r.seed,
             )
             for r in requests
         ]
         outputs = self.llm.generate([r.prompt for r in requests], params, use_tqdm=False)
-        results = []
-        for out in outputs:
-            choice = out.outputs[0]
-            results.append(
-                Generation(
-                    text=choice.text, num_tokens=len(choice.token_ids), truncated=choice.finish_reason == "length"
-                )
-            )
-        return results
+        choices = [output.outputs[0] for output in outputs]
+        return [
+            Generation(c.text, len(c.token_ids), "length" if c.finish_reason == "length" else "stop") for c in choices
+        ]
+
+    def stream(self, prompt: str, sampling: Sampling, seed: int = 0) -> Iterator[str | Generation]:
+        [generation] = self.generate([Request(prompt, seed)], sampling)
+        yield generation.text
+        yield generation
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MLX
+
+
+def mlx_config_fixes(config: dict) -> dict:
+    """Config entries mlx-lm needs that a transformers 5 config.json only holds under `rope_parameters`.
+
+    transformers 5 saves RoPE settings as `rope_parameters: {rope_theta, rope_type, ...}`; mlx-lm 0.32's Qwen2 reads
+    only a top-level `rope_theta` (default 1e6) and `rope_scaling`, so without these entries a model trained with
+    rope_theta 1e4 (the tiny model, Qwen2.5-Math) would load with the wrong positions and generate garbage, silently.
+    """
+    rope = config.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_theta" not in rope:
+        return {}
+    fixes = {}
+    if "rope_theta" not in config:
+        fixes["rope_theta"] = rope["rope_theta"]
+    if rope.get("rope_type", "default") != "default" and not config.get("rope_scaling"):
+        fixes["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+    return fixes
+
+
+class MLXEngine:
+    """An MLX model (plain or quantized) loaded with mlx-lm; tokens come from ``mlx_lm.generate.generate_step``.
+
+    mlx-lm's own streaming detokenizer is not used: for byte-level BPE it drops the first token's leading space (the
+    space after "Assistant:"), so its text would differ from what transformers decodes and from training.
+    """
+
+    name = "mlx"
+    batch_size = 8
+
+    def __init__(self, model: str | Path):
+        from mlx_lm.utils import load_config, load_model, load_tokenizer
+
+        fixes = mlx_config_fixes(load_config(Path(model)))
+        self.model, config = load_model(Path(model), model_config=fixes)
+        self.tokenizer = load_tokenizer(models.tokenizer_dir(model), eos_token_ids=config.get("eos_token_id"))
+        self.eos_token_ids = set(self.tokenizer.eos_token_ids)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(self.tokenizer.encode(text, add_special_tokens=False)) for text in texts]
+
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[Generation]:
+        return [list(self.stream(r.prompt, sampling, r.seed))[-1] for r in requests]
+
+    def stream(self, prompt: str, sampling: Sampling, seed: int = 0) -> Iterator[str | Generation]:
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step, generation_stream, wired_limit
+        from mlx_lm.sample_utils import make_repetition_penalty, make_sampler
+
+        mx.random.seed(seed % 2**32)
+        sampler = make_sampler(
+            sampling.temperature, top_p=sampling.top_p, min_p=sampling.min_p or 0.0, top_k=sampling.top_k
+        )
+        penalties = (
+            [make_repetition_penalty(sampling.repetition_penalty)] if sampling.repetition_penalty != 1.0 else []
+        )
+        steps = generate_step(
+            mx.array(self.tokenizer.encode(prompt, add_special_tokens=False)),
+            self.model,
+            max_tokens=sampling.max_new_tokens,
+            sampler=sampler,
+            logits_processors=penalties,
+        )
+        with wired_limit(self.model, [generation_stream]), closing(steps):
+            yield from decode_stream(self.tokenizer, (token for token, _ in steps), self.eos_token_ids, sampling)

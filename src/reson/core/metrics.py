@@ -98,7 +98,10 @@ def summarize(records: Sequence[dict]) -> dict:
       keyword counted together with correctness, as Oat-Zero advises.
     - ``self_correction_rate_among_correct``: share of the correct records (accuracy 1.0) that self-correct (0.0 when
       none is correct).
-    - ``accuracy_when_self_correcting``: accuracy among the self-correcting records (0.0 when there are none).
+    - ``self_correction_rate_among_thinking``: share of the records with a closed think block that self-correct: the
+      honest measure of the habit, since the plain rate rises with think usage alone.
+    - ``accuracy_when_self_correcting`` / ``accuracy_without_self_correction``: accuracy among the records that do /
+      do not self-correct (0.0 when there are none): does correcting pay?
     - ``count``: number of records.
 
     Shares are fractions in [0, 1]; only ``think_usage_pct`` is a percentage.
@@ -107,6 +110,7 @@ def summarize(records: Sequence[dict]) -> dict:
     graded = [r["accuracy"] for r in records if r["accuracy"] is not None]
     thinking = [r["think_tokens"] for r in records if r["think_used"]]
     correcting = [r for r in records if r["self_correction"]]
+    not_correcting = [r for r in records if not r["self_correction"]]
     correct = [r for r in records if r["accuracy"] == 1.0]
     return {
         "accuracy": _mean(graded),
@@ -116,6 +120,12 @@ def summarize(records: Sequence[dict]) -> dict:
         "self_correction_rate": _mean([float(r["self_correction"]) for r in records]),
         "self_correction_rate_correct": _mean([float(r["self_correction"] and r["accuracy"] == 1.0) for r in records]),
         "self_correction_rate_among_correct": _mean([float(r["self_correction"]) for r in correct]),
+        "self_correction_rate_among_thinking": _mean(
+            [float(r["self_correction"]) for r in records if r["think_used"]]
+        ),
         "accuracy_when_self_correcting": _mean([r["accuracy"] for r in correcting if r["accuracy"] is not None]),
+        "accuracy_without_self_correction": _mean(
+            [r["accuracy"] for r in not_correcting if r["accuracy"] is not None]
+        ),
         "count": count,
     }

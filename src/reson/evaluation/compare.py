@@ -1,7 +1,7 @@
 """`reson compare`: the "Baseline vs After GRPO" table from two or more `reson eval` output folders.
 
-    reson compare runs/eval/base runs/eval/grpo                  # prints markdown, writes compare.md
-    reson compare runs/eval/base runs/eval/grpo --labels "Qwen2.5-3B" "+ GRPO 1000 steps" --output table.md
+    reson compare runs/eval/base runs/eval/grpo                                   # prints the markdown table
+    reson compare runs/eval/base runs/eval/grpo --labels "Qwen2.5-3B" "+ GRPO" --output_file runs/eval/compare.md
 
 Rows are the metrics of each dataset (accuracy, pass@k and maj@k when sampled, format compliance, think usage,
 think length, self-correction, truncation, completion length, then MATH's accuracy per level and subject);
@@ -17,6 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from reson.cli import HelpFormatter
+from reson.core import folders
+
 RESULTS_FILE = "results.json"
 # metric key -> (row label, scale): rates are stored as fractions and shown in percent
 METRIC_ROWS = {
@@ -25,13 +28,16 @@ METRIC_ROWS = {
     "think_usage_pct": ("think usage (%)", 1.0),
     "avg_think_tokens": ("mean think tokens", 1.0),
     "self_correction_rate": ("self-correction (%)", 100.0),
+    "self_correction_rate_among_thinking": ("self-correction among thinking (%)", 100.0),
     "self_correction_rate_among_correct": ("self-correction among correct (%)", 100.0),
     "self_correction_rate_correct": ("self-correcting and correct (%)", 100.0),
+    "accuracy_when_self_correcting": ("accuracy when self-correcting (%)", 100.0),
+    "accuracy_without_self_correction": ("accuracy without self-correction (%)", 100.0),
     "truncation_rate": ("truncated (%)", 100.0),
     "avg_completion_tokens": ("mean completion tokens", 1.0),
     "num_problems": ("problems", None),
 }
-SETTINGS_COMPARED = ("template", "split", "num_samples", "seed", "backend", "generation")
+SETTINGS_COMPARED = ("template", "split", "num_problems", "seed", "backend", "generation")
 
 
 class CompareError(ValueError):
@@ -42,8 +48,8 @@ def load_results(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise CompareError(
-            f"{run_dir}: no {RESULTS_FILE}; run `reson eval --output {run_dir}` first (an interrupted eval finishes "
-            "when run again)."
+            f"{run_dir}: no {RESULTS_FILE}; run `reson eval --output_dir {run_dir}` first (an interrupted eval "
+            "finishes when run again)."
         )
     return json.loads(path.read_text())
 
@@ -106,7 +112,7 @@ def compare_table(runs: list[dict], labels: list[str], title: str | None = None)
         decoding = "greedy" if not gen.get("temperature") else f"T={gen.get('temperature')}, top_p={gen.get('top_p')}"
         lines.append(
             f"- **{label}**: `{run.get('model')}`, template `{run.get('template')}`, {decoding}, "
-            f"n={gen.get('n', 1)}, max {gen.get('max_new_tokens')} new tokens"
+            f"{gen.get('num_generations', 1)} per problem, up to {gen.get('max_completion_length')} tokens"
         )
     notes = _differences(runs, labels)
     if notes:
@@ -132,11 +138,14 @@ def _differences(runs: list[dict], labels: list[str]) -> list[str]:
 
 def _decoding(run: dict) -> dict:
     gen = run.get("generation", {})
-    return {k: gen.get(k) for k in ("temperature", "top_p", "n", "max_new_tokens")}
+    return {k: gen.get(k) for k in ("temperature", "top_p", "num_generations", "max_completion_length")}
 
 
-def compare(run_dirs: list[str | Path], output: str | Path | None = None, labels: list[str] | None = None) -> str:
-    """The comparison table of the `reson eval` folders `run_dirs`; also written to `output` when given."""
+def compare(
+    run_dirs: list[str | Path], output: str | Path | None = None, labels: list[str] | None = None, overwrite=True
+) -> str:
+    """The comparison table of the `reson eval` folders `run_dirs`; also written to `output` when given (refused when
+    the file exists, unless `overwrite`)."""
     if not run_dirs:
         raise CompareError("give at least one `reson eval` output folder.")
     runs = [load_results(d) for d in run_dirs]
@@ -148,7 +157,7 @@ def compare(run_dirs: list[str | Path], output: str | Path | None = None, labels
             labels = [Path(d).name or str(d) for d in run_dirs]
     table = compare_table(runs, labels, title=title)
     if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        folders.check_output_file(output, "--output_file", overwrite)
         Path(output).write_text(table)
     return table
 
@@ -157,24 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reson compare",
         description='Compare `reson eval` runs: the "Baseline vs After GRPO" table in markdown.',
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("runs", nargs="+", help="`reson eval` output folders (each with a results.json)")
     parser.add_argument(
         "--labels", nargs="+", default=None, help="column names (default for two: Baseline, After GRPO)"
     )
-    parser.add_argument("--output", default="compare.md", help="markdown file to write (default compare.md)")
+    parser.add_argument("--output_file", default=None, help="also write the table to this markdown file")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        table = compare(args.runs, output=args.output, labels=args.labels)
-    except CompareError as err:
-        print(f"reson compare: error: {err}", file=sys.stderr)
+        folders.check_output_file(args.output_file, "--output_file", args.overwrite)
+        table = compare(args.runs, output=args.output_file, labels=args.labels, overwrite=args.overwrite)
+    except (CompareError, folders.FolderError) as err:
+        print(f"reson compare: {err}", file=sys.stderr)
         return 2
     print(table, end="")
-    print(f"\nwritten to {args.output}", file=sys.stderr)
+    if args.output_file:
+        print(f"\nwritten to {args.output_file}", file=sys.stderr)
     return 0
 
 

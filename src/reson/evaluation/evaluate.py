@@ -1,74 +1,82 @@
-"""`reson eval`: evaluate any model (hub id, local folder, training checkpoint) on GSM8K, MATH and friends.
+"""`reson eval`: evaluate any model (hub id, local folder, training checkpoint, MLX folder) on GSM8K, MATH and friends.
 
-    reson eval --model_path Qwen/Qwen2.5-3B --datasets gsm8k math500 --output runs/eval/base
-    reson eval --model_path runs/grpo/checkpoint-1000 --datasets ../shared/data/gsm8k/test.jsonl \\
-        --num_samples 200 --output runs/eval/grpo
+    reson eval --model_name_or_path Qwen/Qwen2.5-3B --datasets gsm8k math500 --output_dir runs/eval/base
+    reson eval --model_name_or_path runs/grpo/checkpoint-1000 --datasets ../shared/data/gsm8k/test.jsonl \\
+        --num_problems 200 --output_dir runs/eval/grpo
+    reson eval --model_name_or_path runs/grpo-mlx-4bit --backend mlx --datasets gsm8k --output_dir runs/eval/4bit
     reson compare runs/eval/base runs/eval/grpo          # the "Baseline vs After GRPO" table
 
-Prompts, answer parsing and scoring are the training code's own (`reson.core.data`, `reson.core.rewards`,
-`reson.core.metrics`), so evaluation and training cannot disagree about what a correct, well-formatted answer is.
+Prompts, answer parsing, scoring and generation are the training code's own (`reson.core.data`, `reson.core.rewards`,
+`reson.core.metrics`, `reson.core.generation`), so evaluation and training cannot disagree about what a correct,
+well-formatted answer is.
 
-What it writes to `--output DIR`:
-- `samples.jsonl`: one line per completion (dataset, id, sample index, prompt, completion, extracted answer,
-  gold, each score, token counts), appended and fsynced batch by batch. Run the same command again after
-  Ctrl-C or a crash and it resumes: finished samples are kept, a half-written last line is dropped.
+What it writes to `--output_dir`:
+- `samples.jsonl`: one line per completion (dataset, id, sample index, prompt, completion, extracted answer, gold,
+  each score, token counts), appended and fsynced batch by batch. Run the same command again after Ctrl-C or a crash
+  and it resumes: finished samples are kept; a line cut short, or damaged, is skipped, counted and generated again.
 - `run.json`: the settings the folder belongs to; another model or other settings in the same folder is an error.
-- `results.json`: the summary (per dataset metrics, sample ids, settings, package versions). A folder with
-  a finished `results.json` is not evaluated again unless `--overwrite`.
+- `results.json`: the summary (per dataset metrics, sample ids, settings, package versions). A folder with a finished
+  `results.json` is not evaluated again unless `--overwrite`.
+The folder is locked while an evaluation runs: a second one into it stops with one line naming the first.
 
 Choices worth knowing:
-- Greedy decoding by default (`--temperature 0`). Sampling seeds each completion from (seed, dataset, problem
-  id, sample index), so a sample does not depend on batching or on resuming.
+- The evaluation of a model `reson train` wrote uses that run's `max_completion_length` and `reward_timeout`, so it
+  neither truncates what training allowed nor grades differently; any other model gets 1536 tokens and the scoring
+  default. Either can be set.
+- Greedy decoding by default (`--temperature 0`). Sampling seeds each completion from (seed, dataset, problem id,
+  sample index), so a sample does not depend on batching or on resuming.
 - Batches are cut once from the whole work list (longest prompts first), so a resumed run with the same
   `--batch_size` generates exactly the batches an uninterrupted run would, and ends with the same results.
-  Another batch size changes the padding, which can change a completion at the level of float rounding.
 - Metrics are `reson.core.metrics.summarize`'s (accuracy over gradable answers, format compliance, think usage,
-  self-correction overall and among correct answers) plus truncation, completion length and `ungraded`
-  (answers whose gold could not be parsed).
-- With `--n` > 1, `accuracy` is the mean over all samples (the pass@1 estimate); `pass@k` is the unbiased
-  estimator of Chen et al. (2021); `maj@k` is the expected majority-vote accuracy over random k-subsets of the
-  n samples (answers grouped by the same equivalence check as scoring, ties split evenly), so maj@n is the
-  plain majority vote over all n.
-- A completion is truncated when it reached `--max_new_tokens` without EOS or `</answer>`.
+  self-correction overall, among thinking completions and among correct answers) plus truncation, completion length
+  and `ungraded` (answers whose gold could not be parsed).
+- With `--num_generations` > 1, `accuracy` is the mean over all samples (the pass@1 estimate); `pass@k` is the
+  unbiased estimator of Chen et al. (2021); `maj@k` is the expected majority-vote accuracy over random k-subsets of
+  the n samples (answers grouped by the same equivalence check as scoring, ties split evenly).
+- A completion is truncated when it reached `--max_completion_length` without EOS or `</answer>`.
 
-From Python: `evaluate(model_path, datasets, output_dir, **settings) -> dict` (what results.json holds) and
-`reson.evaluation.compare.compare(run_dirs, output=None, labels=None) -> str`.
+From Python: `evaluate(model_name_or_path, datasets, output_dir, **settings) -> dict` (what results.json holds).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
-import os
 import platform
 import sys
 import time
 from collections import defaultdict
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from reson.core import generation
+from reson.cli import HelpFormatter
+from reson.core import folders, generation, models
+from reson.core.data import DATASET_NAMES, TEMPLATES, load_problems, sample_rows, with_prompts
+from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
+from reson.core.metrics import completion_record, summarize
+from reson.core.parsing import split_completion
+from reson.core.rewards import DEFAULT_TIMEOUT, score
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_NAMES = ("r1_zero", "r1_zero_think", "plain", "chat")
-DEFAULT_BATCH_SIZE = {"hf": 32, "vllm": 512}
+TEMPLATE_NAMES = (*TEMPLATES, "chat")
+DEFAULT_MAX_COMPLETION_LENGTH = 1536  # the main recipe's; a model `reson train` wrote uses its run's own
 SAMPLES_FILE, RESULTS_FILE, RUN_FILE = "samples.jsonl", "results.json", "run.json"
 # settings that change what a sample is; a folder holding samples made under others cannot be resumed
 FINGERPRINT_KEYS = (
     "model",
     "datasets",
     "split",
-    "num_samples",
+    "num_problems",
     "seed",
     "template",
     "backend",
     "temperature",
     "top_p",
-    "n",
-    "max_new_tokens",
+    "num_generations",
+    "max_completion_length",
 )
 
 
@@ -148,13 +156,11 @@ def group_answers(answers: list[str | None], equivalent) -> list[int | None]:
     return groups
 
 
-def _score_equivalent(timeout: float | None):
+def _score_equivalent(timeout: float):
     """Answer equivalence by the scoring code itself: `a` graded against `b` as if `b` were the gold answer."""
-    from reson.core.rewards import score
 
     def equivalent(candidate: str, references: list[str]) -> list[bool]:
-        kwargs = {} if timeout is None else {"timeout": timeout}
-        scores = score([f"<answer>{candidate}</answer>"] * len(references), list(references), **kwargs)
+        scores = score([f"<answer>{candidate}</answer>"] * len(references), list(references), timeout=timeout)
         return [s.accuracy == 1.0 for s in scores]
 
     return equivalent
@@ -174,8 +180,6 @@ def dataset_metrics(records: list[dict], n: int = 1, equivalent=None) -> dict:
 
     `equivalent` groups answers for maj@k (defaults to the scoring code); only used when n > 1.
     """
-    from reson.core.metrics import summarize
-
     if not records:
         return {"count": 0}
     metrics = dict(summarize(records))  # accuracy over graded records, format, think usage, self-correction
@@ -188,7 +192,7 @@ def dataset_metrics(records: list[dict], n: int = 1, equivalent=None) -> dict:
         by_problem[str(r["id"])].append(r)
     metrics["num_problems"] = len(by_problem)
     if n > 1:
-        equivalent = equivalent or _score_equivalent(None)
+        equivalent = equivalent or _score_equivalent(DEFAULT_TIMEOUT)
         ks = default_ks(n)
         passes = {k: 0.0 for k in ks}
         majs = {k: 0.0 for k in ks}
@@ -240,32 +244,14 @@ def _dataset_source(spec: str) -> str:
     return str(Path(spec).expanduser().resolve()) if _looks_like_path(spec) else spec
 
 
-def check_model_path(model_path: str) -> str:
-    """The model's identity for run.json: an absolute local path, or the hub id as given."""
-    path = Path(model_path).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise EvalError(
-                f"--model_path {model_path}: folder has no config.json; point it at a model or checkpoint folder."
-            )
-        return str(path.resolve())
-    parts = model_path.split("/")
-    is_hub_id = len(parts) == 2 and all(p and p not in (".", "..") for p in parts) and not model_path.startswith("~")
-    if not is_hub_id:
-        raise EvalError(f"--model_path {model_path}: no such folder, and not a hub id (owner/name); check the path.")
-    return model_path
-
-
 def load_datasets(
-    specs: list[str], split: str, num_samples: int | None, seed: int, data_dir: str | None
+    specs: list[str], split: str, num_problems: int | None, seed: int, data_dir: str | None
 ) -> dict[str, tuple[str, list[dict]]]:
-    """label -> (source, rows), each set cut to a seeded, stable subset of `num_samples` problems.
+    """label -> (source, rows), each set cut to a seeded, stable subset of `num_problems` problems.
 
     The label is the dataset's name; for a file, the name `reson.core.data` gives it (gsm8k for .../gsm8k/test.jsonl,
     else the file's stem), so a run on a name and a run on its local file line up in `reson compare`.
     """
-    from reson.core.data import DATASET_NAMES, load_problems, sample_rows
-
     datasets: dict[str, tuple[str, list[dict]]] = {}
     for spec in specs:
         is_path = _looks_like_path(spec)
@@ -283,12 +269,12 @@ def load_datasets(
         label = rows[0]["source"] if is_path else spec
         if label in datasets:
             raise EvalError(f"--datasets {spec}: {label} is given twice.")
-        if num_samples is not None:
-            if num_samples > len(rows):
+        if num_problems is not None:
+            if num_problems > len(rows):
                 raise EvalError(
-                    f"--num_samples {num_samples}: {label} ({split}) has only {len(rows)} problems; ask for fewer."
+                    f"--num_problems {num_problems}: {label} ({split}) has only {len(rows)} problems; ask for fewer."
                 )
-            rows = sample_rows(rows, num_samples, seed=seed)
+            rows = sample_rows(rows, num_problems, seed=seed)
         ids = [str(r["id"]) for r in rows]
         if len(set(ids)) != len(ids):
             raise EvalError(f"--datasets {spec}: problem ids are not unique; cannot resume or report per problem.")
@@ -296,53 +282,25 @@ def load_datasets(
     return datasets
 
 
-def sample_seed(seed: int, label: str, problem_id, sample_index: int) -> int:
-    digest = hashlib.sha256(f"{seed}/{label}/{problem_id}/{sample_index}".encode()).digest()
-    return int.from_bytes(digest[:7], "big")
-
-
 def read_samples(path: Path) -> list[dict]:
-    """The finished sample records in `path`; a torn or corrupt tail (a crash mid-write) is cut off the file."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records, good_end, pos = [], 0, 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:
-            break
-        try:
-            records.append(json.loads(data[pos:end]))
-        except json.JSONDecodeError:
-            break
-        pos = good_end = end + 1
-    if good_end < len(data):
-        logger.warning("dropping %d bytes of an unfinished line at the end of %s", len(data) - good_end, path)
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return records
-
-
-def _append_samples(path: Path, records: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """The finished sample records in `path`. A line cut short by a crash, or damaged, is skipped and counted, the
+    file is rewritten without it (so later appends stay clean), and its sample is generated again."""
+    lines = read_jsonl(path)
+    if lines.skipped or lines.torn_tail:
+        logger.warning(
+            "%s: skipped %d damaged line(s)%s%s; their samples are generated again",
+            path,
+            len(lines.skipped),
+            f" (lines {', '.join(map(str, lines.skipped[:10]))})" if lines.skipped else "",
+            " and an unfinished last line" if lines.torn_tail else "",
+        )
+        write_jsonl(path, lines.records)
+    return lines.records
 
 
 def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None:
-    """Create or check the output folder; returns the finished results when there is nothing left to do."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Check the (locked) output folder against these settings; the finished results when there is nothing to do."""
     run_file, results_file, samples_file = (output_dir / f for f in (RUN_FILE, RESULTS_FILE, SAMPLES_FILE))
-    if overwrite:
-        for f in (run_file, results_file, samples_file):
-            f.unlink(missing_ok=True)
     started = results_file.exists() or (samples_file.exists() and samples_file.stat().st_size > 0)
     if run_file.exists() and not started:  # settings written, nothing generated yet: take the new ones
         run_file.unlink()
@@ -352,24 +310,24 @@ def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None
         if diff:
             shown = "; ".join(f"{k}: {old.get(k)!r} there, {run.get(k)!r} now" for k in diff)
             raise EvalError(
-                f"--output {output_dir} holds an evaluation with other settings ({shown}); "
-                "use another --output, or --overwrite to replace it."
+                f"--output_dir {output_dir} holds an evaluation with other settings ({shown}); use another "
+                "--output_dir, or --overwrite to replace it."
             )
         if results_file.exists():
             return json.loads(results_file.read_text())
     elif started:
         raise EvalError(
-            f"--output {output_dir} holds results without a {RUN_FILE}; use another --output, or --overwrite."
+            f"--output_dir {output_dir} holds results without a {RUN_FILE}; use another --output_dir, or --overwrite."
         )
     else:
-        _write_json(run_file, run)
+        folders.write_json(run_file, run)
     return None
 
 
 def package_versions(backend: str) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ["reson-llm", "torch", "transformers", "math-verify"] + (["vllm"] if backend == "vllm" else [])
+    names = ["reson-llm", "torch", "transformers", "math-verify"] + {"vllm": ["vllm"], "mlx": ["mlx", "mlx-lm"]}.get(
+        backend, []
+    )
     versions = {"python": platform.python_version()}
     for name in names:
         try:
@@ -385,32 +343,32 @@ def package_versions(backend: str) -> dict:
 
 
 def evaluate(
-    model_path: str,
+    model_name_or_path: str,
     datasets: list[str] | str,
     output_dir: str | Path,
     *,
     split: str = "test",
-    num_samples: int | None = None,
+    num_problems: int | None = None,
     template: str = "r1_zero",
     backend: str = "auto",
     batch_size: int | None = None,
     temperature: float = 0.0,
     top_p: float = 1.0,
-    n: int = 1,
-    max_new_tokens: int = 1024,
+    num_generations: int = 1,
+    max_completion_length: int | None = None,
     seed: int = 0,
     data_dir: str | None = None,
     overwrite: bool = False,
     dtype: str = "auto",
     device: str = "auto",
-    timeout: float | None = None,
+    reward_timeout: float | None = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate `model_path` on `datasets` and write samples.jsonl and results.json to `output_dir`.
+    """Evaluate `model_name_or_path` on `datasets` and write samples.jsonl and results.json to `output_dir`.
 
-    Returns the results summary (what results.json holds). Resumes an interrupted run in the same folder;
-    returns the stored summary of a finished one unless `overwrite`. Raises `EvalError` on bad input before
-    any model loads.
+    Returns the results summary (what results.json holds). Resumes an interrupted run in the same folder; returns the
+    stored summary of a finished one unless `overwrite`. Raises `EvalError` on bad input before any model loads.
+    `max_completion_length` and `reward_timeout` default to the values of the run that wrote the model.
     """
     # ---- check the settings ------------------------------------------------------------------------------
     specs = [datasets] if isinstance(datasets, str) else list(datasets)
@@ -418,66 +376,96 @@ def evaluate(
         raise EvalError("--datasets: give at least one dataset name or file.")
     if template not in TEMPLATE_NAMES:
         raise EvalError(f"--template {template}: unknown; choose one of {', '.join(TEMPLATE_NAMES)}.")
-    if n < 1 or max_new_tokens < 1 or (batch_size is not None and batch_size < 1):
-        raise EvalError("--n, --max_new_tokens and --batch_size must be at least 1.")
-    if num_samples is not None and num_samples < 1:
-        raise EvalError(f"--num_samples {num_samples}: must be at least 1 (or leave it out for the whole set).")
+    if num_problems is not None and num_problems < 1:
+        raise EvalError(f"--num_problems {num_problems}: must be at least 1 (or leave it out for the whole set).")
     if temperature < 0 or not 0 < top_p <= 1:
         raise EvalError("--temperature must be >= 0 and --top_p in (0, 1].")
-    if n > 1 and temperature == 0:
-        raise EvalError(f"--n {n} with greedy decoding gives {n} identical answers; set --temperature (e.g. 0.6).")
-    model_id = check_model_path(model_path)
+    if num_generations > 1 and temperature == 0:
+        raise EvalError(
+            f"--num_generations {num_generations} with greedy decoding gives identical answers; set --temperature."
+        )
     try:
-        backend = generation.resolve_backend(backend)
-    except ValueError as err:
-        raise EvalError(f"--backend: {err}") from err
-    batch_size = batch_size or DEFAULT_BATCH_SIZE[backend]
+        models.check_model(model_name_or_path)
+        backend = generation.resolve_backend(backend, model_name_or_path)
+    except (models.ModelPathError, generation.BackendError) as err:
+        raise EvalError(str(err)) from None
+    run_settings = models.run_config(model_name_or_path)
+    if max_completion_length is None:
+        max_completion_length = run_settings.get("max_completion_length", DEFAULT_MAX_COMPLETION_LENGTH)
+    if reward_timeout is None:
+        reward_timeout = run_settings.get("reward_timeout", DEFAULT_TIMEOUT)
+    for flag, value in (
+        ("--num_generations", num_generations),
+        ("--max_completion_length", max_completion_length),
+        ("--batch_size", batch_size or 1),
+        ("--reward_timeout", reward_timeout),
+    ):
+        if not value > 0:
+            raise EvalError(f"{flag} {value}: must be positive.")
 
     # ---- data --------------------------------------------------------------------------------------------
-    loaded = load_datasets(specs, split, num_samples, seed, data_dir)
+    loaded = load_datasets(specs, split, num_problems, seed, data_dir)
     rows_by_label = {label: rows for label, (_, rows) in loaded.items()}
+    model_id = str(Path(model_name_or_path).resolve()) if models.is_local(model_name_or_path) else model_name_or_path
     run = {
         "model": model_id,
         "datasets": {label: source for label, (source, _) in loaded.items()},
         "split": split,
-        "num_samples": num_samples,
+        "num_problems": num_problems,
         "seed": seed,
         "template": template,
         "backend": backend,
         "temperature": temperature,
         "top_p": top_p,
-        "n": n,
-        "max_new_tokens": max_new_tokens,
+        "num_generations": num_generations,
+        "max_completion_length": max_completion_length,
     }
 
-    # ---- output folder: finished, resumable or new -------------------------------------------------------
+    # ---- output folder: locked, then finished, resumable or new --------------------------------------------
     output_dir = Path(output_dir)
-    finished = _prepare_output(output_dir, run, overwrite)
-    if finished is not None:
-        logger.info("%s already holds finished results; pass --overwrite to evaluate again", output_dir)
-        return finished
+    try:
+        lock = folders.claim(output_dir, folders.EVALUATION, "--output_dir", resume=True, overwrite=overwrite)
+    except folders.FolderError as err:
+        raise EvalError(str(err)) from None
+    try:
+        finished = _prepare_output(output_dir, run, overwrite)
+        if finished is not None:
+            logger.info("%s already holds finished results; pass --overwrite to evaluate again", output_dir)
+            return finished
+        return _run(
+            run,
+            rows_by_label,
+            output_dir,
+            backend,
+            model_name_or_path,
+            batch_size,
+            dtype,
+            device,
+            reward_timeout,
+            progress,
+        )
+    finally:
+        lock.release()
+
+
+def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, device, reward_timeout, progress) -> dict:
     samples_file = output_dir / SAMPLES_FILE
     done = {(r["dataset"], str(r["id"]), r["sample_index"]): r for r in read_samples(samples_file)}
+    n, seed = run["num_generations"], run["seed"]
 
     # ---- tokenizer and prompts ---------------------------------------------------------------------------
-    from reson.core.data import with_prompts
-
     try:
-        tokenizer = generation.load_tokenizer(model_path)
-    except (OSError, ValueError) as err:  # not on the hub, offline, or a folder without a tokenizer
-        raise EvalError(f"--model_path {model_path}: could not load its tokenizer ({err}).") from err
-    try:
+        tokenizer = generation.load_tokenizer(model)
         for label in rows_by_label:
-            rows_by_label[label] = with_prompts(rows_by_label[label], template=template, tokenizer=tokenizer)
-    except ValueError as err:
-        raise EvalError(f"--template {template}: {err}") from err
+            rows_by_label[label] = with_prompts(rows_by_label[label], template=run["template"], tokenizer=tokenizer)
+    except (OSError, ValueError) as err:  # not on the hub, offline, or a template the tokenizer lacks
+        raise EvalError(f"--model_name_or_path {model}: {' '.join(str(err).split())[:300]}") from None
 
     # ---- the work: every (problem, sample index), longest prompts first, cut into fixed batches ----------
     items = [(label, row, k) for label, rows in rows_by_label.items() for row in rows for k in range(n)]
-    prompt_tokens = [
-        len(ids) for ids in tokenizer([it[1]["prompt"] for it in items], add_special_tokens=False)["input_ids"]
-    ]
-    order = sorted(range(len(items)), key=lambda i: -prompt_tokens[i])
+    lengths = [len(ids) for ids in tokenizer([it[1]["prompt"] for it in items], add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(items)), key=lambda i: -lengths[i])
+    batch_size = batch_size or {"hf": 32, "vllm": 512, "mlx": 8}[backend]
     batches = [[items[i] for i in order[j : j + batch_size]] for j in range(0, len(order), batch_size)]
     pending = [[it for it in b if (it[0], str(it[1]["id"]), it[2]) not in done] for b in batches]
     pending = [b for b in pending if b]
@@ -486,45 +474,39 @@ def evaluate(
         logger.info("resuming: %d samples done, %d to go", len(done), todo)
 
     # ---- model and generation ----------------------------------------------------------------------------
+    sampling = generation.Sampling(
+        max_new_tokens=run["max_completion_length"], temperature=run["temperature"], top_p=run["top_p"]
+    )
     elapsed = 0.0
     if todo:
         from tqdm.auto import tqdm
 
-        generator = generation.make_generator(
-            backend, model_path, tokenizer=tokenizer, dtype=dtype, device=device, seed=seed
-        )
+        engine = generation.load_engine(backend, model, dtype=dtype, device=device, seed=seed)
         started = time.time()  # throughput counts generating and scoring, not loading the model
         bar = tqdm(total=todo, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
         for batch in pending:
             requests = [
-                generation.Request(row["prompt"], sample_seed(seed, label, row["id"], k)) for label, row, k in batch
+                generation.Request(row["prompt"], generation.sample_seed(seed, label, row["id"], k))
+                for label, row, k in batch
             ]
-            outputs = generator.generate(requests, max_new_tokens, temperature=temperature, top_p=top_p)
-            records = _score_batch(batch, outputs, tokenizer, timeout)
-            _append_samples(samples_file, records)
+            records = _score_batch(batch, engine.generate(requests, sampling), tokenizer, reward_timeout)
+            append_jsonl(samples_file, records)
             done.update({(r["dataset"], str(r["id"]), r["sample_index"]): r for r in records})
             bar.update(len(batch))
         bar.close()
         elapsed = time.time() - started
 
     # ---- summarize ---------------------------------------------------------------------------------------
-    equivalent = _score_equivalent(timeout)
+    equivalent = _score_equivalent(reward_timeout)
     results = {
-        "model": model_id,
-        "model_path": str(model_path),
-        "backend": backend,
-        "template": template,
-        "split": split,
-        "seed": seed,
-        "num_samples": num_samples,
+        **{key: run[key] for key in ("model", "backend", "template", "split", "seed", "num_problems")},
+        "model_name_or_path": str(model),
         "generation": {
-            "temperature": temperature,
-            "top_p": top_p,
-            "n": n,
-            "max_new_tokens": max_new_tokens,
+            **{key: run[key] for key in ("temperature", "top_p", "num_generations", "max_completion_length")},
             "batch_size": batch_size,
-            "stop": ["EOS", generation.STOP_STRING],
+            "stop": ["EOS", *sampling.stop],
         },
+        "reward_timeout": reward_timeout,
         "versions": package_versions(backend),
         "datasets": {},
         "throughput": {
@@ -542,21 +524,16 @@ def evaluate(
             "by_level": breakdown(records, "level"),
             "by_subject": breakdown(records, "subject"),
         }
-    _write_json(output_dir / RESULTS_FILE, results)
+    folders.write_json(output_dir / RESULTS_FILE, results)
     return results
 
 
-def _score_batch(batch, outputs, tokenizer, timeout: float | None) -> list[dict]:
+def _score_batch(batch, outputs, tokenizer, reward_timeout: float) -> list[dict]:
     """Sample records for one generated batch: scores and emergence metrics from the training code."""
-    from reson.core.metrics import completion_record
-    from reson.core.parsing import split_completion
-    from reson.core.rewards import score
-
     completions = [o.text for o in outputs]
     prompts = [row["prompt"] for _, row, _ in batch]
     golds = [str(row["answer"]) for _, row, _ in batch]
-    kwargs = {} if timeout is None else {"timeout": timeout}
-    scores = score(completions, golds, prompts=prompts, **kwargs)
+    scores = score(completions, golds, prompts=prompts, timeout=reward_timeout)
     records = []
     for (label, row, k), out, prompt, gold, s in zip(batch, outputs, prompts, golds, scores, strict=True):
         think = split_completion(out.text, prompt).think
@@ -595,31 +572,50 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reson eval",
         description="Evaluate a model on GSM8K, MATH and friends: accuracy, format, think usage, self-correction, "
         "truncation, pass@k and maj@k. Resumable: run the same command again after an interruption.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model_path", required=True, help="hub id, local model folder or training checkpoint")
+    parser.add_argument(
+        "--model_name_or_path", required=True, help="hub id, local model folder, training checkpoint or MLX folder"
+    )
     parser.add_argument(
         "--datasets",
         nargs="+",
         default=["gsm8k"],
-        help="names (gsm8k, math500, math, aime24, amc23, synthetic), hub ids, or .jsonl/.parquet files in GSM8K "
-        "or MATH form",
+        help=f"names ({', '.join(DATASET_NAMES)}), hub ids, or .jsonl/.parquet files in GSM8K or MATH form",
     )
-    parser.add_argument("--output", required=True, help="folder for samples.jsonl, run.json and results.json")
+    parser.add_argument("--output_dir", required=True, help="folder for samples.jsonl, run.json and results.json")
     parser.add_argument("--split", default="test", help="dataset split for names (files are used whole)")
     parser.add_argument("--data_dir", default=None, help="local folder laid out like shared/data, for offline names")
-    parser.add_argument("--num_samples", type=int, default=None, help="a seeded, stable subset of N problems per set")
+    parser.add_argument("--num_problems", type=int, default=None, help="a seeded, stable subset of N problems per set")
     parser.add_argument("--template", default="r1_zero", choices=TEMPLATE_NAMES, help="prompt template")
-    parser.add_argument("--backend", default="auto", choices=generation.BACKENDS, help="auto: vllm if installed")
-    parser.add_argument("--batch_size", type=int, default=None, help="completions per batch (hf 32, vllm 512)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--top_p", type=float, default=1.0)
-    parser.add_argument("--n", type=int, default=1, help="samples per problem (pass@k, maj@k when > 1)")
-    parser.add_argument("--max_new_tokens", type=int, default=1024)
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=generation.BACKENDS,
+        help="auto: mlx for an MLX folder, else vllm if installed with a GPU, else hf (transformers)",
+    )
+    parser.add_argument("--batch_size", type=int, default=None, help="completions per batch (hf 32, vllm 512, mlx 8)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy decoding")
+    parser.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling; 1.0 is off")
+    parser.add_argument(
+        "--num_generations", type=int, default=1, help="completions per problem (pass@k and maj@k when > 1)"
+    )
+    parser.add_argument(
+        "--max_completion_length",
+        type=int,
+        default=None,
+        help=f"tokens per completion (default: the training run's own, else {DEFAULT_MAX_COMPLETION_LENGTH})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="subset choice and sampling seeds")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (hf backend)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per answer check (scoring default)")
-    parser.add_argument("--overwrite", action="store_true", help="discard results already in --output")
+    parser.add_argument(
+        "--reward_timeout",
+        type=float,
+        default=None,
+        help=f"seconds to grade one answer (default: the training run's own, else {DEFAULT_TIMEOUT})",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="discard an evaluation already in --output_dir")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -639,39 +635,21 @@ def format_summary(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = {k: v for k, v in vars(args).items() if k not in ("model_name_or_path", "datasets", "output_dir")}
+    settings["progress"] = not settings.pop("no_progress")
     try:
-        results = evaluate(
-            args.model_path,
-            args.datasets,
-            args.output,
-            split=args.split,
-            num_samples=args.num_samples,
-            template=args.template,
-            backend=args.backend,
-            batch_size=args.batch_size,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            n=args.n,
-            max_new_tokens=args.max_new_tokens,
-            seed=args.seed,
-            data_dir=args.data_dir,
-            overwrite=args.overwrite,
-            dtype=args.dtype,
-            device=args.device,
-            timeout=args.timeout,
-            progress=not args.no_progress,
-        )
+        results = evaluate(args.model_name_or_path, args.datasets, args.output_dir, **settings)
     except EvalError as err:
-        print(f"reson eval: error: {err}", file=sys.stderr)
+        print(f"reson eval: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            f"\nreson eval: interrupted; finished batches are in {args.output}. Run the same command to resume.",
+            f"\nreson eval: interrupted; finished batches are in {args.output_dir}. Run the same command to resume.",
             file=sys.stderr,
         )
         return 130
     print(format_summary(results))
-    print(f"results: {Path(args.output) / RESULTS_FILE}")
+    print(f"results: {Path(args.output_dir) / RESULTS_FILE}")
     return 0
 
 

@@ -1,23 +1,25 @@
 """Score saved completions with the training rewards, so a reward change can be checked against real outputs.
 
-    reson score completions.jsonl [--output scored.jsonl] [--timeout 5.0]
+    reson score completions.jsonl [--output_file scored.jsonl] [--reward_timeout 5.0]
 
 Each input line is a JSON object with ``completion`` (the generated text, or a message list) and ``answer`` or
 ``gold`` (the gold answer: a final answer, or a full GSM8K/MATH solution), and optionally ``prompt`` (so a
 ``<think>`` prefilled at the end of the prompt is taken into account). So `reson eval`'s ``samples.jsonl`` and a
-run's ``emergence.jsonl`` can be rescored as they are. Prints accuracy and format statistics; ``--output`` gets every
-input line back with ``accuracy`` and ``format`` (and ``extracted``, the answer span that was compared) added.
+run's ``emergence.jsonl`` can be rescored as they are. Prints accuracy and format statistics; ``--output_file`` gets
+every input line back with ``accuracy`` and ``format`` (and ``extracted``, the answer span that was compared) added.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
-from reson.core.rewards import DEFAULT_TIMEOUT
+from reson.cli import HelpFormatter
+from reson.core import folders
+from reson.core.jsonl import JsonlError, read_jsonl, write_jsonl
+from reson.core.rewards import DEFAULT_TIMEOUT, score
 
 
 class InputError(ValueError):
@@ -28,26 +30,16 @@ def read_rows(path: Path) -> list[dict]:
     """Read and check a completions JSONL before any scoring."""
     if not path.is_file():
         raise InputError(f"{path}: no such file; pass a JSONL file with one {{'completion', 'answer'}} object a line")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: not valid JSON ({error.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            missing = [
-                key for key in ("completion", "answer") if key not in row and not (key == "answer" and "gold" in row)
-            ]
-            if missing:
-                raise InputError(
-                    f"{path}:{number}: missing {' and '.join(map(repr, missing))}; each line needs 'completion' (the "
-                    "generated text) and 'answer' or 'gold' (the gold answer), and may have 'prompt'"
-                )
-            rows.append(row)
+    try:
+        rows = read_jsonl(path, strict=True).records
+    except JsonlError as error:
+        raise InputError(str(error)) from None
+    for number, row in enumerate(rows, start=1):
+        if "completion" not in row or not ("answer" in row or "gold" in row):
+            raise InputError(
+                f"{path}, row {number}: each line needs 'completion' (the generated text) and 'answer' or 'gold' "
+                "(the gold answer), and may have 'prompt'"
+            )
     if not rows:
         raise InputError(f"{path}: no completions in the file; add one JSON object a line")
     return rows
@@ -74,48 +66,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reson score",
         description="Score a JSONL of completions with the accuracy and format rewards and print their statistics.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("file", type=Path, help="JSONL: one {'completion', 'answer'[, 'prompt']} object a line")
-    parser.add_argument("--output", "-o", type=Path, help="write every line back with accuracy and format added")
+    parser.add_argument("file", type=Path, help="JSONL: one {'completion', 'answer' or 'gold'[, 'prompt']} a line")
+    parser.add_argument("--output_file", type=Path, help="write every line back with accuracy and format added")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
     parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds allowed to verify one answer; an overrun scores 0.0 (default {DEFAULT_TIMEOUT})",
+        "--reward_timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to grade one answer; over: 0.0"
     )
     args = parser.parse_args(argv)
-    if not args.timeout > 0:
-        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
 
     # Read and check the input
     try:
+        if not args.reward_timeout > 0:
+            raise InputError(f"--reward_timeout must be a positive number of seconds, got {args.reward_timeout}")
+        folders.check_output_file(args.output_file, "--output_file", args.overwrite)
         rows = read_rows(args.file)
-    except InputError as error:
+    except (InputError, folders.FolderError) as error:
         print(f"reson score: {error}", file=sys.stderr)
-        return 2
-    if args.output is not None and not args.output.parent.is_dir():
-        print(f"reson score: {args.output.parent}: no such folder for --output; create it first", file=sys.stderr)
         return 2
 
     # Score
-    from reson.core.rewards import score
-
     scores = score(
         [row["completion"] for row in rows],
         [row["answer"] if "answer" in row else row["gold"] for row in rows],
         [row.get("prompt") or "" for row in rows],
-        timeout=args.timeout,
+        timeout=args.reward_timeout,
     )
     for row, result in zip(rows, scores, strict=True):
         row.update(accuracy=result.accuracy, format=result.format, extracted=result.extracted)
 
     # Report
     print(_stats(rows))
-    if args.output is not None:
-        with args.output.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        print(f"wrote {len(rows)} scored lines to {args.output}")
+    if args.output_file is not None:
+        write_jsonl(args.output_file, rows)
+        print(f"wrote {len(rows)} scored lines to {args.output_file}")
     return 0
 
 

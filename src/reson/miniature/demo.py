@@ -2,7 +2,7 @@
 
     reson demo                                   # about 10 minutes on 2 cores; everything under runs/demo
     reson demo --seed 1 --pretrain_seed 2        # another RL seed on another base model
-    reson demo --max_steps 30 --num_eval 50      # a quick look
+    reson demo --max_steps 30 --num_problems 50  # a quick look
 
 Phases, each reusing what an earlier run already finished in the same output folder:
 
@@ -10,7 +10,7 @@ Phases, each reusing what an earlier run already finished in the same output fol
    problems with direct answers, plus worked solutions under another template, so it has a latent reasoning skill
    while the R1 tags stay rare under the training template. A probe (`<think>` prefilled, greedy) measures that skill.
 2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
-3. **GRPO.** `reson train` with `configs/grpo_cpu_tiny.yaml`: the real rewards, TRL trainer and emergence canaries.
+3. **GRPO.** `reson train` with the `grpo_cpu_tiny` recipe: the real rewards, TRL trainer and emergence canaries.
 4. **After.** The same evaluation of the trained model.
 5. **Summary.** The before/after table (also `compare.md`) and the run report with the emergence plots.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 logger = logging.getLogger("reson.miniature.demo")
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "grpo_cpu_tiny.yaml"
+DEFAULT_RECIPE = "grpo_cpu_tiny"  # a recipe shipped in reson/configs
 DATASET = "synthetic"
 # (metric key, label, scale) of the before/after table
 TABLE_ROWS = (
@@ -55,7 +55,7 @@ def run_demo(
     seed: int = 0,
     pretrain_seed: int = 0,
     recipe: str | Path = DEFAULT_RECIPE,
-    num_eval: int = 200,
+    num_problems: int = 200,
     max_steps: int | None = None,
     threads: int | None = None,
     overrides: dict | None = None,
@@ -77,19 +77,19 @@ def run_demo(
     run_name = f"grpo-base{pretrain_seed}-seed{seed}"
     train_dir = output_dir / run_name
     eval_base, eval_after = output_dir / f"eval-base{pretrain_seed}", output_dir / f"eval-{run_name}"
-    eval_settings = dict(split="test", num_samples=num_eval, max_new_tokens=64, progress=False)
+    eval_settings = dict(split="test", num_problems=num_problems, max_completion_length=64, progress=False)
 
     # ---- Check everything before any work -----------------------------------------------------------------------
     config_overrides = {"model_name_or_path": str(base_dir), "output_dir": str(train_dir), "seed": seed}
     if max_steps is not None:
         config_overrides["max_steps"] = max_steps
     config_overrides.update(overrides or {})
-    if not Path(recipe).is_file():
-        raise DemoError(f"recipe {recipe} not found: pass --config with the path to configs/grpo_cpu_tiny.yaml.")
-    if num_eval < 1:
-        raise DemoError(f"--num_eval {num_eval}: evaluate on at least one problem.")
+    if num_problems < 1:
+        raise DemoError(f"--num_problems {num_problems}: evaluate on at least one problem.")
+    if max_steps is not None and max_steps < 1:
+        raise DemoError(f"--max_steps {max_steps}: train for at least one step.")
     # the base model does not exist yet: check the rest of the recipe with a stand-in model id
-    load_config(recipe, {**config_overrides, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
+    load_config(recipe, overrides={**config_overrides, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
     torch.set_num_threads(threads or default_threads())
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -99,7 +99,7 @@ def run_demo(
     build_base_model(base_dir, seed=pretrain_seed, **(base_settings or {}))
     from reson.core.data import load_problems, sample_rows
 
-    probe_rows = sample_rows(load_problems(DATASET, "test"), num_eval, seed=0)
+    probe_rows = sample_rows(load_problems(DATASET, "test"), num_problems, seed=0)
     latent = probe(base_dir, probe_rows)
     logger.info(
         "      latent skill: %.1f%% with <think> prefilled, against %.1f%% answering directly; <think> prior %.1f%%",
@@ -109,13 +109,14 @@ def run_demo(
     )
 
     # ---- 2. Baseline --------------------------------------------------------------------------------------------
-    logger.info("[2/5] evaluating the base model on %d held-out problems", num_eval)
+    logger.info("[2/5] evaluating the base model on %d held-out problems", num_problems)
     before = evaluate(str(base_dir), DATASET, eval_base, **eval_settings)
 
     # ---- 3. GRPO ------------------------------------------------------------------------------------------------
-    from reson.training.train import CHECKPOINT_PREFIX, train
+    from reson.training.checkpoints import CHECKPOINT_PREFIX
+    from reson.training.train import train
 
-    config = load_config(recipe, config_overrides)
+    config = load_config(recipe, overrides=config_overrides)
     finished = (train_dir / "model.safetensors").is_file()
     if finished:
         logger.info("[3/5] GRPO: reusing the finished run in %s", train_dir)
@@ -148,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="GRPO seed (default 0)")
     parser.add_argument("--pretrain_seed", type=int, default=0, help="base model seed (default 0)")
     parser.add_argument(
-        "--config", default=str(DEFAULT_RECIPE), help="the CPU recipe (default configs/grpo_cpu_tiny.yaml)"
+        "--config", default=DEFAULT_RECIPE, help="the CPU recipe: a YAML file or a shipped recipe's name"
     )
-    parser.add_argument("--num_eval", type=int, default=200, help="held-out problems evaluated (default 200)")
+    parser.add_argument("--num_problems", type=int, default=200, help="held-out problems evaluated (default 200)")
     parser.add_argument("--max_steps", type=int, default=None, help="GRPO steps (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the idle cores)")
     args = parser.parse_args(argv)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             pretrain_seed=args.pretrain_seed,
             recipe=args.config,
-            num_eval=args.num_eval,
+            num_problems=args.num_problems,
             max_steps=args.max_steps,
             threads=args.threads,
         )
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reson demo: {err}", file=sys.stderr)
         return 2
     paths = result["paths"]
-    print(f"\nBase model vs after GRPO, {args.num_eval} held-out problems, greedy:\n\n{result['table']}\n")
+    print(f"\nBase model vs after GRPO, {args.num_problems} held-out problems, greedy:\n\n{result['table']}\n")
     print(f"finished in {result['seconds'] / 60:.1f} min")
     print(f"  base model:    {paths['base_model']}")
     print(f"  trained model: {paths['trained_model']}")

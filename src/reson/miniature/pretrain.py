@@ -368,27 +368,6 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, num_threads: int 
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def greedy_completions(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 64):
-    """Greedy completions for `prompts` (left-padded batches); decoded without eos, tags kept."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    completions = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
-        with torch.no_grad():
-            out = model.generate(
-                **batch,
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        new_tokens = out[:, batch["input_ids"].shape[1] :]  # [batch, new_tokens]
-        completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    return completions
-
-
 def tag_prior(model, tokenizer, prompts: list[str], tag: str = "<think>") -> float:
     """Mean probability that the completion starts with " <think>" (the space token, then the tag)."""
     import torch
@@ -427,17 +406,20 @@ def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, ba
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from reson.core.data import format_prompt
+    from reson.core.generation import HFEngine, Request, Sampling
     from reson.core.rewards import score
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    engine = HFEngine(model, tokenizer, batch_size=batch_size)
+    greedy = Sampling(max_new_tokens=max_new_tokens)
     golds = [final_answer(r) for r in rows]
     base_prompts = [format_prompt(r["question"], "r1_zero") for r in rows]
     think_prompts = [format_prompt(r["question"], "r1_zero_think") for r in rows]
 
-    base = greedy_completions(model, tokenizer, base_prompts, max_new_tokens, batch_size)
+    base = [g.text for g in engine.generate([Request(p) for p in base_prompts], greedy)]
     base_scores = score(base, golds, base_prompts)
-    latent = greedy_completions(model, tokenizer, think_prompts, max_new_tokens, batch_size)
+    latent = [g.text for g in engine.generate([Request(p) for p in think_prompts], greedy)]
     latent_scores = score(latent, golds, think_prompts)
     base_acc, base_by_level = _accuracy(base_scores, rows)
     probe_acc, probe_by_level = _accuracy(latent_scores, rows)

@@ -1,24 +1,24 @@
 """Chat with a trained model: interactively, for one prompt, or over a JSONL file of prompts.
 
-    reson chat --model_path runs/r1-zero-3b-mlx-4bit --interactive      # MLX (a Mac, or Linux with mlx[cpu])
-    reson chat --model_path runs/r1-zero-3b --prompt "What is 17 * 24?"  # transformers (torch)
-    reson chat --model_path runs/r1-zero-3b-mlx --prompts questions.jsonl --output answers.jsonl
+    reson chat --model_name_or_path runs/r1-zero-3b-mlx-4bit                    # interactive, MLX (a Mac, or mlx[cpu])
+    reson chat --model_name_or_path runs/r1-zero-3b --prompt "What is 17 * 24?"    # one question, transformers
+    reson chat --model_name_or_path runs/r1-zero-3b-mlx --prompts questions.jsonl --output_file answers.jsonl
 
-- **Backend.** `--backend auto` (the default) follows the model folder: an MLX folder (from `reson convert`)
-  runs on MLX, a transformers folder on transformers. The MLX path imports neither torch nor trl, so a Mac
-  needs only requirements-mac.txt.
-- **Prompt.** The question goes through the training template (`--template`, default `r1_zero`, the plain-text
-  DeepSeek-R1-Zero prompt), exactly as `reson train` and `reson eval` build it. In interactive mode earlier
-  turns stay in the prompt in the same plain format ("... Assistant: <completion> User: <next question>.
-  Assistant:"); `/reset` clears them, `/quit`, Ctrl-D or Ctrl-C at the prompt leave, and Ctrl-C while the model
-  writes stops that answer.
-- **Output.** Tokens are shown as they come, the thinking apart from the answer: dimmed under a "thinking"
-  label on a terminal, `[thinking]` / `[answer]` labels otherwise (the tags themselves are not shown).
-  Generation stops at EOS or after `</answer>`.
-- **Batch.** `--prompts FILE` reads JSONL rows with a `question` (the template is applied) or a `prompt`
-  (used as is, e.g. rows from `reson.core.data.with_prompts`), and writes each row back with `completion`,
-  `thinking`, `response` (the text after the think block), `extracted` (the final answer, parsed as the rewards
-  parse it), `num_tokens` and `truncated`. A gold `answer` column passes through untouched.
+- **Backend.** `--backend auto` (the default) follows the model folder: an MLX folder (from `reson convert`) runs on
+  MLX, a transformers folder on transformers (`hf`). The MLX path imports neither torch nor trl, so a Mac needs only
+  requirements-mac.txt. Generation is `reson.core.generation`'s, the engine evaluation and training use.
+- **Prompt.** The question goes through the training template (`--template`, default: the run's own, else `r1_zero`,
+  the plain-text DeepSeek-R1-Zero prompt), exactly as `reson train` and `reson eval` build it. Each question is asked
+  on its own, as in training; `--history` keeps earlier turns in the prompt instead ("... Assistant: <completion>
+  User: <next question>. Assistant:"). `/reset` clears them, `/quit`, Ctrl-D or Ctrl-C at the prompt leave, and
+  Ctrl-C while the model writes stops that answer.
+- **Output.** Tokens are shown as they come, the thinking apart from the answer: dimmed under a "thinking" label on
+  a terminal, `[thinking]` / `[answer]` labels otherwise (the tags themselves are not shown). Generation stops at
+  EOS or after `</answer>`.
+- **Batch.** `--prompts FILE` reads JSONL rows with a `question` (or `prompt`: the same, templated) or a
+  `raw_prompt` (sent exactly as written), and writes each row back with `completion`, `thinking`, `response` (the
+  text after the think block), `extracted` (the final answer, parsed as the rewards parse it), `num_tokens` and
+  `truncated`. A gold `answer` column passes through untouched.
 """
 
 from __future__ import annotations
@@ -31,33 +31,58 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from reson.core.parsing import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, prompt_opens_think
-from reson.tools.backends import BACKENDS, ModelFolderError, generate, load_backend, resolve_backend
+from reson.cli import HelpFormatter
+from reson.core import folders, generation, models
+from reson.core.data import PLAIN_TEMPLATE, TEMPLATES, format_prompt
+from reson.core.jsonl import JsonlError, read_jsonl
+from reson.core.parsing import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    extract_answer,
+    prompt_opens_think,
+    split_completion,
+)
 
 DIM, BOLD, RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
 HELP = "Type a question. /reset clears the conversation, /quit (or Ctrl-D) leaves."
+DEFAULT_MAX_COMPLETION_LENGTH = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reson.core.data import TEMPLATES
-
     parser = argparse.ArgumentParser(
         prog="reson chat",
         description="Chat with a model (MLX or transformers): interactively, one prompt, or a JSONL file of prompts.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model_path", required=True, help="an MLX folder (reson convert) or a transformers folder")
+    parser.add_argument(
+        "--model_name_or_path", required=True, help="an MLX folder (reson convert) or a transformers folder"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--interactive", action="store_true", help="a conversation at the terminal (the default)")
     mode.add_argument("--prompt", default=None, help="answer one question and exit")
-    mode.add_argument("--prompts", default=None, help="a JSONL file of rows with `question` or `prompt` (batch)")
-    parser.add_argument("--output", default=None, help="batch mode: the JSONL file to write (default: stdout)")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto follows the model folder's format")
+    mode.add_argument("--prompts", default=None, help="a JSONL file of rows with `question` or `raw_prompt` (batch)")
+    parser.add_argument("--output_file", default=None, help="batch mode: the JSONL file to write (default: stdout)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
     parser.add_argument(
-        "--template", choices=[*TEMPLATES, "chat"], default="r1_zero", help="the prompt template used in training"
+        "--backend",
+        choices=("auto", "mlx", "hf"),
+        default="auto",
+        help="auto follows the folder: mlx, or hf (transformers)",
     )
-    parser.add_argument("--max_tokens", type=int, default=1024, help="the most tokens generated per answer")
+    parser.add_argument(
+        "--template", choices=[*TEMPLATES, "chat"], default=None, help="prompt template (default: the run's, r1_zero)"
+    )
+    parser.add_argument(
+        "--max_completion_length",
+        type=int,
+        default=None,
+        help=f"tokens per answer at most (default: the run's own, else {DEFAULT_MAX_COMPLETION_LENGTH})",
+    )
     parser.add_argument("--temperature", type=float, default=0.6, help="0 for greedy decoding")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (turn i of a conversation uses seed + i)")
+    parser.add_argument("--history", action="store_true", help="keep earlier turns in the prompt (multi-turn)")
     return parser
 
 
@@ -71,8 +96,6 @@ def conversation_prompt(history: list[tuple[str, str]], question: str, template:
     With no history this is exactly `format_prompt(question, template)`. Earlier turns follow in the template's
     own plain format: for r1_zero, "<template with q1> <completion 1> User: q2. Assistant:".
     """
-    from reson.core.data import PLAIN_TEMPLATE, format_prompt
-
     if template == "chat":
         messages = []
         for q, a in history:
@@ -181,22 +204,30 @@ class Renderer:
 # Modes
 
 
-def answer_one(backend, args, prompt: str, seed: int, out: TextIO):
+def answer_one(engine, args, prompt: str, seed: int, out: TextIO) -> generation.Generation:
     renderer = Renderer(out, color=out.isatty(), prompt=prompt)
+    result = None
     try:
-        completion = generate(backend, prompt, args.max_tokens, args.temperature, seed, on_text=renderer.feed)
+        with contextlib.closing(engine.stream(prompt, args.sampling, seed)) as steps:
+            for item in steps:
+                if isinstance(item, generation.Generation):
+                    result = item
+                else:
+                    renderer.feed(item)
     finally:
         renderer.finish()
-    if completion.truncated:
-        out.write(f"(stopped after --max_tokens {args.max_tokens} tokens)\n")
-    return completion
+    if result.truncated:
+        out.write(f"(stopped after --max_completion_length {args.sampling.max_new_tokens} tokens)\n")
+    return result
 
 
-def interactive(backend, args) -> int:
+def interactive(engine, args) -> int:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
-    print(f"{args.model_path} on {backend.name}, template {args.template}. {HELP}")
+    turns = "earlier turns kept (--history)" if args.history else "each question on its own"
+    print(f"{args.model_name_or_path} on {engine.name}, template {args.template}, {turns}. {HELP}")
     history: list[tuple[str, str]] = []
+    asked = 0
     while True:
         try:
             line = input("you> ")
@@ -215,44 +246,44 @@ def interactive(backend, args) -> int:
         if question.startswith("/"):
             print(f"unknown command {question!r}. {HELP}")
             continue
-        prompt = conversation_prompt(history, question, args.template, backend.tokenizer)
+        prompt = conversation_prompt(history, question, args.template, engine.tokenizer)
         try:
-            completion = answer_one(backend, args, prompt, args.seed + len(history), sys.stdout)
+            completion = answer_one(engine, args, prompt, args.seed + asked, sys.stdout)
         except KeyboardInterrupt:
             print("(interrupted; this answer is not kept in the conversation)")
             continue
-        history.append((question, completion.text))
+        asked += 1
+        if args.history:
+            history.append((question, completion.text))
 
 
 def read_rows(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n} is not JSON ({e.msg}).") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt", row.get("question")), str):
-            raise ValueError(f"{path} line {n} needs a string `question` (or a ready-made `prompt`).")
-        rows.append(row)
+    """Prompt rows of a JSONL file; ValueError naming the line for a row without a question."""
+    rows = read_jsonl(path, strict=True).records
+    for number, row in enumerate(rows, start=1):
+        if not any(isinstance(row.get(key), str) for key in ("question", "prompt", "raw_prompt")):
+            raise ValueError(f"{path}, row {number}: needs a string `question` (or `prompt`, or `raw_prompt`).")
     if not rows:
         raise ValueError(f"{path} holds no rows.")
     return rows
 
 
-def batch(backend, args, rows: list[dict]) -> int:
-    from reson.core.data import format_prompt
-    from reson.core.parsing import extract_answer, split_completion
+def row_prompt(row: dict, template: str, tokenizer) -> str:
+    """The prompt for a batch row: `raw_prompt` as written, else its `question` (or `prompt`) under the template."""
+    if isinstance(row.get("raw_prompt"), str):
+        return row["raw_prompt"]
+    return format_prompt(
+        row["question"] if isinstance(row.get("question"), str) else row["prompt"], template, tokenizer
+    )
 
-    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+
+def batch(engine, args, rows: list[dict]) -> int:
+    out = open(args.output_file, "w") if args.output_file else sys.stdout  # noqa: SIM115
     try:
         for i, row in enumerate(rows):
-            prompt = (
-                row["prompt"] if "prompt" in row else format_prompt(row["question"], args.template, backend.tokenizer)
-            )
+            prompt = row_prompt(row, args.template, engine.tokenizer)
             start = time.perf_counter()
-            completion = generate(backend, prompt, args.max_tokens, args.temperature, args.seed + i)
+            [completion] = engine.generate([generation.Request(prompt, args.seed + i)], args.sampling)
             parsed = split_completion(completion.text, prompt)
             record = {
                 **row,
@@ -263,7 +294,7 @@ def batch(backend, args, rows: list[dict]) -> int:
                 "extracted": extract_answer(parsed.answer),
                 "num_tokens": completion.num_tokens,
                 "truncated": completion.truncated,
-                "backend": backend.name,
+                "backend": engine.name,
             }
             out.write(json.dumps(record) + "\n")
             out.flush()
@@ -283,39 +314,57 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     # Check the inputs, before the model loads
-    if args.max_tokens < 1:
-        print(f"reson chat: --max_tokens must be at least 1, got {args.max_tokens}.", file=sys.stderr)
-        return 2
-    if args.temperature < 0:
-        print(f"reson chat: --temperature must be >= 0, got {args.temperature}.", file=sys.stderr)
-        return 2
-    if args.output and not args.prompts:
-        print("reson chat: --output goes with --prompts (batch mode).", file=sys.stderr)
-        return 2
-    rows = None
+    run = models.run_config(args.model_name_or_path)
+    args.template = args.template or run.get("template", "r1_zero")
+    length = args.max_completion_length
+    if length is None:
+        length = run.get("max_completion_length", DEFAULT_MAX_COMPLETION_LENGTH)
     try:
+        if length < 1:
+            raise ValueError(f"--max_completion_length must be at least 1, got {length}.")
+        if args.temperature < 0:
+            raise ValueError(f"--temperature must be >= 0, got {args.temperature}.")
+        if args.output_file and not args.prompts:
+            raise ValueError("--output_file goes with --prompts (batch mode).")
+        folders.check_output_file(args.output_file, "--output_file", args.overwrite)
+        rows = None
         if args.prompts:
             if not Path(args.prompts).is_file():
-                raise ValueError(f"--prompts {args.prompts} is not a file.")
+                raise ValueError(f"--prompts {args.prompts}: no such file.")
             rows = read_rows(Path(args.prompts))
-        backend_name = resolve_backend(args.backend, args.model_path)
-    except (ValueError, ModelFolderError) as e:
-        print(f"reson chat: {e}", file=sys.stderr)
+        models.check_model(args.model_name_or_path)
+        backend = generation.resolve_backend(args.backend, args.model_name_or_path)
+        if args.template == "chat" and not has_chat_template(args.model_name_or_path):
+            raise ValueError(
+                f"--template chat: {args.model_name_or_path} has no chat template; use --template r1_zero (the "
+                "training template)."
+            )
+    except (ValueError, JsonlError) as error:  # ModelPathError, BackendError and FolderError are ValueErrors
+        print(f"reson chat: {error}", file=sys.stderr)
         return 2
+    args.sampling = generation.Sampling(max_new_tokens=length, temperature=args.temperature)
 
     # Load the model
-    backend = load_backend(backend_name, args.model_path)
+    engine = generation.load_engine(backend, args.model_name_or_path)
 
     # Chat
     if rows is not None:
-        return batch(backend, args, rows)
+        return batch(engine, args, rows)
     if args.prompt is not None:
-        from reson.core.data import format_prompt
-
-        prompt = format_prompt(args.prompt, args.template, backend.tokenizer)
-        answer_one(backend, args, prompt, args.seed, sys.stdout)
+        answer_one(engine, args, format_prompt(args.prompt, args.template, engine.tokenizer), args.seed, sys.stdout)
         return 0
-    return interactive(backend, args)
+    return interactive(engine, args)
+
+
+def has_chat_template(model: str) -> bool:
+    """Whether the model's tokenizer carries a chat template, from its files (nothing loads)."""
+    folder = models.tokenizer_dir(model) if models.is_local(model) else None
+    if folder is None:
+        return True  # a hub id: its tokenizer decides when it loads
+    if (folder / "chat_template.jinja").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
 
 
 if __name__ == "__main__":

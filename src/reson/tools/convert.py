@@ -1,17 +1,20 @@
 """Convert a trained model to MLX, optionally quantized, to chat with it on a Mac.
 
-    reson convert --model_path runs/r1-zero-3b                      # -> runs/r1-zero-3b-mlx (float weights)
-    reson convert --model_path runs/r1-zero-3b --quantize 4bit      # -> runs/r1-zero-3b-mlx-4bit
-    reson chat --model_path runs/r1-zero-3b-mlx-4bit --interactive
+    reson convert --model_name_or_path runs/r1-zero-3b                   # -> runs/r1-zero-3b-mlx (float weights)
+    reson convert --model_name_or_path runs/r1-zero-3b --quantize 4bit   # -> runs/r1-zero-3b-mlx-4bit
+    reson chat --model_name_or_path runs/r1-zero-3b-mlx-4bit
 
 The conversion is mlx-lm's own (`mlx_lm.convert`), so the folder it writes is an ordinary mlx-lm model. Around
 it this command:
 
 - takes a TRL `checkpoint-N` folder as well as a final model: when the checkpoint holds no tokenizer, the one
   in the run folder above it is used;
-- refuses to overwrite an existing output unless `--force`, and even then builds the new model in a temporary
+- refuses to overwrite an existing output unless `--overwrite`, and even then builds the new model in a temporary
   folder beside the output and swaps it in only once it is complete and checked, so a failed conversion
   never destroys the old one;
+- gives the MLX folder a chat template that renders the training template (so mlx-lm's own `mlx_lm.chat` prompts
+  the model as it was trained) and the run's train_config.yaml (so `reson chat` and `reson eval` use the run's
+  template, completion length and grading limit);
 - writes `rope_theta` at the top of config.json when transformers 5 saved it only under `rope_parameters`
   (mlx-lm 0.32's Qwen2 would otherwise fall back to its default of 1e6, silently);
 - checks that the result loads and generates a few tokens, and prints its size next to the source's.
@@ -30,14 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from reson.tools.backends import (
-    MLX_MISSING,
-    ModelFolderError,
-    mlx_available,
-    mlx_config_fixes,
-    model_format,
-    tokenizer_dir,
-)
+import yaml
+
+from reson.cli import HelpFormatter
+from reson.core import folders, generation, models
+from reson.core.data import chat_template, format_prompt
 
 QUANTIZE_BITS = {"4bit": 4, "8bit": 8}
 CHECK_PROMPT = "What is 2 + 3?"
@@ -49,16 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reson convert",
         description="Convert a trained transformers model (or a TRL checkpoint folder) to MLX with mlx-lm.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model_path", required=True, help="the trained model folder, or a checkpoint-N folder")
     parser.add_argument(
-        "--quantize", choices=sorted(QUANTIZE_BITS), default=None, help="quantize the weights (default: keep them)"
+        "--model_name_or_path", required=True, help="the trained model folder, or a checkpoint-N folder"
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=sorted(QUANTIZE_BITS),
+        default=None,
+        help="quantize the weights (default: keep them as they are)",
     )
     parser.add_argument(
         "--group_size", type=int, default=64, choices=(32, 64, 128), help="weights per quantization group"
     )
-    parser.add_argument("--output", default=None, help="the MLX folder to write (default: <model_path>-mlx[-4bit])")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument(
+        "--output_dir", default=None, help="the MLX folder to write (default: <model_name_or_path>-mlx[-4bit])"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     return parser
 
 
@@ -94,42 +102,51 @@ def stage_source(model_path: Path, tokenizer_path: Path, staging: Path) -> Path:
 
 def check_generates(mlx_path: Path) -> str:
     """Load the converted model and greedily generate a few tokens; returns the text."""
-    from reson.core.data import format_prompt
-    from reson.tools.backends import MLXBackend, generate
+    engine = generation.MLXEngine(mlx_path)
+    [result] = engine.generate(
+        [generation.Request(format_prompt(CHECK_PROMPT))], generation.Sampling(max_new_tokens=8)
+    )
+    return result.text
 
-    backend = MLXBackend(mlx_path)
-    return generate(backend, format_prompt(CHECK_PROMPT), max_tokens=8, temperature=0.0).text
+
+def add_run_files(built: Path, model_path: Path) -> None:
+    """The run's train_config.yaml, and a chat template that renders its training template."""
+    run = models.run_config(model_path)
+    if run:
+        (built / models.RUN_CONFIG).write_text(yaml.safe_dump(run, sort_keys=False, width=119))
+    template = chat_template(run.get("template", "r1_zero"))
+    if template is not None:
+        (built / "chat_template.jinja").write_text(template)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     # Check the inputs, before anything loads
-    model_path = Path(args.model_path.rstrip("/"))
+    model_path = Path(args.model_name_or_path.rstrip("/"))
+    output = Path(args.output_dir) if args.output_dir else default_output(model_path, args.quantize)
     try:
-        if model_format(model_path) == "mlx":
-            raise ModelFolderError(f"{model_path} is already an MLX model: chat with it directly (`reson chat`).")
+        if models.check_model(str(model_path)) == "hub":
+            raise models.ModelPathError(f"--model_name_or_path {model_path}: convert a local folder (download first).")
+        if models.model_format(model_path) == "mlx":
+            raise models.ModelPathError(f"{model_path} is already an MLX model: chat with it directly (reson chat).")
         if not list(model_path.glob("*.safetensors")):
-            raise ModelFolderError(
+            raise models.ModelPathError(
                 f"{model_path} holds only pytorch_model*.bin weights; mlx-lm reads safetensors: re-save it with "
                 "model.save_pretrained(path) (safetensors is the default)."
             )
-        tokenizer_path = tokenizer_dir(model_path)
-    except ModelFolderError as e:
+        if not generation.mlx_available():
+            raise generation.BackendError(f"converting needs MLX, and {generation.MLX_MISSING}.")
+        if output.resolve() == model_path.resolve():
+            raise folders.FolderError("--output_dir must differ from --model_name_or_path.")
+        if output.exists() and not args.overwrite:
+            raise folders.FolderError(
+                f"--output_dir {output} exists: pass --overwrite to replace it, or choose another."
+            )
+    except ValueError as e:  # ModelPathError, BackendError, FolderError
         print(f"reson convert: {e}", file=sys.stderr)
         return 2
-    if not mlx_available():
-        print(f"reson convert: {MLX_MISSING}", file=sys.stderr)
-        return 2
-    output = Path(args.output) if args.output else default_output(model_path, args.quantize)
-    if output.resolve() == model_path.resolve():
-        print("reson convert: --output must differ from --model_path.", file=sys.stderr)
-        return 2
-    if output.exists() and not args.force:
-        print(
-            f"reson convert: {output} already exists: pass --force to replace it, or choose --output.", file=sys.stderr
-        )
-        return 2
+    tokenizer_path = models.tokenizer_dir(model_path)
 
     # Convert into a temporary folder beside the output (same filesystem, so the final swap is a rename)
     from mlx_lm import convert
@@ -155,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         # Write out the RoPE entries mlx-lm reads, so the folder also works with mlx-lm's own tools
         config_file = built / "config.json"
         config = json.loads(config_file.read_text())
-        config.update(mlx_config_fixes(config))
+        config.update(generation.mlx_config_fixes(config))
         config_file.write_text(json.dumps(config, indent=4, sort_keys=True) + "\n")
+        add_run_files(built, model_path)
 
         # Check that it loads and generates
         sample = check_generates(built)
@@ -189,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(source {_megabytes(model_size(model_path))}), folder {_megabytes(folder_size(output))}, in {seconds:.1f}s."
     )
     print(f"It loads and generates: {sample!r}")
-    print(f"Chat with it: reson chat --model_path {output} --interactive")
+    print(f"Chat with it: reson chat --model_name_or_path {output}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """`reson plan`: predict a GRPO recipe's peak GPU memory, term by term, before renting the GPU.
 
-    reson plan --config configs/grpo_qwen2.5_3b_h100.yaml --gpu h100-80gb
-    reson plan --config configs/grpo_qwen2.5_1.5b.yaml --gpu a100-40gb --num-gpus 4 --strategy zero3
+    reson plan --config grpo_qwen2.5_3b_h100 --gpu h100-80gb
+    reson plan --config grpo_qwen2.5_1.5b_a100_40gb --gpu a100-40gb
+    reson plan --config my_recipe.yaml --gpu a100-80gb --num_gpus 4 --strategy zero3
 
 The estimate follows what TRL 1.16's GRPOTrainer allocates on one training GPU. Notation: P parameters; h hidden
 size, L layers, a attention heads, k key/value heads, d = h / a head size, I MLP width, V vocabulary; w bytes per
@@ -17,6 +18,10 @@ n GPUs sharing a ZeRO-2/3 or FSDP shard.
     optimizer         = 2 w P  (AdamW's two moments, in the weights' dtype as torch keeps them; 2 P for 8-bit AdamW)
                         DeepSpeed (zero2/zero3) with 16-bit weights: 8 P fp32 moments + 4 P fp32 master weights, / n
     reference model   = w P when beta > 0 (no gradients, no optimizer)
+    autocast copies   = 2 P when fp32 weights train under bf16/fp16 autocast: TRL runs each forward inside
+                        accelerator.autocast(), and torch keeps the 16-bit copy of every weight it casts until the
+                        outermost autocast exits (~5.8 GiB for Qwen2.5-3B), at the end of each forward
+    CUDA context      = 1 GiB on every GPU: the CUDA context, cuBLAS and NCCL workspaces, outside torch's allocator
     activations       = b s L A                              without gradient checkpointing
                       = b s (L r h + A)                      with it (each layer's input, plus one layer recomputed)
         A = 2 (4 h + r h + c h)    two RMSNorms: the fp32 upcast, the residual input, the normalised output
@@ -36,13 +41,16 @@ n GPUs sharing a ZeRO-2/3 or FSDP shard.
 Phases do not overlap: generation runs after the optimizer step, when the gradients are freed (`zero_grad` sets them
 to None), and training frees the KV cache. So
 
-    persistent  = weights + optimizer + reference model (+ the vLLM colocate reservation without sleep mode)
+    persistent  = CUDA context + weights + optimizer + reference model (+ the vLLM colocate reservation without
+                  sleep mode)
     generation  = persistent + generation terms (+ all of the weights, gathered, under zero3 and fsdp)
-    training    = persistent + gradients + activations + loss logits
+    training    = persistent + gradients + activations + loss logits + autocast copies
     peak        = max(generation, training)
 
-A recipe fits when the peak is at most 90% of the GPU's memory: the last 10% is left for the CUDA context, cuBLAS
-and NCCL workspaces and allocator fragmentation, which `torch.cuda.max_memory_allocated` does not count. When it does
+A recipe fits when the peak is at most 90% of the GPU's memory: the last 10% is left for allocator fragmentation
+and transient buffers, which `torch.cuda.max_memory_allocated` does not count. The prediction is meant to be within
+that margin of the reserved peak (`torch.cuda.max_memory_reserved` plus the CUDA context); `bench/bench_gpu_grpo.py`
+measures both on a GPU, and docs/benchmarks.md says where that has been checked. When it does
 not fit, the advice follows the out-of-memory list in order: num_generations (fewer completions per prompt, so fewer
 sequences per generation round), max_completion_length, per_device_train_batch_size (raise
 gradient_accumulation_steps to keep the effective batch), gradient checkpointing; it names the first of these that is
@@ -60,7 +68,11 @@ import dataclasses
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+
+from reson.cli import HelpFormatter
+from reson.core import models
+from reson.core.config import ConfigError, ResonConfig, load_config
+from reson.core.models import Architecture
 
 GIB = 1024**3
 MIB = 1024**2
@@ -81,53 +93,12 @@ GPUS = {
     "v100-32gb": 32768 * MIB,
     "t4-16gb": 15360 * MIB,
 }
-HEADROOM = 0.10  # share of GPU memory left for the CUDA context, workspaces and fragmentation
+HEADROOM = 0.10  # share of GPU memory left for allocator fragmentation and transient buffers
+CUDA_CONTEXT = GIB  # the CUDA context, cuBLAS and NCCL workspaces on every GPU, outside torch's allocator
 STRATEGIES = ("single", "ddp", "zero2", "zero3", "fsdp")
 DEFAULT_PROMPT_LENGTH = 256
 TOKEN_TILE, VOCAB_TILE = 4096, 32768  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "half": 2}
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The numbers of a Qwen2/Llama-style decoder that memory depends on (names as in a transformers config.json)."""
-
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    intermediate_size: int
-    vocab_size: int
-    tie_word_embeddings: bool
-    head_dim: int | None = None
-
-    @property
-    def head_size(self) -> int:
-        return self.head_dim or self.hidden_size // self.num_attention_heads
-
-    @property
-    def kv_size(self) -> int:
-        return self.num_key_value_heads * self.head_size
-
-    @property
-    def num_params(self) -> int:
-        h, i, kv = self.hidden_size, self.intermediate_size, self.kv_size
-        q_out = self.num_attention_heads * self.head_size
-        attention = (h * q_out + q_out) + 2 * (h * kv + kv) + q_out * h  # q, k, v carry biases in Qwen2; o does not
-        layer = attention + 3 * h * i + 2 * h  # SwiGLU MLP, two RMSNorm weights
-        embeddings = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        return embeddings + h + self.num_hidden_layers * layer
-
-
-# From the config.json of each hub model (the Instruct and Math variants share the base's shape).
-KNOWN_MODELS = {
-    "Qwen/Qwen2.5-0.5B": Architecture(896, 24, 14, 2, 4864, 151936, True),
-    "Qwen/Qwen2.5-1.5B": Architecture(1536, 28, 12, 2, 8960, 151936, True),
-    "Qwen/Qwen2.5-3B": Architecture(2048, 36, 16, 2, 11008, 151936, True),
-    "Qwen/Qwen2.5-7B": Architecture(3584, 28, 28, 4, 18944, 152064, False),
-    "Qwen/Qwen2.5-Math-1.5B": Architecture(1536, 28, 12, 2, 8960, 151936, True),
-    "Qwen/Qwen2.5-Math-7B": Architecture(3584, 28, 28, 4, 18944, 152064, False),
-}
 
 
 @dataclass(frozen=True)
@@ -233,6 +204,7 @@ def _estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
     full_shard = s.strategy in ("zero3", "fsdp")
     moments, master = optimizer_bytes(p, s)
     terms = {
+        "CUDA context and workspaces": CUDA_CONTEXT,
         "weights": s.weight_bytes * p // (n if full_shard else 1),
         "gradients": s.weight_bytes * p // n,
         "optimizer states (AdamW moments)": moments // n,
@@ -243,13 +215,23 @@ def _estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
     without_ckpt = activation_bytes(arch, s, checkpointing=False)
     terms["activations"] = with_ckpt if s.gradient_checkpointing else without_ckpt
     terms["loss logits (fused LM head)"] = loss_logit_bytes(arch, s)
+    autocast = s.weight_bytes == 4 and s.compute_bytes == 2
+    terms["autocast 16-bit weight copies"] = 2 * p // (n if full_shard else 1) if autocast else 0
     gen = generation_bytes(arch, s)
     terms.update(gen)
     colocate = s.use_vllm and s.vllm_mode == "colocate"
     vllm = int(s.vllm_gpu_memory_utilization * gpu_bytes) if colocate else 0
     terms["vLLM reservation (colocate)"] = vllm
 
-    persistent = sum(terms[k] for k in ("weights", "optimizer states (AdamW moments)", "master weights (fp32)"))
+    persistent = sum(
+        terms[k]
+        for k in (
+            "CUDA context and workspaces",
+            "weights",
+            "optimizer states (AdamW moments)",
+            "master weights (fp32)",
+        )
+    )
     persistent += terms["reference model (beta > 0)"]
     gathered = s.weight_bytes * p - terms["weights"] if full_shard else 0  # whole model gathered for generation
     if colocate and s.vllm_enable_sleep_mode:
@@ -260,6 +242,7 @@ def _estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
         generation_phase = persistent + gathered + sum(gen.values())
         training_phase = persistent
     training_phase += terms["gradients"] + terms["activations"] + terms["loss logits (fused LM head)"]
+    training_phase += terms["autocast 16-bit weight copies"]
     peak = max(generation_phase, training_phase)
     limit = int((1 - HEADROOM) * gpu_bytes)
     return Plan(
@@ -383,82 +366,11 @@ class PlanError(ValueError):
     """Bad input to the planner; the message says what to change."""
 
 
-# GRPOConfig 1.16's defaults for the fields read here, used when a recipe leaves them out
-TRL_DEFAULTS = {
-    "per_device_train_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-    "num_generations": 8,
-    "max_completion_length": 512,
-    "gradient_checkpointing": True,
-    "beta": 0.0,
-    "optim": "adamw_torch_fused",
-    "use_vllm": False,
-    "vllm_mode": "colocate",
-    "vllm_gpu_memory_utilization": 0.3,
-    "vllm_enable_sleep_mode": False,
-}
-
-
-def load_recipe(path: str | Path) -> dict:
-    """The recipe's keys as a flat dict (yaml.safe_load; nothing is validated beyond what the planner reads)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise PlanError(f"--config {path}: no such file; pass a training recipe such as configs/grpo_debug.yaml")
-    try:
-        recipe = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise PlanError(f"--config {path}: not valid YAML ({error.__class__.__name__}); fix the file") from None
-    if not isinstance(recipe, dict):
-        raise PlanError(f"--config {path}: expected a mapping of training settings, got {type(recipe).__name__}")
-    return recipe
-
-
 def resolve_gpu(name: str) -> int:
     key = name.lower()
     if key not in GPUS:
         raise PlanError(f"--gpu {name!r} is not a GPU the planner knows; choose one of: {', '.join(GPUS)}")
     return GPUS[key]
-
-
-def resolve_architecture(model: str) -> tuple[Architecture, str | None]:
-    """(shape, dtype in its config) of a local model folder (its config.json) or of a known hub id."""
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            raise PlanError(f"model {model}: the folder has no config.json; point at a saved transformers model")
-        config = json.loads(config_file.read_text())
-        config = config.get("text_config", config)
-        try:
-            arch = Architecture(
-                hidden_size=config["hidden_size"],
-                num_hidden_layers=config["num_hidden_layers"],
-                num_attention_heads=config["num_attention_heads"],
-                num_key_value_heads=config.get("num_key_value_heads") or config["num_attention_heads"],
-                intermediate_size=config["intermediate_size"],
-                vocab_size=config["vocab_size"],
-                tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-                head_dim=config.get("head_dim"),
-            )
-        except KeyError as missing:
-            raise PlanError(
-                f"model {model}: config.json lacks {missing}; the planner needs a decoder's sizes"
-            ) from None
-        return arch, config.get("dtype") or config.get("torch_dtype")
-    arch = known_architecture(model)
-    if arch is None:
-        raise PlanError(
-            f"model {model!r}: neither a local folder with a config.json nor a known hub id: {', '.join(KNOWN_MODELS)}"
-        )
-    return arch, "bfloat16"
-
-
-def known_architecture(model: str) -> Architecture | None:
-    """The built-in shape of a hub id (any case; an -Instruct variant has its base's shape), or None."""
-    key = model.lower().removesuffix("-instruct")
-    return next((arch for name, arch in KNOWN_MODELS.items() if name.lower() == key), None)
 
 
 def _dtype_bytes(name: str, where: str) -> int:
@@ -467,58 +379,46 @@ def _dtype_bytes(name: str, where: str) -> int:
     return DTYPE_BYTES[str(name).lower()]
 
 
-def settings_from_recipe(
-    recipe: dict,
-    config_dtype: str | None,
-    prompt_length: int | None = None,
+def settings_from_config(
+    config: ResonConfig,
+    prompt_length: int = DEFAULT_PROMPT_LENGTH,
     num_gpus: int = 1,
     strategy: str | None = None,
     dtype: str | None = None,
 ) -> Settings:
-    """Settings for `estimate` from a recipe, with GRPOConfig's defaults for what it leaves out."""
-    get = {**TRL_DEFAULTS, **recipe}.get
-    b = int(get("per_device_train_batch_size"))
-    steps_per_generation = int(get("steps_per_generation") or get("gradient_accumulation_steps"))
-    if get("generation_batch_size"):  # TRL's generation_batch_size counts completions over all processes
-        generation = max(int(get("generation_batch_size")) // num_gpus, 1)
-    else:
-        generation = b * steps_per_generation
-    # The weights' dtype: --dtype, else the recipe's (`dtype`, `torch_dtype` or `model_init_kwargs.dtype`), else
-    # GRPOTrainer's default for a model given by name: float32. `auto` takes the model config's dtype.
-    model_kwargs = get("model_init_kwargs") or {}
-    chosen = (
-        dtype or get("dtype") or get("torch_dtype") or model_kwargs.get("dtype") or model_kwargs.get("torch_dtype")
-    )
-    chosen = chosen or "float32"
+    """Settings for `estimate` from a parsed training config (`reson.core.config.load_config`, TRL's defaults filled
+    in), for one of ``num_gpus`` GPUs."""
+    b = config.per_device_train_batch_size
+    # TRL's generation_batch_size counts completions over all processes; left out, it is b x steps per process
+    explicit = config._values.get("generation_batch_size")
+    generation = max(explicit // num_gpus, 1) if explicit else b * config.steps_per_generation
+    # The weights' dtype: --dtype, else the recipe's model_init_kwargs.dtype, else GRPOTrainer's default for a model
+    # given by name, float32; `auto` takes the model config's dtype.
+    chosen = dtype or (config.model_init_kwargs or {}).get("dtype") or "float32"
     if str(chosen).lower() == "auto":
-        chosen = config_dtype or "float32"
+        chosen = models.config_dtype(config.model_name_or_path) or "float32"
     weight_bytes = _dtype_bytes(chosen, "dtype")
-    half = get("bf16") is not False or bool(get("fp16"))  # GRPOConfig's bf16 defaults to True
-    if get("use_cpu"):
-        half = bool(get("bf16"))
+    half = bool(config.bf16 or config.fp16)
     strategy = strategy or ("ddp" if num_gpus > 1 else "single")
     if strategy not in STRATEGIES:
         raise PlanError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if strategy == "single" and num_gpus > 1:
-        raise PlanError(f"--num-gpus {num_gpus} with --strategy single: choose ddp, zero2, zero3 or fsdp")
-    num_generations = int(get("num_generations"))
-    if num_generations < 2:
-        raise PlanError(f"num_generations {num_generations}: GRPO needs at least 2 completions per prompt")
+        raise PlanError(f"--num_gpus {num_gpus} with --strategy single: choose ddp, zero2, zero3 or fsdp")
     return Settings(
         per_device_train_batch_size=b,
         generation_batch_size=generation,
-        num_generations=num_generations,
-        max_completion_length=int(get("max_completion_length")),
-        prompt_length=int(prompt_length or get("max_prompt_length") or DEFAULT_PROMPT_LENGTH),
-        gradient_checkpointing=bool(get("gradient_checkpointing")),
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        prompt_length=prompt_length,
+        gradient_checkpointing=bool(config.gradient_checkpointing),
         weight_bytes=weight_bytes,
         compute_bytes=2 if half or weight_bytes == 2 else 4,
-        beta=float(get("beta")),
-        optim=str(get("optim")),
-        use_vllm=bool(get("use_vllm")),
-        vllm_mode=str(get("vllm_mode")),
-        vllm_gpu_memory_utilization=float(get("vllm_gpu_memory_utilization")),
-        vllm_enable_sleep_mode=bool(get("vllm_enable_sleep_mode")),
+        beta=float(config.beta),
+        optim=str(config.optim),
+        use_vllm=bool(config.use_vllm),
+        vllm_mode=str(config.vllm_mode),
+        vllm_gpu_memory_utilization=float(config.vllm_gpu_memory_utilization),
+        vllm_enable_sleep_mode=bool(config.vllm_enable_sleep_mode),
         num_gpus=num_gpus,
         strategy=strategy,
     )
@@ -565,15 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reson plan",
         description="Predict a GRPO recipe's peak GPU memory, term by term, and what to change if it does not fit.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--config", required=True, help="training recipe YAML (configs/*.yaml)")
-    parser.add_argument("--gpu", default="h100-80gb", help=f"GPU model, one of: {', '.join(GPUS)} (default h100-80gb)")
-    parser.add_argument("--num-gpus", type=int, default=1, help="GPUs training together (default 1)")
+    parser.add_argument("--config", required=True, help="training recipe: a YAML file or a shipped recipe's name")
+    parser.add_argument("--gpu", default="h100-80gb", help=f"GPU model, one of: {', '.join(GPUS)}")
+    parser.add_argument("--num_gpus", type=int, default=1, help="GPUs training together")
     parser.add_argument("--strategy", choices=STRATEGIES, help="how the GPUs share the model (default ddp, or single)")
-    parser.add_argument("--model", help="model id or folder, in place of the recipe's model_name_or_path")
-    parser.add_argument(
-        "--prompt-length", type=int, help=f"prompt tokens (default max_prompt_length or {DEFAULT_PROMPT_LENGTH})"
-    )
+    parser.add_argument("--model_name_or_path", help="model id or folder, in place of the recipe's")
+    parser.add_argument("--prompt_length", type=int, default=DEFAULT_PROMPT_LENGTH, help="prompt tokens")
     parser.add_argument("--dtype", help="weights' dtype, in place of the recipe's (bfloat16, float32, auto)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (bytes)")
     return parser
@@ -583,17 +482,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.num_gpus < 1:
-            raise PlanError(f"--num-gpus {args.num_gpus}: give 1 or more")
+            raise PlanError(f"--num_gpus {args.num_gpus}: give 1 or more")
+        if args.prompt_length < 1:
+            raise PlanError(f"--prompt_length {args.prompt_length}: give a positive number of tokens")
         gpu_bytes = resolve_gpu(args.gpu)
-        recipe = load_recipe(args.config)
-        model = args.model or recipe.get("model_name_or_path") or recipe.get("model")
-        if not model:
-            raise PlanError(f"--config {args.config}: no model_name_or_path; add it or pass --model")
-        arch, config_dtype = resolve_architecture(str(model))
-        settings = settings_from_recipe(
-            recipe, config_dtype, args.prompt_length, args.num_gpus, args.strategy, dtype=args.dtype
-        )
-    except PlanError as error:
+        overrides = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
+        config = load_config(args.config, overrides, machine=False)  # the same parsing and checks as reson train
+        model = config.model_name_or_path
+        arch = models.architecture(model)
+        if arch is None:
+            raise PlanError(
+                f"model {model!r}: neither a local folder with a config.json nor a known hub id "
+                f"({', '.join(models.KNOWN_MODELS)}); pass --model_name_or_path"
+            )
+        settings = settings_from_config(config, args.prompt_length, args.num_gpus, args.strategy, dtype=args.dtype)
+    except (PlanError, ConfigError, models.ModelPathError) as error:
         print(f"reson plan: {error}", file=sys.stderr)
         return 2
     plan = estimate(arch, settings, gpu_bytes)

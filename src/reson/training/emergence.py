@@ -1,42 +1,50 @@
 """Emergence metrics during training: generate from fixed held-out canary prompts and measure how the model reasons.
 
 At step 0, every `emergence_every` steps and at the last step, `EmergenceCallback` generates one completion per
-canary prompt (sampled with the training settings, or greedily), scores them with `reson.core.rewards.score` and
-`reson.core.metrics.completion_record`/`summarize` (the code evaluation uses, so the numbers mean the same thing in
+canary prompt (sampled with the training settings, or greedily) through `reson.core.generation`, scores them with
+`reson.core.rewards.score` and `reson.core.metrics` (the code evaluation uses, so the numbers mean the same thing in
 both places), and logs:
 
 - `emergence/think_usage_pct`: percentage of completions with a closed, non-empty think block;
 - `emergence/avg_think_tokens`: mean think-block length in tokens, over completions that used one;
-- `emergence/self_correction_rate`: share with a self-correction phrase (`reson.core.metrics.SELF_CORRECTION_PHRASES`)
-  inside the think block;
-- `emergence/self_correction_rate_correct`: share that self-correct and are right (Oat-Zero: keywords alone
-  mislead);
+- `emergence/self_correction_rate`: share with a self-correction phrase inside the think block;
+- `emergence/self_correction_rate_among_thinking`: the same share among completions that think (the plain rate rises
+  with think usage alone);
+- `emergence/self_correction_rate_correct`: share that self-correct and are right (Oat-Zero: keywords alone mislead);
 - `emergence/canary_accuracy`, `emergence/format_compliance` (share graded 1.0 by the format reward),
   `emergence/mean_completion_tokens`, and `emergence/seconds` (the canaries' wall time).
 
 The metrics go through the trainer's log path, so they reach TensorBoard, W&B and `trainer_state.json` like any
-training metric. Every canary completion is appended with its step to `output_dir/emergence.jsonl`. Only the main
-process generates, logs and writes (so under ZeRO-3 or FSDP, where it holds a shard of the weights, `reson train`
-turns the canaries off). Canary sampling uses its own seed (seed + step) inside a forked RNG, so it
-neither disturbs nor depends on the training random stream, and a resumed run repeats it exactly.
+training metric (TensorBoard and W&B show them as `train/emergence/...`). The completions themselves go to
+`output_dir/emergence.jsonl` (one record per canary, with its step and prompt), to TensorBoard as a text summary
+(`emergence/completions`) and to W&B as a table, so the aha moment can be read while the run goes on. Only the main
+process generates, logs and writes (under ZeRO-3 or FSDP, where it holds a shard of the weights, the canaries are
+off). Each canary samples from its own seed (the run's seed, the step, the canary), so it neither disturbs nor
+depends on the training random stream, and a resumed run repeats it exactly.
 """
 
 from __future__ import annotations
 
-import json
+import html
 import logging
-import os
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
-from reson.core.rewards import DEFAULT_TIMEOUT
+from reson.core import generation
+from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
+from reson.core.metrics import completion_record, summarize
+from reson.core.parsing import split_completion
+from reson.core.rewards import score
+from reson.training.callbacks import log_through_trainer, parameters_sharded
 
 logger = logging.getLogger(__name__)
 
 EMERGENCE_FILE = "emergence.jsonl"
 METRIC_PREFIX = "emergence/"
+TABLE_COLUMNS = ("step", "canary", "question", "completion", "extracted", "gold", "accuracy", "format")
 
 
 class EmergenceLog:
@@ -46,79 +54,54 @@ class EmergenceLog:
         self.path = Path(path)
 
     def records(self) -> list[dict]:
-        """Every complete record; a line cut short by a crash is skipped."""
-        if not self.path.is_file():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        """Every complete record; a line cut short or damaged by a crash is skipped."""
+        return read_jsonl(self.path).records
 
     def steps(self) -> set[int]:
         return {r["step"] for r in self.records()}
 
     def truncate_after(self, step: int) -> None:
         """Keep the records of steps <= `step` (all of them when resuming from that step), atomically."""
-        kept = [r for r in self.records() if r["step"] <= step]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        with tmp.open("w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_jsonl(self.path, [r for r in self.records() if r["step"] <= step])
 
     def append(self, records: list[dict]) -> None:
         """One write per step, flushed to disk before training moves on (and before that step's checkpoint)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, records)
 
 
 class EmergenceCallback(TrainerCallback):
-    """Generate from the canaries at step 0, every `every` steps and at the last step; log and record the results.
+    """Generate from the canaries at step 0, every `config.emergence_every` steps and at the last step; log and
+    record the results. `canaries` are rows with `prompt`, `answer` (gold) and optionally `id` and `question`."""
 
-    `canaries` are rows with `prompt`, `answer` (gold) and optionally `id` and `question`. `logger_fn(metrics)`
-    sends metrics through the trainer's log path; `train()` connects it to `Trainer.log`, so they reach every
-    reporting integration.
-    """
-
-    def __init__(
-        self,
-        canaries: list[dict],
-        tokenizer,
-        output_dir: str | Path,
-        every: int = 50,
-        max_new_tokens: int = 256,
-        greedy: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        min_p: float | None = None,
-        repetition_penalty: float = 1.0,
-        reward_timeout: float = DEFAULT_TIMEOUT,
-        seed: int = 0,
-        batch_size: int = 64,
-        logger_fn=None,
-    ):
+    def __init__(self, canaries: list[dict], tokenizer, output_dir: str | Path, config, batch_size: int = 64):
         self.canaries = canaries
         self.tokenizer = tokenizer
         self.log = EmergenceLog(Path(output_dir) / EMERGENCE_FILE)
-        self.every = every
-        self.max_new_tokens = max_new_tokens
-        self.greedy = greedy
-        self.sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p}
-        self.repetition_penalty = repetition_penalty
-        self.reward_timeout = reward_timeout
-        self.seed = seed
+        self.every = config.emergence_every
+        self.sampling = generation.Sampling(
+            max_new_tokens=config.max_completion_length,
+            temperature=0.0 if config.emergence_greedy else config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k or 0,
+            min_p=config.min_p,
+            repetition_penalty=config.repetition_penalty,
+            stop=tuple((config.generation_kwargs or {}).get("stop") or ()),  # as training stops, where it does
+        )
+        self.reward_timeout = config.reward_timeout
+        self.seed = config.seed
         self.batch_size = batch_size
-        self.logger_fn = logger_fn
+        self.logger_fn = None
+        self.trainer = None
         self._done: set[int] = set()
+
+    def attach(self, trainer) -> None:
+        """Log through `trainer` (so the metrics reach every reporting integration); canaries off where the weights
+        are sharded, since the main process generating alone would wait forever for the other shards."""
+        self.trainer = trainer
+        self.logger_fn = lambda metrics: log_through_trainer(trainer, metrics)
+        if self.canaries and parameters_sharded(trainer):
+            logger.warning("emergence canaries are off under ZeRO-3/FSDP: evaluate checkpoints with reson eval.")
+            self.canaries = []
 
     # -- when ----------------------------------------------------------------------------------------------------
 
@@ -130,99 +113,100 @@ class EmergenceCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:
             self._done = self.log.steps()
-            self._maybe_run(state, model)
+            self._maybe_run(args, state, model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:
-            self._maybe_run(state, model)
+            self._maybe_run(args, state, model)
 
-    def _maybe_run(self, state, model) -> None:
+    def _maybe_run(self, args, state, model) -> None:
         if model is None or not self.due(state.global_step, state.max_steps):
             return
-        metrics = self.run(model, state.global_step)
+        metrics, records = self.run(model, state.global_step)
         self._done.add(state.global_step)
         if self.logger_fn is not None:
             self.logger_fn(metrics)
+        self._log_completions(args, state.global_step, records)
 
     # -- what ----------------------------------------------------------------------------------------------------
 
-    def run(self, model, step: int) -> dict[str, float]:
-        """Generate, score, append to emergence.jsonl; returns the `emergence/*` metrics."""
-        from reson.core.metrics import completion_record, summarize
-        from reson.core.parsing import split_completion
-        from reson.core.rewards import score
-
+    def run(self, model, step: int) -> tuple[dict[str, float], list[dict]]:
+        """Generate, score, append to emergence.jsonl; returns the `emergence/*` metrics and the records."""
         start = time.perf_counter()
+        engine = generation.HFEngine(model, self.tokenizer, batch_size=self.batch_size)
+        requests = [
+            generation.Request(row["prompt"], generation.sample_seed(self.seed, "canary", step, i))
+            for i, row in enumerate(self.canaries)
+        ]
+        outputs = engine.generate(requests, self.sampling)
         prompts = [row["prompt"] for row in self.canaries]
-        completions, lengths = self.generate(model, prompts, step)
-        golds = [row["answer"] for row in self.canaries]
-        scores = score(completions, golds, prompts, timeout=self.reward_timeout)
+        scores = score(
+            [o.text for o in outputs], [row["answer"] for row in self.canaries], prompts, timeout=self.reward_timeout
+        )
         records = []
-        for i, (row, completion, n_tokens, s) in enumerate(
-            zip(self.canaries, completions, lengths, scores, strict=True)
-        ):
-            think = split_completion(completion, row["prompt"]).think
+        for i, (row, out, s) in enumerate(zip(self.canaries, outputs, scores, strict=True)):
+            think = split_completion(out.text, row["prompt"]).think
             think_tokens = len(self.tokenizer(think, add_special_tokens=False)["input_ids"]) if think else 0
-            record = completion_record(completion, row["prompt"], s, num_think_tokens=think_tokens)
             records.append(
                 {
                     "step": step,
                     "canary": i,
                     "id": row.get("id"),
                     "question": row.get("question"),
+                    "prompt": row["prompt"],
                     "gold": row["answer"],
-                    "completion": completion,
-                    "completion_tokens": n_tokens,
+                    "completion": out.text,
+                    "completion_tokens": out.num_tokens,
                     "extracted": s.extracted,
-                    **record,
+                    **completion_record(out.text, row["prompt"], s, num_think_tokens=think_tokens),
                 }
             )
         self.log.append(records)
         summary = summarize(records)
         metrics = {
-            "think_usage_pct": summary["think_usage_pct"],
-            "avg_think_tokens": summary["avg_think_tokens"],
-            "self_correction_rate": summary["self_correction_rate"],
-            "self_correction_rate_correct": summary["self_correction_rate_correct"],
-            "canary_accuracy": summary["accuracy"],
-            "format_compliance": summary["format_compliance"],
-            "mean_completion_tokens": sum(lengths) / len(lengths),
-            "seconds": time.perf_counter() - start,
+            key: summary[key]
+            for key in (
+                "think_usage_pct",
+                "avg_think_tokens",
+                "self_correction_rate",
+                "self_correction_rate_among_thinking",
+                "self_correction_rate_correct",
+                "format_compliance",
+            )
         }
-        return {METRIC_PREFIX + k: float(v) for k, v in metrics.items()}
+        metrics["canary_accuracy"] = summary["accuracy"]
+        metrics["mean_completion_tokens"] = sum(o.num_tokens for o in outputs) / len(outputs)
+        metrics["seconds"] = time.perf_counter() - start
+        return {METRIC_PREFIX + k: float(v) for k, v in metrics.items()}, records
 
-    def generate(self, model, prompts: list[str], step: int) -> tuple[list[str], list[int]]:
-        """One completion per prompt with the training's sampling settings (or greedy); [texts], [token counts]."""
-        import torch
+    def _log_completions(self, args, step: int, records: list[dict]) -> None:
+        """The step's canary completions as a TensorBoard text summary and a W&B table, where those are on."""
+        rows = [[r.get(column) for column in TABLE_COLUMNS] for r in records]
+        tensorboard = next(
+            (
+                c
+                for c in (self.trainer.callback_handler.callbacks if self.trainer else [])
+                if isinstance(c, TensorBoardCallback)
+            ),
+            None,
+        )
+        if tensorboard is not None and tensorboard.tb_writer is not None:
+            header = "| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS) + "\n"
+            body = "".join("| " + " | ".join(_cell(v) for v in row) + " |\n" for row in rows)
+            tensorboard.tb_writer.add_text(f"{METRIC_PREFIX}completions", header + body, step)
+            tensorboard.tb_writer.flush()
+        if "wandb" in (args.report_to or []):
+            import wandb
 
-        was_training = model.training
-        padding_side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"
-        eos = self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        kwargs = {"max_new_tokens": self.max_new_tokens, "pad_token_id": pad, "eos_token_id": eos}
-        if self.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, repetition_penalty=self.repetition_penalty, **self.sampling)
-        device = next(model.parameters()).device
-        devices = [device.index or 0] if device.type == "cuda" else []
-        texts, lengths = [], []
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                torch.manual_seed(self.seed + step)
-                for start in range(0, len(prompts), self.batch_size):
-                    batch = prompts[start : start + self.batch_size]
-                    enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
-                    enc = enc.to(device)
-                    out = model.generate(**enc, use_cache=True, **kwargs)
-                    completion_ids = out[:, enc["input_ids"].shape[1] :]  # [batch, new_tokens]
-                    for row in completion_ids.tolist():
-                        length = next((j for j, t in enumerate(row) if t == eos), len(row))
-                        lengths.append(length)
-                        texts.append(self.tokenizer.decode(row[:length], skip_special_tokens=True))
-        finally:
-            self.tokenizer.padding_side = padding_side
-            model.train(was_training)
-        return texts, lengths
+            if wandb.run is not None:
+                wandb.run.log(
+                    {
+                        f"{METRIC_PREFIX}completions": wandb.Table(columns=list(TABLE_COLUMNS), data=rows),
+                        "train/global_step": step,
+                    }
+                )
+
+
+def _cell(value) -> str:
+    """A markdown table cell: model text escaped, pipes and newlines kept from breaking the table."""
+    return html.escape(str(value)).replace("|", "\\|").replace("\n", "<br>")

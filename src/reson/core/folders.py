@@ -1,0 +1,136 @@
+"""Output folders and files: what a folder holds, who is writing into it, and never writing over work by accident.
+
+``claim(folder, kind)`` is called by ``reson train`` and ``reson eval`` before anything is written. It locks the folder
+(``fcntl.flock`` on ``.reson.lock``, released by the system when the process ends, however it ends), so a second run
+into a busy folder stops with one line naming the first; then it looks at what the folder holds: a training run, an
+evaluation, or nothing. Another kind of work is refused; the same kind is refused unless the caller resumes it or
+was told to overwrite it. ``check_output_file`` does the same for single output files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+LOCK_FILE = ".reson.lock"
+TRAINING = "a training run"
+EVALUATION = "an evaluation"
+# files that mark each kind of folder
+_MARKS = {
+    TRAINING: ("trainer_state.json", "train_config.yaml", "emergence.jsonl"),
+    EVALUATION: ("run.json", "results.json", "samples.jsonl"),
+}
+
+
+class FolderError(ValueError):
+    """An output folder or file that cannot be written as asked; the message names it and says what to do."""
+
+
+def holds(folder: str | Path) -> str | None:
+    """``TRAINING``, ``EVALUATION`` or None (missing, empty, or nothing of ours) for ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    if any((folder / name).exists() for name in _MARKS[TRAINING]) or any(folder.glob("checkpoint-*")):
+        return TRAINING
+    if any((folder / name).exists() for name in _MARKS[EVALUATION]):
+        return EVALUATION
+    return None
+
+
+class FolderLock:
+    """An exclusive lock on a folder for the life of this process (or until ``release``)."""
+
+    def __init__(self, folder: Path, handle):
+        self.folder = folder
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor drops the flock
+            self._handle = None
+
+
+def lock(folder: str | Path, what: str) -> FolderLock:
+    """Lock ``folder`` (created if missing) for ``what`` this process does; FolderError naming the holder if busy."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the life of the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise FolderError(
+            f"{folder} is in use by {holder}: wait for it to finish, stop it, or choose another folder."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    command = " ".join(["reson", *sys.argv[1:]]) if sys.argv else what
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({what}: {command[:200]}; since {time.ctime()})\n")
+    handle.flush()
+    return FolderLock(folder, handle)
+
+
+def claim(folder: str | Path, kind: str, flag: str, resume: bool = False, overwrite: bool = False) -> FolderLock:
+    """Lock ``folder`` for ``kind`` of work and check what it holds (module docstring). ``flag`` names the folder's
+    option in messages. With ``overwrite``, the earlier work of the same kind is removed; ``resume`` keeps it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{flag} {folder} is a file: give a folder (it is created if missing).")
+    held = lock(folder, kind)
+    try:
+        found = holds(folder)
+        if found is not None and found != kind:
+            raise FolderError(f"{flag} {folder} holds {found}: write {kind} into another folder.")
+        if found == kind and overwrite:
+            _empty(folder)
+        elif found == kind and not resume:
+            raise FolderError(
+                f"{flag} {folder} already holds {kind}: resume it, pass --overwrite to replace it, or choose another "
+                "folder."
+            )
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
+def _empty(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def check_output_file(path: str | Path | None, flag: str, overwrite: bool = False) -> None:
+    """An output file must not silently replace another: refused when it exists (unless ``overwrite``), when it is a
+    folder, or when its folder is missing."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise FolderError(f"{flag} {path} is a folder: give a file name.")
+    if not path.parent.is_dir():
+        raise FolderError(f"{flag} {path}: no such folder {path.parent}; create it first.")
+    if path.exists() and not overwrite:
+        raise FolderError(f"{flag} {path} exists: pass --overwrite to replace it, or choose another name.")
+
+
+def write_json(path: str | Path, value) -> None:
+    """Write ``value`` as JSON atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

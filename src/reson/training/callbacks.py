@@ -1,0 +1,172 @@
+"""Callbacks `reson train` adds to TRL's trainer: the console line, the divergence guard, and the config's settings
+on resume. The emergence canaries have their own module (`reson.training.emergence`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+logger = logging.getLogger(__name__)
+
+# A run has diverged when its largest weight grows past this many times its largest weight at the start (a healthy
+# run moves it by a few per cent; lr 1e10 multiplies it by ~1e10 in one step), or past this floor for a model that
+# starts near zero.
+WEIGHT_GROWTH_LIMIT = 100.0
+WEIGHT_FLOOR = 1e3
+
+
+class TrainingDiverged(RuntimeError):
+    """The gradients or the weights became non-finite or exploded; the run stopped before saving them."""
+
+
+def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
+    """``step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.00 | loss 0.0100 | 0.61 s/step``
+    for a training log (plus the vLLM importance-sampling ratio when there is one), a canary line for an emergence
+    log, None for anything else."""
+    if any(key.startswith("emergence/") for key in logs):
+        return (
+            f"step {step}/{max_steps} | canaries: acc {logs.get('emergence/canary_accuracy', 0):.3f} | "
+            f"think {logs.get('emergence/think_usage_pct', 0):.1f}% | "
+            f"think tokens {logs.get('emergence/avg_think_tokens', 0):.1f} | "
+            f"self-correction {logs.get('emergence/self_correction_rate', 0):.3f}"
+        )
+    if "loss" not in logs:
+        return None
+    parts = [f"step {step}/{max_steps}"]
+    for label, key, fmt in (
+        ("reward", "reward", ".3f"),
+        ("acc", "rewards/accuracy/mean", ".3f"),
+        ("format", "rewards/format/mean", ".3f"),
+        ("len", "completions/mean_length", ".1f"),
+        ("clipped", "completions/clipped_ratio", ".2f"),
+        ("IS ratio", "sampling/importance_sampling_ratio/mean", ".3f"),
+        ("loss", "loss", ".4f"),
+    ):
+        if logs.get(key) is not None:
+            parts.append(f"{label} {logs[key]:{fmt}}")
+    if logs.get("step_time") is not None:  # TRL's mean wall time per step since the last log
+        parts.append(f"{logs['step_time']:.2f} s/step")
+    return " | ".join(parts)
+
+
+class ConsoleCallback(ProgressCallback):
+    """The progress bar, plus one compact line per logging step (instead of the raw metrics dict)."""
+
+    def __init__(self, show_bar: bool = True):
+        super().__init__()
+        self.show_bar = show_bar
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.show_bar:
+            super().on_train_begin(args, state, control, **kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.show_bar:
+            super().on_step_end(args, state, control, **kwargs)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        line = format_log_line(state.global_step, state.max_steps, logs or {}) if state.is_world_process_zero else None
+        if line is None:
+            return
+        if self.show_bar and self.training_bar is not None:
+            self.training_bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.show_bar:
+            super().on_train_end(args, state, control, **kwargs)
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stop the run, with ``TrainingDiverged``, before a bad step can be saved or sampled from.
+
+    Before each optimizer step the (clipped) gradients must be finite: a NaN or infinite gradient norm makes every
+    gradient NaN. After each step every weight must be finite, and the largest within ``WEIGHT_GROWTH_LIMIT`` times
+    the largest at the start. A checkpoint is saved only after its step passed both, so every checkpoint the run
+    keeps holds weights that evaluate to something.
+    """
+
+    def __init__(self):
+        self.limit = math.inf
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            self.limit = max(WEIGHT_GROWTH_LIMIT * largest_weight(model), WEIGHT_FLOOR)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            raise TrainingDiverged(f"the gradients of step {state.global_step + 1} are not finite")
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self._check_weights(model, state.global_step + 1)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save:  # once more right before a checkpoint: nothing may have changed them since
+            self._check_weights(model, state.global_step)
+
+    def _check_weights(self, model, step: int) -> None:
+        largest = largest_weight(model)
+        if not largest <= self.limit:  # NaN compares false too
+            raise TrainingDiverged(
+                f"after step {step} the largest weight is {largest:.3g} (at the start: "
+                f"{self.limit / WEIGHT_GROWTH_LIMIT:.3g})"
+            )
+
+
+def largest_weight(model) -> float:
+    """The largest absolute weight of ``model`` (NaN if any weight is NaN)."""
+    with torch.no_grad():  # aminmax: no full-size temporary, unlike abs()
+        extremes = torch.stack([torch.stack(p.detach().aminmax()).abs().float() for p in model.parameters()])
+        return float(extremes.amax()) if not extremes.isnan().any() else math.nan
+
+
+class CurrentSettingsOnResume(TrainerCallback):
+    """On resume, transformers' Trainer restores the learning rate from the optimizer and scheduler state, and the
+    save/logging/eval intervals from the trainer state; this puts the config's values back, so what the config (and
+    train_config.yaml) says is what runs."""
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if state.global_step == 0:
+            return
+        state.compute_steps(args, state.max_steps)
+        if lr_scheduler is None or optimizer is None:
+            return
+        lr_scheduler.base_lrs = [args.learning_rate] * len(lr_scheduler.base_lrs)
+        lambdas = getattr(lr_scheduler, "lr_lambdas", None)  # LambdaLR: every schedule transformers builds
+        for i, group in enumerate(optimizer.param_groups):
+            group["initial_lr"] = args.learning_rate
+            group["lr"] = args.learning_rate * (lambdas[i](lr_scheduler.last_epoch) if lambdas else 1.0)
+        lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what the Trainer logs
+
+
+def use_console(trainer, show_bar: bool) -> None:
+    """Replace the trainer's progress bar and raw metric printer with ``ConsoleCallback``."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(ConsoleCallback(show_bar=show_bar))
+
+
+def log_through_trainer(trainer, metrics: dict[str, float]) -> None:
+    """Send metrics through the trainer's log path, so log_history, TensorBoard and W&B all get them at this step.
+
+    `transformers.Trainer.log`, not `GRPOTrainer.log`, which would fold in and clear the running averages of the
+    step's training metrics. Logging clears `control.should_log`; it is restored so the step's own log still runs.
+    """
+    should_log = trainer.control.should_log
+    Trainer.log(trainer, dict(metrics))
+    trainer.control.should_log = should_log
+
+
+def parameters_sharded(trainer) -> bool:
+    """True under DeepSpeed ZeRO-3 or FSDP, where no single process holds the whole model."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) and plugin is not None and plugin.zero_stage == 3)

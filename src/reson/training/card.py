@@ -1,0 +1,108 @@
+"""What `reson train` writes at the end: the final model, and its model card (what it was trained from, how, and how
+it scored on the held-out canaries)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reson.core import models
+from reson.core.config import ResonConfig, save_resolved_config
+from reson.core.data import HUB_DATASETS, chat_template, format_prompt
+from reson.core.jsonl import read_jsonl
+from reson.core.metrics import summarize
+
+CANARY_ROWS = (
+    ("accuracy", "accuracy", 100.0, "%"),
+    ("think_usage_pct", "think usage", 1.0, "%"),
+    ("self_correction_rate_among_thinking", "self-correction among thinking completions", 100.0, "%"),
+    ("avg_think_tokens", "think tokens", 1.0, ""),
+)
+
+
+def base_model_name(model: str) -> str:
+    """The hub id a base model came from: the id itself, or for a local folder the id in its config.json (a model
+    built here has none: then the folder)."""
+    if not models.is_local(model):
+        return model
+    config = Path(model) / "config.json"
+    name = models.run_config(model).get("model_name_or_path") if config.is_file() else None
+    return name or str(Path(model).resolve())
+
+
+def model_card(config: ResonConfig, emergence_file: Path) -> str:
+    """The README.md of a trained model: base model, recipe, rewards, the canaries' held-out results and usage."""
+    base = base_model_name(config.model_name_or_path)
+    names = [HUB_DATASETS[d["name"]][0] if d["name"] in HUB_DATASETS else d["name"] for d in config.datasets]
+    datasets = ", ".join(
+        f"{n} ({d['split']}, weight {d['weight']})" for n, d in zip(names, config.datasets, strict=True)
+    )
+    weights = config.reward_weights or [1.0] * len(config.rewards)
+    records = read_jsonl(emergence_file).records
+    steps = sorted({r["step"] for r in records})
+    lines = [
+        "---",
+        f"base_model: {base}" if not models.is_local(base) else "base_model: null",
+        "library_name: transformers",
+        "tags: [reson, grpo, r1-zero, trl]",
+        "---",
+        "",
+        f"# {Path(config.output_dir).name}",
+        "",
+        f"Trained from **{base}** with pure reinforcement learning (GRPO, TRL) by "
+        "[reson-llm](https://github.com/reson-llm/reson-llm), DeepSeek-R1-Zero style: no supervised reasoning data.",
+        "",
+        f"- data: {datasets}; {config.max_steps} steps of {config.generation_batch_size // config.num_generations} "
+        f"prompts x {config.num_generations} completions up to {config.max_completion_length} tokens",
+        f"- rewards: {', '.join(f'{n} x {w}' for n, w in zip(config.rewards, weights, strict=True))}"
+        f" (accuracy: math-verify against the gold answer; format: the <think>...</think> structure, graded)",
+        f"- loss {config.loss_type}, scale_rewards {config.scale_rewards}, beta {config.beta}, learning rate "
+        f"{config.learning_rate}, max_grad_norm {config.max_grad_norm}, seed {config.seed}",
+        "- the whole resolved recipe: `train_config.yaml` beside the weights",
+        "",
+    ]
+    if len(steps) >= 1:
+        first = summarize([r for r in records if r["step"] == steps[0]])
+        last = summarize([r for r in records if r["step"] == steps[-1]])
+        lines += [
+            f"## Held-out canaries ({first['count']} {config.canary_dataset or config.datasets[0]['name']} "
+            f"{config.canary_split} problems, sampled as in training)",
+            "",
+            f"| metric | step {steps[0]} | step {steps[-1]} |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {label} | {first[k] * s:.1f}{u} | {last[k] * s:.1f}{u} |" for k, label, s, u in CANARY_ROWS]
+        lines += ["", "Full evaluations: `reson eval` and `reson compare` (the project's README).", ""]
+    lines += [
+        "## Use",
+        "",
+        "The model was trained on a plain-text prompt, not a chat format; `chat_template.jinja` renders it, so chat",
+        "tools prompt it as it was trained. The prompt for a question:",
+        "",
+        "```text",
+        format_prompt("{question}", config.template)
+        if config.template != "chat"
+        else "(the tokenizer's chat template)",
+        "```",
+        "",
+        "```bash",
+        f"reson chat --model_name_or_path {config.output_dir}",
+        f"reson convert --model_name_or_path {config.output_dir} --quantize 4bit   # MLX, for a Mac",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_final_model(trainer, config: ResonConfig, note: str = "") -> None:
+    """The final model and tokenizer (given a chat template that renders the training prompt, so chat tools prompt
+    the model as it was trained), the trainer state, and on the main process the resolved config and the card."""
+    template = chat_template(config.template)
+    if template is not None:
+        trainer.processing_class.chat_template = template
+    trainer.save_model(config.output_dir)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        save_resolved_config(config, note=note)
+        (Path(config.output_dir) / "README.md").write_text(
+            model_card(config, Path(config.output_dir) / "emergence.jsonl")
+        )
