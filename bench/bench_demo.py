@@ -36,7 +36,11 @@ def main() -> None:
         for seed in args.seeds:
             started = time.perf_counter()
             result = run_demo(
-                args.output_dir, seed=seed, pretrain_seed=pretrain_seed, num_problems=args.num_problems, threads=args.threads
+                args.output_dir,
+                seed=seed,
+                pretrain_seed=pretrain_seed,
+                num_problems=args.num_problems,
+                threads=args.threads,
             )
             before = result["before"]["datasets"][DATASET]["metrics"]
             after = result["after"]["datasets"][DATASET]["metrics"]
