@@ -1,32 +1,33 @@
-"""GPU GRPO benchmark: step time, generation and training throughput, peak memory, and the planner's prediction.
+"""The GPU check: does each recipe fit the card it is written for, how close is `reson plan`, and how fast is it.
 
-    python bench/bench_gpu_grpo.py                      # 3B (H100 recipe) as is and capped at 80 GB, then 1.5B
-    python bench/bench_gpu_grpo.py --sizes 3b --steps 2
-    python bench/bench_gpu_grpo.py --tiny               # the same code path on a CPU with a tiny model, in seconds
+    python bench/bench_gpu_grpo.py                       # 3b (H100 recipe, 80 GB) and 1.5b (A100 recipe, 80 GB)
+    python bench/bench_gpu_grpo.py --sizes 1.5b_40gb 0.5b_16gb
+    python bench/bench_gpu_grpo.py --tiny                # the same code path on a CPU with a tiny model, in seconds
 
-Each run builds a randomly initialised Qwen2 model with the real model's architecture (Qwen2.5-3B or -1.5B: the
-config numbers of `reson.tools.plan.KNOWN_MODELS`, nothing downloaded) and a byte-level BPE tokenizer trained here, and
-trains a few GRPO steps with the settings of the matching recipe (configs/grpo_qwen2.5_3b_h100.yaml,
-configs/grpo_qwen2.5_1.5b.yaml): batch, accumulation, num_generations, max_completion_length, checkpointing, dtype,
-loss. Departures, so that the script needs nothing beyond torch, transformers and trl:
+Each size runs in its own process (an out-of-memory error or allocator state cannot touch the next) and:
 
-- generation uses the transformers generator, not vLLM (the recipes' `use_vllm` is turned off);
-- the reward is a trivial one (completion length), so step time is generation and training, not grading;
-- a random model never samples the end-of-text token: every completion runs to max_completion_length, the worst
-  case for time and memory;
-- the tokenizer is small, but the model's vocabulary is Qwen's (151,936), so the embedding, LM head and loss are
-  full size; ids past the tokenizer decode to nothing.
+- holds the allocator to the target card's memory less the CUDA context (`torch.cuda.set_per_process_memory_fraction`
+  on a bigger GPU such as an H200), and takes the recipe's vLLM colocate share with a stand-in allocation, so the
+  check can show that a recipe fits, not only that it does not;
+- builds the real architecture (`reson.core.models.KNOWN_MODELS`, random weights, fp32 as the recipes load it) on the
+  GPU, with a small tokenizer trained here (ids past it decode to nothing; the embedding and LM head are full size);
+- trains two steps through TRL's real path with the recipe's parsed config (`reson.core.config.load_config`: batch,
+  accumulation, checkpointing, bf16 autocast, Dr. GRPO), taking worst-case completions from TRL's `rollout_func`:
+  every one `max_completion_length` tokens with no EOS, so no generation is needed and no step is shorter than the
+  longest a base model writes;
+- times transformers generation (`reson.core.generation.HFEngine`, the canaries' path) on a short batch;
+- prints and writes (``--output_file``, or $OUT/gpu_check.json) per size: fits or out of memory, the peak allocated and
+  reserved memory next to `reson plan`'s prediction for the same settings, seconds per training step, generated
+  tokens per second.
 
-Each run is its own process, so one run's out-of-memory error or allocator state cannot touch the next. The H100
-run is repeated with `torch.cuda.set_per_process_memory_fraction` holding it to an H100's 80 GB (on a bigger GPU
-such as an H200) to show whether the recipe fits. Printed per run: seconds a step, generated tokens a second,
-trained tokens a second, peak allocated memory, and `reson plan`'s predicted peak for the same settings.
+On the lent H200 (Python 3.12, torch 2.11, transformers 5.17, accelerate 1.15, no network) trl and datasets travel
+as wheels (docs/benchmarks.md, "The GPU check", has the download and the run command). The whole check stays under
+five minutes of GPU time. Nothing here runs vLLM: its wheel is far larger than what can travel.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -34,85 +35,101 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = {  # size -> (architecture in reson.tools.plan.KNOWN_MODELS, recipe)
-    "3b": ("Qwen/Qwen2.5-3B", "configs/grpo_qwen2.5_3b_h100.yaml"),
-    "1.5b": ("Qwen/Qwen2.5-1.5B", "configs/grpo_qwen2.5_1.5b.yaml"),
+GIB = 2**30
+# size -> (recipe, the card it is written for)
+RUNS = {
+    "3b": ("grpo_qwen2.5_3b_h100", "h100-80gb"),
+    "1.5b": ("grpo_qwen2.5_1.5b", "a100-80gb"),
+    "1.5b_40gb": ("grpo_qwen2.5_1.5b_40gb", "a100-40gb"),
+    "0.5b_16gb": ("grpo_qwen2.5_0.5b_16gb", "t4-16gb"),
 }
-# The recipe fields the benchmark takes over into GRPOConfig
-RECIPE_FIELDS = (
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "num_generations",
-    "max_completion_length",
-    "gradient_checkpointing",
-    "bf16",
-    "beta",
-    "epsilon",
-    "loss_type",
-    "scale_rewards",
-    "learning_rate",
-    "max_grad_norm",
-    "temperature",
-    "top_p",
-    "top_k",
-)
+STEPS = 2
+PROMPT_LENGTH = 256  # the planner's default: the R1-Zero template plus a GSM8K question
+GENERATE = (32, 64)  # sequences and new tokens of the generation timing
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", choices=list(RUNS), default=["3b", "1.5b"], help="models to run")
-    parser.add_argument("--steps", type=int, default=3, help="GRPO steps a run (the first includes warm-up)")
-    parser.add_argument("--no-cap", action="store_true", help="skip the run capped at an H100's memory")
-    parser.add_argument("--tiny", action="store_true", help="a tiny model on the CPU: checks the script, not a GPU")
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one run, as JSON
-    return parser.parse_args(argv)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# One run (in its own process)
-
-
-def run_one(spec: dict) -> dict:
-    """Train `spec["steps"]` GRPO steps and measure them; returns the numbers, or the error that stopped the run."""
+def check(size: str, tiny: bool) -> dict:
     import torch
-    import yaml
-    from datasets import Dataset
     from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    from reson.core.data import format_prompt
+    from reson.core import models
+    from reson.core.config import load_config
+    from reson.core.data import format_prompt, to_hf_dataset
+    from reson.core.generation import HFEngine, Request, Sampling
     from reson.miniature.synthetic import generate
     from reson.miniature.tiny_model import train_tokenizer
     from reson.tools import plan
 
-    tiny, cuda = spec["tiny"], torch.cuda.is_available() and not spec["tiny"]
-    model_id, recipe_path = RUNS[spec["size"]]
-    recipe = yaml.safe_load((ROOT / recipe_path).read_text())
-    settings = {k: recipe[k] for k in RECIPE_FIELDS if k in recipe}
-    dtype = str((recipe.get("model_init_kwargs") or {}).get("dtype", "float32"))
-    arch = plan.KNOWN_MODELS[model_id]
-    if tiny:  # the same code path, sized for a CPU (the vocabulary is set to the tokenizer's below)
-        arch = plan.Architecture(64, 2, 4, 2, 256, arch.vocab_size, True)
-        settings.update(per_device_train_batch_size=4, gradient_accumulation_steps=2, num_generations=4)
-        settings.update(max_completion_length=16, gradient_checkpointing=True, bf16=False)
-        dtype = "float32"
-    if spec["cap_bytes"]:
+    recipe, card = RUNS[size]
+    cuda = torch.cuda.is_available() and not tiny
+    overrides = {  # what this check changes: no vLLM here (its share is held by a stand-in), two steps, no saving
+        "use_vllm": False,
+        "generation_kwargs": None,
+        "max_steps": STEPS,
+        "output_dir": f"/tmp/gpu_check_{size}",
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "disable_tqdm": True,
+        "num_canaries": 0,
+        "rewards": ["accuracy"],  # stands for the check's one random reward: advantages that are not zero
+        "reward_weights": None,
+        "model_init_kwargs": None,  # the model is built here, in fp32 as the recipes load it
+    }
+    prompt_length = PROMPT_LENGTH
+    arch = models.KNOWN_MODELS[load_config(recipe, machine=False).model_name_or_path]
+    if tiny:  # the same path at toy size on a CPU
+        arch = models.Architecture(64, 2, 4, 2, 256, 600, True)
+        overrides.update(
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=2,
+            num_generations=4,
+            max_completion_length=16,
+            bf16=False,
+            fp16=False,
+            use_cpu=True,
+        )
+        prompt_length = 32
+    config = load_config(recipe, overrides=overrides, machine=False)
+    config.use_cpu = not cuda
+    recipe_config = load_config(recipe, machine=False)
+    card_bytes = plan.GPUS[card]
+    share = int(recipe_config.vllm_gpu_memory_utilization * card_bytes) if recipe_config.use_vllm and cuda else 0
+    stand_in = None
+    if cuda:
         total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(spec["cap_bytes"] / total, 1.0))
+        torch.cuda.set_per_process_memory_fraction(min((card_bytes - plan.CUDA_CONTEXT) / total, 1.0))
+        stand_in = torch.empty(share, dtype=torch.uint8, device="cuda")  # what colocated vLLM would hold
 
-    # Data: R1-Zero prompts of synthetic problems; the tokenizer is trained on the same text
-    rows = generate("train", 512, seed=0)
-    prompts = [format_prompt(r["question"]) for r in rows]
-    tokenizer = train_tokenizer(prompts + [r["answer"] for r in rows], vocab_size=2048)
-    prompt_tokens = max(len(tokenizer(p).input_ids) for p in prompts)
-    dataset = Dataset.from_list([{"prompt": p} for p in prompts])
-    if tiny:
-        arch = dataclasses.replace(arch, vocab_size=len(tokenizer))
+    rows = generate("train", 256, seed=0)
+    tokenizer = train_tokenizer([format_prompt(r["question"]) for r in rows], vocab_size=512)
+    dataset = to_hf_dataset([{"prompt": format_prompt(r["question"]), "answer": "0"} for r in rows])
+    length = config.max_completion_length
 
-    # Model: random weights, the real architecture
-    config = Qwen2Config(
+    def worst_case(prompts, trainer):  # one completion per entry (TRL's sampler already repeats each prompt)
+        g = torch.Generator().manual_seed(len(prompts))
+        return {  # ids 1..len(tokenizer)-1 decode and are never EOS or pad (id 0)
+            "prompt_ids": torch.randint(1, len(tokenizer), (len(prompts), prompt_length), generator=g).tolist(),
+            "completion_ids": torch.randint(1, len(tokenizer), (len(prompts), length), generator=g).tolist(),
+            "logprobs": None,
+        }
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.steps: list[float] = []
+
+        def on_step_begin(self, *args, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *args, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            self.steps.append(time.perf_counter() - self.start)
+
+    model_config = Qwen2Config(
         vocab_size=arch.vocab_size,
         hidden_size=arch.hidden_size,
         intermediate_size=arch.intermediate_size,
@@ -121,181 +138,89 @@ def run_one(spec: dict) -> dict:
         num_key_value_heads=arch.num_key_value_heads,
         tie_word_embeddings=arch.tie_word_embeddings,
         max_position_embeddings=32768,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
-    if cuda:
-        model = model.cuda()
-
-    # Measure generation: wrap this model's generate (TRL calls it on the unwrapped model)
-    timing = {"generate_s": 0.0, "generated_tokens": 0}
-    original_generate = model.generate
-
-    def timed_generate(*args, **kwargs):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = original_generate(*args, **kwargs)
-        if cuda:
-            torch.cuda.synchronize()
-        timing["generate_s"] += time.perf_counter() - start
-        prompt_len = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else args[0].shape[1]
-        timing["generated_tokens"] += out.shape[0] * (out.shape[1] - prompt_len)
-        return out
-
-    model.generate = timed_generate
-
-    class StepClock(TrainerCallback):
-        def __init__(self):
-            self.steps: list[dict] = []
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-            self.gen_before = dict(timing)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            self.steps.append(
-                {
-                    "step_s": time.perf_counter() - self.start,
-                    "generate_s": timing["generate_s"] - self.gen_before["generate_s"],
-                    "generated_tokens": timing["generated_tokens"] - self.gen_before["generated_tokens"],
-                }
-            )
-
-    def length_reward(completions, **kwargs):
-        return [len(c) / 100 for c in completions]
-
-    args = GRPOConfig(
-        output_dir=str(Path(spec["output_dir"])),
-        max_steps=spec["steps"],
-        use_vllm=False,
-        use_cpu=not cuda,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-        **settings,
-    )
-    clock = StepClock()
+    with torch.device("cuda" if cuda else "cpu"):
+        model = Qwen2ForCausalLM(model_config)  # fp32 weights, as the recipes load them
+    os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
+    clock = Clock()
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=length_reward,
-        args=args,
+        reward_funcs=lambda completions, **kwargs: torch.rand(len(completions)).tolist(),  # non-zero advantages
+        args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[clock],
+        rollout_func=worst_case,
     )
-
+    settings = plan.settings_from_config(recipe_config, prompt_length=prompt_length)
+    if tiny:  # the tiny run's shapes
+        settings = plan.settings_from_config(config, prompt_length=prompt_length)
+    predicted = plan.estimate(arch, settings, card_bytes)
+    result = {
+        "size": size,
+        "recipe": recipe,
+        "card": card,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "vllm_stand_in_gib": round(share / GIB, 2),
+        "planned_peak_gib": round(predicted.peak / GIB, 2),
+        "planned_training_phase_gib": round(predicted.training_phase / GIB, 2),
+        "usable_gib": round(predicted.limit / GIB, 2),
+    }
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     try:
         trainer.train()
     except torch.OutOfMemoryError as error:
-        return {"error": f"out of memory: {str(error).splitlines()[0]}", "steps": clock.steps}
+        result.update(fits=False, error="out of memory: " + str(error).splitlines()[0])
+        if cuda:
+            result["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
+        return result
+    result.update(fits=True, step_seconds=[round(s, 2) for s in clock.steps])
+    if cuda:  # the stand-in is part of both: the vLLM share the recipe reserves
+        result["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
+        result["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / GIB, 2)
+        result["peak_reserved_plus_context_gib"] = round(result["peak_reserved_gib"] + plan.CUDA_CONTEXT / GIB, 2)
 
-    # Numbers: the first step warms up kernels and the allocator, so average over the later ones where there are any
-    measured = clock.steps[1:] or clock.steps
-    step_s = sum(s["step_s"] for s in measured) / len(measured)
-    gen_s = sum(s["generate_s"] for s in measured) / len(measured)
-    gen_tokens = sum(s["generated_tokens"] for s in measured) / len(measured)
-    completions = args.per_device_train_batch_size * args.gradient_accumulation_steps
-    trained_tokens = completions * (prompt_tokens + args.max_completion_length)  # padded to the longest, as trained
+    sequences, new_tokens = GENERATE if not tiny else (4, 8)
+    engine = HFEngine(trainer.model, tokenizer, batch_size=sequences)
+    prompts = [Request(format_prompt(r["question"]), seed=i) for i, r in enumerate(rows[:sequences])]
+    start = time.perf_counter()
+    outputs = engine.generate(prompts, Sampling(max_new_tokens=new_tokens, temperature=1.0, stop=()))
     if cuda:
-        peak = torch.cuda.max_memory_allocated()
-        gpu_bytes = torch.cuda.get_device_properties(0).total_memory
-    else:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # CPU: the process's peak RSS
-        gpu_bytes = plan.GPUS["h100-80gb"]
-
-    # The planner's prediction for the same settings (transformers generator, the measured prompt length)
-    planned = plan.settings_from_recipe(
-        {**recipe, **settings, "use_vllm": False}, None, prompt_length=prompt_tokens, dtype=dtype
+        torch.cuda.synchronize()
+    result["generated_tokens_per_second"] = round(
+        sum(o.num_tokens for o in outputs) / (time.perf_counter() - start), 1
     )
-    predicted = plan.estimate(arch, planned, spec["cap_bytes"] or gpu_bytes)
-    return {
-        "steps": clock.steps,
-        "step_s": step_s,
-        "generate_s": gen_s,
-        "generation_tokens_per_s": gen_tokens / gen_s if gen_s else None,
-        "training_tokens_per_s": trained_tokens / (step_s - gen_s) if step_s > gen_s else None,
-        "peak_bytes": peak,
-        "peak_kind": "cuda max_memory_allocated" if cuda else "CPU peak RSS",
-        "predicted_peak_bytes": predicted.peak,
-        "predicted_fits": predicted.fits,
-        "prompt_tokens": prompt_tokens,
-        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-    }
+    del stand_in
+    return result
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The benchmark: one process per run
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["3b", "1.5b"], choices=list(RUNS))
+    parser.add_argument("--tiny", action="store_true", help="a tiny model on the CPU: checks the code path only")
+    parser.add_argument("--output_file", help="write the results here (default: $OUT/gpu_check.json when set)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one size, in its own process
+    args = parser.parse_args()
     if args.worker:
-        spec = json.loads(args.worker)
-        print("RESULT " + json.dumps(run_one(spec)), flush=True)
+        print("RESULT " + json.dumps(check(args.worker, args.tiny)), flush=True)
         return 0
-
-    import torch
-
-    from reson.tools.plan import GPUS
-
-    if not args.tiny and not torch.cuda.is_available():
-        print(
-            "bench_gpu_grpo: needs a CUDA GPU (torch.cuda.is_available() is False). "
-            "Run it on a GPU machine, or pass --tiny to check the script's code path on this CPU.",
-            file=sys.stderr,
-        )
-        return 2
-
-    runs = []
-    for size in args.sizes:
-        runs.append((size, 0))
-        if size == "3b" and not args.no_cap and not args.tiny:
-            runs.append((size, GPUS["h100-80gb"]))
     results = []
-    print(f"{'run':<24}{'s/step':>8}{'gen tok/s':>11}{'train tok/s':>13}{'peak GiB':>10}{'planned GiB':>13}")
-    for size, cap in runs:
-        name = f"{size}{' capped 80 GB' if cap else ''}{' (tiny)' if args.tiny else ''}"
-        spec = {"size": size, "cap_bytes": cap, "steps": args.steps, "tiny": args.tiny}
-        spec["output_dir"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_gpu_grpo_{size}")
-        started = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            result = {"error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-        else:
-            result = json.loads(lines[-1][len("RESULT ") :])
-        result.update(run=name, wall_s=time.perf_counter() - started)
+    for size in args.sizes:
+        command = [sys.executable, __file__, "--worker", size, *(["--tiny"] if args.tiny else [])]
+        run = subprocess.run(command, capture_output=True, text=True)
+        lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+        result = json.loads(lines[-1][7:]) if lines else {"size": size, "error": (run.stderr or run.stdout)[-2000:]}
+        print(json.dumps(result), flush=True)
         results.append(result)
-        if "error" in result:
-            print(f"{name:<24}{result['error']}")
-            continue
-        gen = result["generation_tokens_per_s"] or 0.0
-        train = result["training_tokens_per_s"] or 0.0
-        print(
-            f"{name:<24}{result['step_s']:>8.2f}{gen:>11.0f}{train:>13.0f}"
-            f"{result['peak_bytes'] / 2**30:>10.2f}{result['predicted_peak_bytes'] / 2**30:>13.2f}"
-        )
-    print(f"peak: {results[0].get('peak_kind', '?')}; device: {results[0].get('device', '?')}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 1 if any("error" in r for r in results) else 0
+    output = args.output_file or (os.path.join(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None)
+    if output:
+        Path(output).write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r.get("fits") for r in results) else 1
 
 
 if __name__ == "__main__":

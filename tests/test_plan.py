@@ -336,6 +336,37 @@ def test_every_gpu_recipe_fits_its_gpu(recipe, gpu, capsys):
     assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out
 
 
+# What the notebook runs on each GPU: the largest model that fits, in the precision the GPU has.
+CHOICES = {
+    "h200-141gb": "grpo_qwen2.5_3b_h100",
+    "h100-80gb": "grpo_qwen2.5_3b_h100",
+    "a100-80gb": "grpo_qwen2.5_3b_h100",
+    "a100-40gb": "grpo_qwen2.5_1.5b_40gb",
+    "l40s-48gb": "grpo_qwen2.5_1.5b_40gb",
+    "v100-32gb": "grpo_qwen2.5_1.5b_40gb",
+    "l4-24gb": "grpo_qwen2.5_0.5b_16gb",
+    "t4-16gb": "grpo_qwen2.5_0.5b_16gb",
+}
+NO_BF16 = {"v100-32gb", "t4-16gb"}
+
+
+@pytest.mark.parametrize("gpu", sorted(CHOICES))
+def test_choose_recipe_takes_the_largest_model_that_fits(gpu, capsys):
+    recipe, overrides = plan.choose_recipe(plan.GPUS[gpu], native_bf16=gpu not in NO_BF16)
+    assert recipe == CHOICES[gpu]
+    # the choice, with its precision overrides, passes the planner on that GPU
+    assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out
+    config = load_config(recipe, argv=overrides, machine=False)
+    if gpu in NO_BF16:
+        assert not config.bf16 and config.fp16
+    else:
+        assert config.bf16 and not config.fp16
+
+
+def test_choose_recipe_gives_none_below_the_smallest_recipe():
+    assert plan.choose_recipe(8 * GIB, native_bf16=True) is None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Command line
 

@@ -1,7 +1,7 @@
 """`reson plan`: predict a GRPO recipe's peak GPU memory, term by term, before renting the GPU.
 
     reson plan --config grpo_qwen2.5_3b_h100 --gpu h100-80gb
-    reson plan --config grpo_qwen2.5_1.5b_a100_40gb --gpu a100-40gb
+    reson plan --config grpo_qwen2.5_1.5b_40gb --gpu a100-40gb
     reson plan --config my_recipe.yaml --gpu a100-80gb --num_gpus 4 --strategy zero3
 
 The estimate follows what TRL 1.16's GRPOTrainer allocates on one training GPU. Notation: P parameters; h hidden
@@ -364,6 +364,28 @@ def _gib(n: int) -> str:
 
 class PlanError(ValueError):
     """Bad input to the planner; the message says what to change."""
+
+
+# The GPU recipes from the largest model down: `choose_recipe` takes the first that fits the GPU.
+RECIPE_LADDER = ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb")
+
+
+def choose_recipe(gpu_bytes: int, native_bf16: bool) -> tuple[str, list[str]] | None:
+    """The shipped recipe for a GPU of ``gpu_bytes`` memory: the largest model whose planned peak fits, with the
+    command-line overrides its precision needs (fp16 on a GPU without native bf16, bf16 where the recipe is fp16 and
+    the GPU runs bf16); None when no recipe fits (the miniature then runs on the CPU)."""
+    for recipe in RECIPE_LADDER:
+        config = load_config(recipe, machine=False)
+        if config.bf16 and not native_bf16:
+            overrides = ["--bf16", "false", "--fp16", "true"]
+        elif config.fp16 and native_bf16:
+            overrides = ["--bf16", "true", "--fp16", "false"]
+        else:
+            overrides = []
+        arch = models.architecture(config.model_name_or_path)
+        if estimate(arch, settings_from_config(config), gpu_bytes).fits:
+            return recipe, overrides
+    return None
 
 
 def resolve_gpu(name: str) -> int:

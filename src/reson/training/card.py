@@ -48,8 +48,8 @@ def model_card(config: ResonConfig, emergence_file: Path) -> str:
         "",
         f"# {Path(config.output_dir).name}",
         "",
-        f"Trained from **{base}** with pure reinforcement learning (GRPO, TRL) by "
-        "[reson-llm](https://github.com/reson-llm/reson-llm), DeepSeek-R1-Zero style: no supervised reasoning data.",
+        f"Trained from **{base}** with pure reinforcement learning (GRPO, TRL) by reson-llm, DeepSeek-R1-Zero style: "
+        "no supervised reasoning data.",
         "",
         f"- data: {datasets}; {config.max_steps} steps of {config.generation_batch_size // config.num_generations} "
         f"prompts x {config.num_generations} completions up to {config.max_completion_length} tokens",
