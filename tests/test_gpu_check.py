@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_trains_and_generates_on_a_tiny_model(tmp_path):
     output = tmp_path / "gpu_check.json"
+    script = ROOT / "bench" / "bench_gpu_grpo.py"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_gpu_grpo.py"), "--tiny", "--sizes", "3b", "--output_file", output],
+        [sys.executable, script, "--tiny", "--sizes", "3b", "--output_file", output],
         capture_output=True,
         text=True,
         timeout=300,
