@@ -458,6 +458,57 @@ def test_end_to_end_on_shared_files(tmp_path, tiny_model_path, shared_data):
     assert redone["datasets"] == results["datasets"]  # greedy: the same answers with another batch size
 
 
+def test_a_trained_model_is_evaluated_with_its_runs_limits(tmp_path, tiny_model_path, shared_data):
+    """A model `reson train` wrote carries train_config.yaml: its completion limit and scoring timeout are the
+    defaults, so the evaluation sees the model as it was trained; a flag still wins."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_path, run)
+    (run / "train_config.yaml").write_text("max_completion_length: 7\nreward_timeout: 2.5\n")
+    data = [str(shared_data / "gsm8k" / "test.jsonl")]
+    results = evaluate.evaluate(str(run), data, tmp_path / "eval", num_problems=2, progress=False)
+    assert results["generation"]["max_completion_length"] == 7 and results["reward_timeout"] == 2.5
+    assert all(s["num_tokens"] <= 7 for s in _lines(tmp_path / "eval" / "samples.jsonl"))
+    flagged = evaluate.evaluate(
+        str(run), data, tmp_path / "flag", num_problems=2, max_completion_length=5, progress=False
+    )
+    assert flagged["generation"]["max_completion_length"] == 5
+
+
+def test_a_training_folder_is_not_an_evaluation_folder(tmp_path, tiny_model_path, shared_data, no_model_loading):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trainer_state.json").write_text("{}")
+    with pytest.raises(EvalError, match="holds a training run: write an evaluation into another folder"):
+        evaluate.evaluate(str(tiny_model_path), [str(shared_data / "gsm8k" / "test.jsonl")], run, num_problems=2)
+    assert sorted(p.name for p in run.iterdir()) == [".reson.lock", "trainer_state.json"]
+
+
+def test_a_second_evaluation_into_a_busy_folder_stops_naming_the_first(
+    tmp_path, tiny_model_path, shared_data, no_model_loading
+):
+    out = tmp_path / "eval"
+    holder = subprocess.Popen(  # another process evaluating into the folder: it holds the lock
+        [
+            sys.executable,
+            "-c",
+            f"from reson.core import folders; held = folders.lock({str(out)!r}, 'an evaluation'); "
+            "print('held', flush=True); import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(EvalError, match=f"is in use by pid {holder.pid} "):
+            evaluate.evaluate(str(tiny_model_path), [str(shared_data / "gsm8k" / "test.jsonl")], out, num_problems=2)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "run.json").exists()
+
+
 @pytest.mark.slow
 def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_data):
     data = [str(shared_data / "gsm8k" / "test.jsonl")]

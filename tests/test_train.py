@@ -170,6 +170,11 @@ def test_emergence_metrics_reach_tensorboard(short_run):
         (tag,) = [t for t in tags if t.endswith(f"emergence/{key}")]
         assert [e.step for e in accumulator.Scalars(tag)] == [0, 2, 4]
     assert any(t.endswith("/loss") for t in tags)
+    (text_tag,) = [t for t in accumulator.Tags()["tensors"] if "emergence/completions" in t]  # one per canary step
+    texts = accumulator.Tensors(text_tag)
+    assert [e.step for e in texts] == [0, 2, 4]
+    table = texts[-1].tensor_proto.string_val[0].decode()
+    assert table.startswith("| step |") and table.count("\n") == 2 + NUM_CANARIES
 
 
 @pytest.mark.slow
@@ -181,6 +186,22 @@ def test_emergence_metrics_reach_wandb_offline(short_run):
     for key in ("think_usage_pct", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
         assert f"emergence/{key}".encode() in data
     assert b"rewards/accuracy/mean" in data
+    assert b"emergence/completions" in data and b"table-file" in data  # the canary completions as a W&B table
+    tables = list(output_dir.glob("wandb/offline-run-*/files/media/table/emergence/completions_*.table.json"))
+    assert len(tables) == 3  # steps 0, 2 and 4
+    assert all(len(json.loads(t.read_text())["data"]) == NUM_CANARIES for t in tables)
+
+
+@pytest.mark.slow
+def test_the_model_card_names_the_base_recipe_and_canary_results(short_run):
+    _, output_dir = short_run
+    card = (output_dir / "README.md").read_text()
+    assert "base_model: null" in card  # a local base model has no hub name to link
+    assert "4 steps of 2 prompts x 4 completions up to 12 tokens" in card
+    assert "rewards: accuracy x 1.0, format x 0.2, length x 1.0" in card
+    assert "| metric | step 0 | step 4 |" in card
+    assert f"reson chat --model_name_or_path {output_dir}" in card
+    assert (output_dir / "chat_template.jinja").is_file()
 
 
 @pytest.mark.slow
