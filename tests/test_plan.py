@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -336,31 +337,58 @@ def test_every_gpu_recipe_fits_its_gpu(recipe, gpu, capsys):
     assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out
 
 
-# What the notebook runs on each GPU: the largest model that fits, in the precision the GPU has.
-CHOICES = {
-    "h200-141gb": "grpo_qwen2.5_3b_h100",
-    "h100-80gb": "grpo_qwen2.5_3b_h100",
-    "a100-80gb": "grpo_qwen2.5_3b_h100",
-    "a100-40gb": "grpo_qwen2.5_1.5b_40gb",
-    "l40s-48gb": "grpo_qwen2.5_1.5b_40gb",
-    "v100-32gb": "grpo_qwen2.5_1.5b_40gb",
-    "l4-24gb": "grpo_qwen2.5_0.5b_16gb",
-    "t4-16gb": "grpo_qwen2.5_0.5b_16gb",
-}
-NO_BF16 = {"v100-32gb", "t4-16gb"}
+# What the notebook runs on each GPU, from the line nvidia-smi prints (name, MiB, compute capability): the largest
+# model that fits, in the precision the GPU has, checked against the planner's table entry for that GPU.
+GPU_CHOICES = [
+    ("NVIDIA H200, 143771, 9.0", "h200-141gb", "grpo_qwen2.5_3b_h100"),
+    ("NVIDIA H100 80GB HBM3, 81559, 9.0", "h100-80gb", "grpo_qwen2.5_3b_h100"),
+    ("NVIDIA A100-SXM4-80GB, 81920, 8.0", "a100-80gb", "grpo_qwen2.5_3b_h100"),
+    ("NVIDIA A100-SXM4-40GB, 40960, 8.0", "a100-40gb", "grpo_qwen2.5_1.5b_40gb"),
+    ("NVIDIA L40S, 46068, 8.9", "l40s-48gb", "grpo_qwen2.5_1.5b_40gb"),
+    ("Tesla V100-SXM2-32GB, 32768, 7.0", "v100-32gb", "grpo_qwen2.5_1.5b_40gb"),
+    ("NVIDIA L4, 23034, 8.9", "l4-24gb", "grpo_qwen2.5_0.5b_16gb"),
+    ("Tesla T4, 15360, 7.5", "t4-16gb", "grpo_qwen2.5_0.5b_16gb"),
+]
 
 
-@pytest.mark.parametrize("gpu", sorted(CHOICES))
-def test_choose_recipe_takes_the_largest_model_that_fits(gpu, capsys):
-    recipe, overrides = plan.choose_recipe(plan.GPUS[gpu], native_bf16=gpu not in NO_BF16)
-    assert recipe == CHOICES[gpu]
-    # the choice, with its precision overrides, passes the planner on that GPU
-    assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out
+@pytest.fixture
+def fake_nvidia_smi(tmp_path, monkeypatch):
+    """Put an `nvidia-smi` on PATH that prints the given line for any query."""
+
+    def install(line: str) -> None:
+        script = tmp_path / "nvidia-smi"
+        script.write_text(f"#!/bin/sh\necho '{line}'\n")
+        script.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    return install
+
+
+@pytest.mark.parametrize(("line", "gpu", "expected"), GPU_CHOICES)
+def test_the_recipe_for_each_gpu_is_the_largest_that_fits(line, gpu, expected, fake_nvidia_smi, capsys):
+    fake_nvidia_smi(line)
+    found = plan.visible_gpu()
+    assert found.memory == plan.GPUS[gpu] and found.name == line.split(",")[0]
+    recipe, overrides = plan.choose_recipe(found.memory, found.native_bf16)
+    assert recipe == expected
+    assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out  # the planner agrees
     config = load_config(recipe, argv=overrides, machine=False)
-    if gpu in NO_BF16:
-        assert not config.bf16 and config.fp16
-    else:
+    if found.native_bf16:  # 16-bit training in the precision the GPU runs natively
         assert config.bf16 and not config.fp16
+    else:
+        assert config.fp16 and not config.bf16
+
+
+def test_no_gpu_when_nvidia_smi_is_missing_fails_or_devices_are_hidden(fake_nvidia_smi, monkeypatch, tmp_path):
+    fake_nvidia_smi("NVIDIA L4, 23034, 8.9")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert plan.visible_gpu() is None
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert plan.visible_gpu() is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert plan.visible_gpu() is None
 
 
 def test_choose_recipe_gives_none_below_the_smallest_recipe():
@@ -414,6 +442,17 @@ def test_cli_unknown_gpu_lists_the_valid_ones(tmp_path, capsys):
     assert plan.main(["--config", str(_recipe(tmp_path)), "--gpu", "h100"]) == 2
     err = capsys.readouterr().err
     assert "--gpu 'h100'" in err and all(name in err for name in plan.GPUS)
+    assert plan.main(["--config", str(_recipe(tmp_path)), "--gpu", "-3"]) == 2
+
+
+def test_cli_takes_a_gpu_by_its_memory(tmp_path, capsys):
+    """What nvidia-smi reports, in GiB: the same plan as the table's entry for that GPU."""
+    recipe = str(_recipe(tmp_path))
+    assert plan.main(["--config", recipe, "--gpu", "a100-40gb", "--json"]) == 0
+    by_name = json.loads(capsys.readouterr().out)
+    assert plan.main(["--config", recipe, "--gpu", "40", "--json"]) == 0
+    by_size = json.loads(capsys.readouterr().out)
+    assert by_size["limit"] == by_name["limit"] and by_size["peak"] == by_name["peak"]
 
 
 def test_cli_missing_config_file(tmp_path, capsys):

@@ -244,20 +244,31 @@ def check_machine(config: ResonConfig) -> None:
         )
 
 
-def cuda_problem() -> str:
-    """Why torch sees no CUDA GPU, in words: torch 2.13's wheels are CUDA 13 builds that need driver 580 or newer."""
+def nvidia_smi(*fields: str) -> list[list[str]] | None:
+    """``nvidia-smi --query-gpu`` for ``fields``: one row of stripped values per GPU; None without a working
+    nvidia-smi (no NVIDIA GPU or driver)."""
     import subprocess
 
     try:
-        driver = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        output = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=30,
             check=True,
-        ).stdout.split()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rows = [[value.strip() for value in line.split(",")] for line in output.splitlines() if line.strip()]
+    return [row for row in rows if len(row) == len(fields)] or None
+
+
+def cuda_problem() -> str:
+    """Why torch sees no CUDA GPU, in words: torch 2.13's wheels are CUDA 13 builds that need driver 580 or newer."""
+    rows = nvidia_smi("driver_version")
+    if rows is None:
         return "this machine has no NVIDIA GPU that torch can use"
+    driver = rows[0][0]
     major = int(driver.split(".")[0]) if driver.split(".")[0].isdigit() else 0
     if major < 580:
         return (

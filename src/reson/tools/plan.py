@@ -66,12 +66,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass
 
 from reson.cli import HelpFormatter
 from reson.core import models
-from reson.core.config import ConfigError, ResonConfig, load_config
+from reson.core.config import ConfigError, ResonConfig, load_config, nvidia_smi
 from reson.core.models import Architecture
 
 GIB = 1024**3
@@ -366,6 +367,28 @@ class PlanError(ValueError):
     """Bad input to the planner; the message says what to change."""
 
 
+@dataclass(frozen=True)
+class VisibleGPU:
+    name: str
+    memory: int  # bytes, as nvidia-smi reports them
+    native_bf16: bool  # compute capability 8.0 or newer (Ampere on); torch emulates bf16 slowly before that
+
+
+def visible_gpu() -> VisibleGPU | None:
+    """The first GPU this process may use, from nvidia-smi (no torch needed, so a notebook can ask before installing
+    anything); None without one, or when CUDA_VISIBLE_DEVICES hides them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return None
+    rows = nvidia_smi("name", "memory.total", "compute_cap")
+    if rows is None:
+        return None
+    name, mib, capability = rows[0]
+    try:
+        return VisibleGPU(name, int(float(mib)) * MIB, float(capability) >= 8.0)
+    except ValueError:  # "[N/A]" on some virtual GPUs
+        return None
+
+
 # The GPU recipes from the largest model down: `choose_recipe` takes the first that fits the GPU.
 RECIPE_LADDER = ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb")
 
@@ -389,10 +412,20 @@ def choose_recipe(gpu_bytes: int, native_bf16: bool) -> tuple[str, list[str]] | 
 
 
 def resolve_gpu(name: str) -> int:
+    """A GPU's memory in bytes: a name from GPUS, or a size in GiB ("39.5", what nvidia-smi says divided by 1024)."""
     key = name.lower()
-    if key not in GPUS:
-        raise PlanError(f"--gpu {name!r} is not a GPU the planner knows; choose one of: {', '.join(GPUS)}")
-    return GPUS[key]
+    if key in GPUS:
+        return GPUS[key]
+    try:
+        size = float(key.removesuffix("gib"))
+    except ValueError:
+        size = 0.0
+    if not size > 0:
+        raise PlanError(
+            f"--gpu {name!r} is not a GPU the planner knows; choose one of: {', '.join(GPUS)}, or give its memory in "
+            "GiB (e.g. 39.5)"
+        )
+    return int(size * GIB)
 
 
 def _dtype_bytes(name: str, where: str) -> int:
@@ -490,7 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--config", required=True, help="training recipe: a YAML file or a shipped recipe's name")
-    parser.add_argument("--gpu", default="h100-80gb", help=f"GPU model, one of: {', '.join(GPUS)}")
+    parser.add_argument(
+        "--gpu", default="h100-80gb", help=f"GPU model, one of: {', '.join(GPUS)}; or its memory in GiB (39.5)"
+    )
     parser.add_argument("--num_gpus", type=int, default=1, help="GPUs training together")
     parser.add_argument("--strategy", choices=STRATEGIES, help="how the GPUs share the model (default ddp, or single)")
     parser.add_argument("--model_name_or_path", help="model id or folder, in place of the recipe's")
