@@ -1,10 +1,11 @@
 """How long `reson report` takes on a full-length run, and how big its page gets.
 
-    python bench/bench_report.py [--steps 1000] [--canaries 64] [--every 50]
+    python bench/bench_report.py [--steps 1000] [--canaries 64] [--every 50] [--runs 1]
 
-Builds a run folder shaped like a 1000-step `reson train` run of the GPU recipes (TRL's per-step log keys in
-checkpoint trainer states and TensorBoard events, emergence.jsonl with every canary completion), then times
-reading it and writing the plots and the page. Prints seconds per phase and the sizes written.
+Builds run folders shaped like a 1000-step `reson train` run of the GPU recipes (TRL's per-step log keys, vLLM's
+included, in checkpoint trainer states and TensorBoard events, emergence.jsonl with every canary completion), then
+times reading one and writing the plots (2x PNG and SVG each) and the page of all of them overlaid. Prints seconds per
+phase and the sizes written.
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ KEYS = (
     "entropy",
     "num_tokens",
     "step_time",
+    "sampling/importance_sampling_ratio/mean",
 )
 
 
-def build_run(root: Path, steps: int, canaries: int, every: int) -> Path:
+def build_run(root: Path, steps: int, canaries: int, every: int, seed: int = 0) -> Path:
     from torch.utils.tensorboard import SummaryWriter
 
-    rng = random.Random(0)
-    run = root / "run"
+    rng = random.Random(seed)
+    run = root / f"run-{seed}"
     history = []
     writer = SummaryWriter(str(run / "runs" / "bench"))
     for step in range(1, steps + 1):
@@ -77,23 +79,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--canaries", type=int, default=64)
     parser.add_argument("--every", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=1, help="runs (seeds) overlaid in the report")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run = build_run(Path(tmp), args.steps, args.canaries, args.every)
+        runs = [build_run(Path(tmp), args.steps, args.canaries, args.every, seed) for seed in range(args.runs)]
         start = time.perf_counter()
-        loaded = report.load_run(run)
+        loaded = report.load_run(runs[0])
         read_s = time.perf_counter() - start
         start = time.perf_counter()
-        page = report.build_report(run)  # reads again, then plots and writes
+        page = report.build_report(runs, Path(tmp) / "report")  # reads again, then plots and writes
         build_s = time.perf_counter() - start
-        pngs = list(page.parent.glob("*.png"))
+        pngs, svgs = list(page.parent.glob("*.png")), list(page.parent.glob("*.svg"))
         print(
             f"run: {args.steps} steps, {len(loaded.series)} metrics, {args.canaries} canaries every {args.every} steps"
         )
-        print(f"read logs: {read_s:.2f} s")
-        print(f"full report (read + {len(pngs)} plots + page): {build_s:.2f} s")
-        plot_mb = sum(p.stat().st_size for p in pngs) / 1e6
-        print(f"report.html: {page.stat().st_size / 1e6:.2f} MB; plots: {plot_mb:.2f} MB")
+        print(f"read one run's logs: {read_s:.2f} s")
+        print(f"full report of {args.runs} run(s) (read + {len(pngs)} plots as PNG and SVG + page): {build_s:.2f} s")
+        png_mb, svg_mb = (sum(p.stat().st_size for p in files) / 1e6 for files in (pngs, svgs))
+        print(f"report.html: {page.stat().st_size / 1e6:.2f} MB; PNGs: {png_mb:.2f} MB; SVGs: {svg_mb:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def test_notebook_runs_end_to_end_on_the_cpu_path(tmp_path, monkeypatch):
     source = page.read_text(encoding="utf-8")
     assert 'id="compare"' in source and "Baseline vs After GRPO" in source
     assert 'class="canary"' in source
-    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', source)) >= 5
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/svg\+xml;base64,', source)) >= 5
     # ... shown inline: the last output is the page itself in an iframe
     shown = outputs[-1]["data"]["text/html"]
     assert f'<iframe srcdoc="{html.escape(source, quote=True)}"' in shown

@@ -55,9 +55,14 @@ _PHRASE_RE = re.compile(
 )
 
 
+def self_correction_phrases(text: str | None) -> list[re.Match]:
+    """Where ``text`` says one of ``SELF_CORRECTION_PHRASES``, as a whole word or phrase (any case; curly or straight
+    apostrophes; any run of whitespace between words), in order. "Waiter" or "actually-" compounds do not count."""
+    return list(_PHRASE_RE.finditer(text or ""))
+
+
 def has_self_correction(text: str | None) -> bool:
-    """True when ``text`` contains one of ``SELF_CORRECTION_PHRASES`` as a whole word or phrase (any case; curly or
-    straight apostrophes; any run of whitespace between words). "Waiter" or "actually-" compounds do not count."""
+    """True when ``text`` holds a self-correction phrase (``self_correction_phrases``)."""
     return bool(text) and _PHRASE_RE.search(text) is not None
 
 
