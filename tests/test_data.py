@@ -265,7 +265,7 @@ def test_files_without_the_needed_columns_name_file_and_columns(tmp_path):
     with pytest.raises(ValueError, match=r"empty\.jsonl has no rows"):
         load_problems(str(tmp_path / "empty.jsonl"))
     (tmp_path / "broken.jsonl").write_text('{"question": "a", "answer": "1"}\n{"question": \n')
-    with pytest.raises(ValueError, match=r"broken\.jsonl, line 2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"broken\.jsonl, line 2: not a JSON object"):
         load_problems(str(tmp_path / "broken.jsonl"))
 
 

@@ -26,6 +26,10 @@ import random
 import re
 from pathlib import Path
 
+from reson.core.jsonl import read_jsonl
+from reson.core.parsing import boxed_spans, gold_from_solution, parse_gsm8k_gold
+from reson.miniature.synthetic import generate
+
 logger = logging.getLogger(__name__)
 
 # DeepSeek-R1-Zero's template for base models: plain text, no chat template.
@@ -108,8 +112,6 @@ def load_problems(
     if size is not None and name != "synthetic":
         raise ValueError(f"size applies to 'synthetic' only; subsample {name_or_path!r} with sample_rows instead.")
     if name == "synthetic":
-        from reson.miniature.synthetic import generate
-
         n = SYNTHETIC_SIZES.get(split, 0) if size is None else size
         return _normalize(generate(split, n, seed), "synthetic", split, "synthetic")
     if name in HUB_DATASETS:
@@ -226,14 +228,7 @@ def _read_file(path: Path) -> list[dict]:
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
         return json.loads(text)
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg}).") from e
-    return records
+    return read_jsonl(path, strict=True).records
 
 
 def _load_hub(repo: str, config: str | None, split: str) -> list[dict]:
@@ -264,8 +259,6 @@ def _describe_path(path: Path, split: str) -> tuple[str, str]:
 
 def _normalize(records: list[dict], source: str, split: str, origin: str) -> list[dict]:
     """Rows {id, source, question, answer[, solution, level, subject]}; unparseable gold answers are skipped."""
-    from reson.core.parsing import boxed_spans, gold_from_solution, parse_gsm8k_gold
-
     if not records:
         raise ValueError(f"{origin} has no rows.")
     columns = {key for record in records for key in record}
