@@ -26,3 +26,18 @@ def test_unknown_command_names_the_valid_ones(capsys):
     assert main(["trian"]) == 2
     err = capsys.readouterr().err
     assert "'trian'" in err and "train" in err
+
+
+def test_help_shows_zero_defaults_and_hides_absent_ones():
+    import argparse
+
+    from reson.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help="seed")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    parser.add_argument("--limit", type=int, default=None, help="a limit")
+    parser.add_argument("--quiet", action="store_true", help="less output")
+    text = " ".join(parser.format_help().split())
+    assert "seed (default: 0)" in text and "0 is greedy (default: 0.0)" in text
+    assert "a limit (default" not in text and "less output (default" not in text

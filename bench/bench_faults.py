@@ -1,0 +1,343 @@
+"""Fault injection: kill, tear, collide and diverge real `reson train` and `reson eval` processes, and check that no
+work already written is lost.
+
+    python bench/bench_faults.py [--data_dir ../shared/data] [--work_dir /tmp/reson-faults]
+
+Every scenario runs the real command line in its own processes, on a tiny random Qwen2 model built here and GSM8K
+rows from the shared data:
+
+- SIGKILL mid-training, then `--resume`: every step logged once, every canary step's records complete.
+- a torn newest checkpoint (its trainer_state.json cut in half and its weights truncated, as a kill while saving
+  leaves them), then `--resume`: the previous complete checkpoint is used.
+- SIGKILL mid-evaluation, then the same command: the same samples and results as an evaluation never interrupted.
+- a damaged line in the middle of an unfinished samples.jsonl: that one record is generated again, the rest kept.
+- two trainings, and two evaluations, into one folder at once: the second stops naming the first, which finishes.
+- training into a finished run's folder, evaluating into a training folder: refused, the folder byte for byte the same.
+- learning rate 1e10: one line, exit 1, and every checkpoint kept holds weights of the starting scale.
+
+Prints one row per scenario (scenario, expected, seen, data lost) as a markdown table, the one in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def reson(*args) -> list[str]:
+    return [sys.executable, "-m", "reson", *map(str, args)]
+
+
+def build_model(work: Path, data_dir: Path) -> Path:
+    from reson.core.data import format_prompt
+    from reson.miniature.tiny_model import save_tiny_model
+
+    rows = [json.loads(line) for line in (data_dir / "gsm8k" / "train.jsonl").read_text().splitlines()[:300]]
+    texts = [format_prompt(r["question"]) + " <think>" + r["answer"] + "</think> <answer>1</answer>" for r in rows]
+    return save_tiny_model(work / "model", texts, seed=0)
+
+
+def recipe(work: Path, name: str, model: Path, data_dir: Path, **changes) -> Path:
+    """The CPU recipe shrunk to seconds a step: 2 prompts x 4 completions of 12 tokens, GSM8K rows."""
+    from reson.core.config import recipe_path
+
+    values = yaml.safe_load(recipe_path("grpo_cpu_tiny").read_text())
+    values.update(
+        model_name_or_path=str(model),
+        output_dir=str(work / name),
+        datasets=[{"name": "gsm8k", "split": "train"}],
+        data_dir=str(data_dir),
+        canary_dataset="gsm8k",
+        num_train_problems=32,
+        num_canaries=4,
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=12,
+        emergence_every=2,
+        save_steps=2,
+        save_total_limit=None,
+        logging_steps=1,
+        max_steps=6,
+        disable_tqdm=True,
+        report_to="none",
+    )
+    values.update(changes)
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def checkpoints(folder: Path) -> list[str]:
+    return sorted((p.name for p in folder.glob("checkpoint-*")), key=lambda n: int(n.split("-")[1]))
+
+
+def wait_for(test, process: subprocess.Popen | None = None, seconds: float = 300) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if test():
+            return True
+        if process is not None and process.poll() is not None:
+            return test()
+        time.sleep(0.02)
+    return False
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".reson.lock"):
+        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def logged_steps(folder: Path) -> list[int]:
+    state = json.loads((folder / "trainer_state.json").read_text())
+    return [entry["step"] for entry in state["log_history"] if "loss" in entry]
+
+
+def canary_counts(folder: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for line in (folder / "emergence.jsonl").read_text().splitlines():
+        step = json.loads(line)["step"]
+        counts[step] = counts.get(step, 0) + 1
+    return counts
+
+
+def complete_run(folder: Path, steps: int = 6, canaries: int = 4) -> str:
+    """'' when the run logged each step once and each canary step's records once, else what is wrong."""
+    problems = []
+    if logged_steps(folder) != list(range(1, steps + 1)):
+        problems.append(f"steps logged {logged_steps(folder)}")
+    expected = {s: canaries for s in range(0, steps + 1, 2)}
+    if canary_counts(folder) != expected:
+        problems.append(f"canary records {canary_counts(folder)}")
+    if not (folder / "model.safetensors").is_file():
+        problems.append("no final model")
+    return "; ".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scenarios: each returns (expected, seen, lost)
+
+
+def kill_mid_training(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    config = recipe(work, "killed", model, data_dir)
+    first = subprocess.Popen(
+        reson("train", "--config", config), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: "checkpoint-2" in checkpoints(work / "killed"), first)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    at_kill = checkpoints(work / "killed")
+    resumed = subprocess.run(reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True)
+    problems = complete_run(work / "killed") if resumed.returncode == 0 else f"exit {resumed.returncode}"
+    seen = f"killed with {', '.join(at_kill)}; resumed to step 6, exit {resumed.returncode}"
+    return "resume from the newest checkpoint; each step and canary step logged once", seen, problems or "nothing"
+
+
+def torn_checkpoint(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    config = recipe(work, "torn", model, data_dir, max_steps=4)
+    first = subprocess.run(reson("train", "--config", config), env=ENV, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = work / "torn"
+    for name in ("trainer_state.json", "model.safetensors"):  # back to the folder as step 4 was being saved
+        (folder / name).unlink()
+    lines = (folder / "checkpoint-4" / "trainer_state.json").read_text()
+    (folder / "checkpoint-4" / "trainer_state.json").write_text(lines[: len(lines) // 2])
+    weights = folder / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    good = digest(folder / "checkpoint-2")
+    resumed = subprocess.run(
+        reson("train", "--config", config, "--resume", "--max_steps", 6), env=ENV, capture_output=True, text=True
+    )
+    passed_over = "checkpoint-4" in resumed.stderr and "checkpoint-2" in resumed.stderr
+    state = json.loads((folder / "trainer_state.json").read_text()) if resumed.returncode == 0 else {}
+    source = "checkpoint-2" if passed_over else "?"
+    seen = f"exit {resumed.returncode}, resumed from {source}, step {state.get('global_step')}"
+    lost = "nothing" if resumed.returncode == 0 and state.get("global_step") == 6 else "the run"
+    if digest(folder / "checkpoint-2") != good:
+        lost = "checkpoint-2 changed"
+    return "pass over the torn checkpoint-4, resume from checkpoint-2", seen, lost
+
+
+def eval_command(model: Path, data_dir: Path, folder: Path, problems: int = 24) -> list[str]:
+    data = data_dir / "gsm8k" / "test.jsonl"
+    return reson(
+        "eval", "--model_name_or_path", model, "--datasets", data, "--num_problems", problems,
+        "--max_completion_length", 24, "--batch_size", 2, "--output_dir", folder, "--no_progress",
+    )  # fmt: skip
+
+
+def samples(folder: Path) -> dict[tuple, str]:
+    rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines() if line.strip()]
+    return {(r["id"], r["sample_index"]): r["completion"] for r in rows}
+
+
+def kill_mid_eval(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
+    folder = work / "eval_killed"
+    first = subprocess.Popen(
+        eval_command(model, data_dir, folder), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: (folder / "samples.jsonl").is_file() and len(samples(folder)) >= 8, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = len(samples(folder))
+    rerun = subprocess.run(eval_command(model, data_dir, folder), env=ENV, capture_output=True, text=True)
+    same = samples(folder) == samples(reference)
+    metrics = lambda f: json.loads((f / "results.json").read_text())["datasets"]  # noqa: E731
+    same_results = rerun.returncode == 0 and metrics(folder) == metrics(reference)
+    verdict = "identical" if same and same_results else "DIFFERENT"
+    seen = f"{kept} of 24 samples at the kill; rerun exit {rerun.returncode}, samples and results {verdict}"
+    return (
+        "the rerun finishes with the uninterrupted run's samples and results",
+        seen,
+        "nothing" if same and same_results else "results differ",
+    )
+
+
+def damaged_line(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
+    folder = work / "eval_damaged"
+    first = subprocess.Popen(
+        eval_command(model, data_dir, folder), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: (folder / "samples.jsonl").is_file() and len(samples(folder)) >= 12, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    lines = (folder / "samples.jsonl").read_text().splitlines(keepends=True)
+    lines[4] = '{"id": "gsm8k/test/' + "\x00" * 3 + "\n"  # a damaged line in the middle
+    (folder / "samples.jsonl").write_text("".join(lines))
+    intact = len(lines) - 1
+    rerun = subprocess.run(eval_command(model, data_dir, folder), env=ENV, capture_output=True, text=True)
+    results = json.loads((folder / "results.json").read_text()) if rerun.returncode == 0 else {}
+    generated = results.get("throughput", {}).get("samples_generated")
+    same = samples(folder) == samples(reference)
+    verdict = "identical" if same else "DIFFERENT"
+    seen = f"{intact} intact lines kept, {generated} generated (24 - {intact}); samples {verdict}"
+    return (
+        "skip the damaged line, keep every other record",
+        seen,
+        "nothing" if same and generated == 24 - intact else "records",
+    )
+
+
+def two_trainings(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    config = recipe(work, "busy", model, data_dir)
+    first = subprocess.Popen(
+        reson("train", "--config", config), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: (work / "busy" / "train_config.yaml").is_file(), first)
+    second = subprocess.run(reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True)
+    first.wait()
+    line = second.stderr.strip().splitlines()[-1] if second.stderr.strip() else ""
+    named = f"pid {first.pid}" in line
+    problems = complete_run(work / "busy") if first.returncode == 0 else f"first exit {first.returncode}"
+    said = "names the first" if named else repr(line[:80])
+    seen = f"second: exit {second.returncode}, {said}; first: exit {first.returncode}"
+    return "the second stops naming the first; the first finishes whole", seen, problems or "nothing"
+
+
+def two_evaluations(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
+    folder = work / "eval_busy"
+    first = subprocess.Popen(
+        eval_command(model, data_dir, folder), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: (folder / "run.json").is_file(), first)
+    second = subprocess.run(eval_command(model, data_dir, folder), env=ENV, capture_output=True, text=True)
+    first.wait()
+    named = f"pid {first.pid}" in second.stderr
+    lines = (folder / "samples.jsonl").read_text().splitlines()
+    same = samples(folder) == samples(reference) and len(lines) == 24
+    said = "names the first" if named else "does not name it"
+    seen = f"second: exit {second.returncode}, {said}; {len(lines)} lines for 24 samples"
+    return "the second stops naming the first; one line per sample", seen, "nothing" if same else "records"
+
+
+def refused_folders(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
+    finished = work / "torn"  # a finished run by now
+    before = digest(finished), digest(reference)
+    config = recipe(work, "torn", model, data_dir)
+    train = subprocess.run(reson("train", "--config", config), env=ENV, capture_output=True, text=True)
+    evaluate = subprocess.run(eval_command(model, data_dir, finished), env=ENV, capture_output=True, text=True)
+    into_eval = subprocess.run(
+        reson("train", "--config", config, "--output_dir", reference), env=ENV, capture_output=True, text=True
+    )
+    codes = (train.returncode, evaluate.returncode, into_eval.returncode)
+    same = (digest(finished), digest(reference)) == before
+    seen = f"exit codes {codes}; folders {'byte for byte the same' if same else 'CHANGED'}"
+    return (
+        "train into a finished run, eval into it, train into an eval: each refused",
+        seen,
+        "nothing" if same and codes == (2, 2, 2) else "files",
+    )
+
+
+def divergence(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    from safetensors.torch import load_file
+
+    config = recipe(work, "diverged", model, data_dir, learning_rate=1e10, save_steps=1, num_canaries=0)
+    run = subprocess.run(reson("train", "--config", config), env=ENV, capture_output=True, text=True)
+    line = run.stderr.strip().splitlines()[-1]
+    start = max(float(w.abs().max()) for w in load_file(model / "model.safetensors").values())
+    kept = checkpoints(work / "diverged")
+    scales = [
+        max(float(w.abs().max()) for w in load_file(work / "diverged" / c / "model.safetensors").values())
+        for c in kept
+    ]
+    sane = all(scale < 100 * start for scale in scales)
+    largest = max(scales, default=start)
+    seen = f"exit {run.returncode}: {line[:90]}...; kept {', '.join(kept) or 'no checkpoint'}, largest weight "
+    seen += f"{largest:.2g} (start {start:.2g})"
+    return (
+        "one line, exit 1, no checkpoint of exploded weights",
+        seen,
+        "nothing" if run.returncode == 1 and sane else "a bad checkpoint kept",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--work_dir", type=Path, default=Path("/tmp/reson-faults"))
+    args = parser.parse_args()
+    shutil.rmtree(args.work_dir, ignore_errors=True)
+    args.work_dir.mkdir(parents=True)
+    work, data = args.work_dir, args.data_dir
+    model = build_model(work, data)
+    reference = work / "eval_reference"
+    subprocess.run(eval_command(model, data, reference), env=ENV, check=True, capture_output=True)
+
+    scenarios = [
+        ("SIGKILL mid-training, then --resume", lambda: kill_mid_training(work, model, data)),
+        ("torn newest checkpoint, then --resume", lambda: torn_checkpoint(work, model, data)),
+        ("SIGKILL mid-evaluation, then the same command", lambda: kill_mid_eval(work, model, data, reference)),
+        ("damaged line in an unfinished samples.jsonl", lambda: damaged_line(work, model, data, reference)),
+        ("two trainings into one folder", lambda: two_trainings(work, model, data)),
+        ("two evaluations into one folder", lambda: two_evaluations(work, model, data, reference)),
+        ("work into a folder holding other work", lambda: refused_folders(work, model, data, reference)),
+        ("learning rate 1e10 (divergence)", lambda: divergence(work, model, data)),
+    ]
+    print("| scenario | expected | seen | data lost | seconds |")
+    print("|---|---|---|---|---:|")
+    failed = 0
+    for name, scenario in scenarios:
+        start = time.perf_counter()
+        expected, seen, lost = scenario()
+        failed += lost != "nothing"
+        print(f"| {name} | {expected} | {seen} | {lost} | {time.perf_counter() - start:.0f} |", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
