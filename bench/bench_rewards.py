@@ -1,6 +1,6 @@
 """Accuracy-reward throughput: reson's reward against TRL's built-in ``accuracy_reward`` on the same completions.
 
-    python bench/bench_rewards.py [--batches 4] [--timeout 5.0] [--pathological 2] [--data-dir ../shared/data]
+    python bench/bench_rewards.py [--batches 4] [--timeout 5.0] [--pathological 2] [--data_dir ../shared/data]
 
 Builds realistic GRPO batches of 192 completions (16 prompts x 12 generations) from the shared data: GSM8K-like
 completions (the reference reasoning inside ``<think>``, then a right or a perturbed final answer as ``<answer>``,
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--pathological", type=int, default=2, help="pathological completions per batch (default 2)")
     parser.add_argument("--timeout", type=float, default=None, help="reson's limit per answer (default: its own)")
     default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("RESON_DATA_DIR", default_data)))
+    parser.add_argument("--data_dir", type=Path, default=Path(os.environ.get("RESON_DATA_DIR", default_data)))
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
