@@ -478,6 +478,18 @@ def test_console_line_is_compact():
         "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.12 | IS ratio 0.991 | "
         "loss 0.0100 | 0.61 s/step"
     )
-    canary = format_log_line(50, 150, {"emergence/canary_accuracy": 0.5, "emergence/think_usage_pct": 87.5})
-    assert canary.startswith("step 50/150 | canaries: acc 0.500 | think 87.5%")
+    canary = format_log_line(
+        50,
+        150,
+        {
+            "emergence/canary_accuracy": 0.5,
+            "emergence/think_usage_pct": 87.5,
+            "emergence/avg_think_tokens": 21.25,
+            "emergence/self_correction_rate": 0.1,
+            "emergence/self_correction_rate_among_thinking": 0.125,
+        },
+    )
+    assert canary == (
+        "step 50/150 | canaries: acc 0.500 | think 87.5% | think tokens 21.2 | self-correction among thinking 0.125"
+    )
     assert format_log_line(3, 10, {"train_runtime": 4.0}) is None
