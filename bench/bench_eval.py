@@ -1,15 +1,14 @@
 """Batched against one-at-a-time generation in `reson eval`, on the tiny model on CPU.
 
     python bench/bench_eval.py                       # 64 GSM8K test problems, 64 new tokens, batch 32 vs 1
-    python bench/bench_eval.py --num_samples 128 --batch_size 64 --threads 2
+    python bench/bench_eval.py --num_problems 128 --batch_size 64 --threads 2
 
 Both arms run the whole `reson.evaluation.evaluate.evaluate` pipeline (prompts, generation, scoring, samples.jsonl) on
-the
-same problems with greedy decoding, and differ only in `batch_size`; samples/s is generated completions over
+the same problems with greedy decoding, and differ only in `batch_size`; samples/s is generated completions over
 the wall-clock time of the generate-and-score loop (model loading excluded). The model is a randomly
 initialised tiny Qwen2 (hidden 64, 2 layers) with a tokenizer trained on GSM8K text, built fresh in a temporary
-folder: a random model rarely emits EOS, so nearly every completion runs to `--max_new_tokens` and both arms do
-the same amount of work. Also prints whether the two arms produced the same completions.
+folder: a random model rarely emits EOS, so nearly every completion runs to `--max_completion_length` and both arms
+do the same amount of work. Also prints whether the two arms produced the same completions.
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ def build_tiny_model(folder: Path, data: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=str(SHARED_DATA), help="folder laid out like shared/data")
-    parser.add_argument("--num_samples", type=int, default=64)
-    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--num_problems", type=int, default=64)
+    parser.add_argument("--max_completion_length", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 suits a tiny model)")
     args = parser.parse_args()
@@ -51,7 +50,9 @@ def main() -> None:
     gsm8k = str(data / "gsm8k" / "test.jsonl")
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "model", data)
-        settings = dict(num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, progress=False)
+        settings = dict(
+            num_problems=args.num_problems, max_completion_length=args.max_completion_length, progress=False
+        )
         runs = {}
         for name, batch_size in (("one-at-a-time", 1), ("batched", args.batch_size)):
             out = Path(tmp) / name
@@ -64,8 +65,8 @@ def main() -> None:
         f"{platform.python_version()}, torch {torch.__version__}, {args.threads} thread(s)"
     )
     print(
-        f"workload: {args.num_samples} GSM8K test problems, greedy, max {args.max_new_tokens} new tokens, tiny "
-        "random Qwen2 (hidden 64, 2 layers)"
+        f"workload: {args.num_problems} GSM8K test problems, greedy, max {args.max_completion_length} new tokens, "
+        "tiny random Qwen2 (hidden 64, 2 layers)"
     )
     for name, (results, _) in runs.items():
         t = results["throughput"]
