@@ -3,7 +3,7 @@
     python bench/bench_learning_check.py --pretrain_seed 0 --seed 0 --learning_rate 1e-4
     python bench/bench_learning_check.py --pretrain_seed 0 --seed 0 --learning_rate 0     # the no-learning control
 
-A CI-sized base model (3,000 pretraining texts) and 30 steps of configs/grpo_cpu_tiny.yaml, one torch thread.
+A CI-sized base model (3,000 pretraining texts) and 30 steps of the grpo_cpu_tiny recipe, one torch thread.
 """
 
 from __future__ import annotations
