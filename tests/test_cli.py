@@ -41,3 +41,12 @@ def test_help_shows_zero_defaults_and_hides_absent_ones():
     text = " ".join(parser.format_help().split())
     assert "seed (default: 0)" in text and "0 is greedy (default: 0.0)" in text
     assert "a limit (default" not in text and "less output (default" not in text
+
+
+def test_version_and_a_bare_command(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"reson {version('reson-llm')}"
+    assert main([]) == 2  # nothing asked: the usage, as an error
+    assert "usage: reson <command>" in capsys.readouterr().err
