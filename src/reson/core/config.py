@@ -143,6 +143,13 @@ class ResonConfig(GRPOConfig):
         default=False,
         metadata={"help": "Decode canaries greedily instead of sampling them as training does."},
     )
+    torch_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "Torch CPU threads for the run; null keeps torch's default (the machine's cores). Another count "
+            "sums floats in another order, so a fixed count is what makes a CPU run repeat bit for bit."
+        },
+    )
 
     def __post_init__(self):
         # What the config was built from, before TRL derives fields (steps_per_generation, bf16, ...): written out
@@ -190,6 +197,8 @@ def check_fields(config: ResonConfig) -> None:
             raise ConfigError("must be 0 (off) or a positive number.", key)
     if config.num_train_problems is not None and config.num_train_problems < 1:
         raise ConfigError("must be a positive number of problems, or null for all of them.", "num_train_problems")
+    if config.torch_threads is not None and config.torch_threads < 1:
+        raise ConfigError("must be a positive number of threads, or null for torch's default.", "torch_threads")
     stops = (config.generation_kwargs or {}).get("stop") or (config.generation_kwargs or {}).get("stop_strings")
     if stops and not config.use_vllm:
         raise ConfigError(

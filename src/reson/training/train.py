@@ -17,16 +17,14 @@ Departures from the DeepSeek-R1-Zero and Dr. GRPO papers, on purpose:
 - Loss and advantage follow Dr. GRPO, not R1-Zero's GRPO: token losses summed and divided by a constant
   (`loss_type: dr_grpo`, TRL's constant is `max_completion_length`), advantages not divided by the group's std
   (`scale_rewards: none`).
-- No KL term and no reference model (`beta: 0.0`), as Dr. GRPO / Oat-Zero and DAPO; R1-Zero used 0.001.
+- No KL term and no reference model (`beta: 0.0`), as Dr. GRPO / Oat-Zero and DAPO; R1-Zero used 0.001. Constant
+  learning rate 1e-6 (R1-Zero: 3e-6), gradient clipping at 0.2.
 - One optimisation pass per generated batch (`num_iterations: 1`): the policy ratio is 1 at every update, so the
   clip (`epsilon`) never binds; R1-Zero's schedule of several updates per rollout is not reproduced.
-- Constant learning rate 1e-6 (R1-Zero: 3e-6), gradient clipping at 0.2.
-- Rewards: the final-answer reward (math-verify, wall-clock bounded) plus a *graded* format reward (0 / 0.25 /
-  0.5 / 1.0 for the think/answer structure) at weight 0.2. R1-Zero used a rule-based accuracy reward and a format
-  reward; Dr. GRPO used correctness only.
-- Data: GSM8K and MATH train splits (R1-Zero's RL data is not public); R1-Zero's plain-text template.
-- vLLM generation stops at `</answer>` (the GPU recipes' `generation_kwargs`); TRL's transformers generator takes no
-  stop string, so there a completion runs to EOS or `max_completion_length`, and the reward reads its last answer.
+- Rewards: the final answer (math-verify, time-bounded) plus a *graded* format reward (0 / 0.25 / 0.5 / 1.0) at
+  weight 0.2. R1-Zero: rule-based accuracy and format rewards; Dr. GRPO: correctness only.
+- Data: GSM8K and MATH train splits (R1-Zero's RL data is not public); R1-Zero's plain-text template. vLLM stops at
+  `</answer>` (the GPU recipes); TRL's transformers generator takes no stop string: it runs to EOS or the limit.
 - Emergence canaries (held-out prompts generated every `emergence_every` steps) are this project's addition; so is
   the divergence guard, which stops a run before a non-finite or exploded step can be saved.
 """
@@ -39,6 +37,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 from transformers import AutoTokenizer
 from trl import GRPOTrainer
@@ -98,6 +97,8 @@ def train(config: ResonConfig, resume: bool | str | None = None, overwrite: bool
 
 
 def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbacks) -> Path:
+    if config.torch_threads:  # before any model work: another thread count sums floats in another order
+        torch.set_num_threads(config.torch_threads)
     checkpoint, note = checkpoints.prepare(config, resume)  # the checkpoint to resume, what changed; disk space
 
     # ---- Tokenizer, data, rewards ----
@@ -178,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     add_run_flags(flags)
     args, rest = flags.parse_known_args(argv)
 
-    # ---- Logging ----
+    # ---- Logging, config, then the run ----
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    # ---- Config, then the run ----
     try:
         config = load_config(args.config, rest)
         if args.check:
