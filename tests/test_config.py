@@ -312,3 +312,27 @@ def test_machine_checks_can_be_left_out(tmp_path):
     """A GPU recipe parses on any machine (for reson plan): its own values come back, use_cpu as the recipe says."""
     config = load_config(write_recipe(tmp_path, bf16=True, use_vllm=True), machine=False)
     assert config.bf16 is True and config.use_vllm is True and config.use_cpu is False
+
+
+def test_torch_threads_is_a_positive_count_and_set_by_the_run(tmp_path, monkeypatch):
+    import torch
+
+    from reson.training import train as train_module
+
+    assert "torch_threads" in error_for(write_recipe(tmp_path, torch_threads=0))
+    assert load_config(write_recipe(tmp_path)).torch_threads is None  # torch's own default unless asked
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(train_module.checkpoints, "prepare", stop)  # right after the threads are set
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(Stop):
+            train_module._train(load_config(write_recipe(tmp_path, torch_threads=1)), tmp_path, True, None, ())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
