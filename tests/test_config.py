@@ -336,3 +336,22 @@ def test_torch_threads_is_a_positive_count_and_set_by_the_run(tmp_path, monkeypa
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("driver", "said"),
+    [
+        ("550.54.15", "NVIDIA driver 550.54.15 is too old for torch 2.13's CUDA 13 build (it needs 580 or newer)"),
+        ("580.65.06", "torch cannot use the GPU (NVIDIA driver 580.65.06)"),
+        (None, "this machine has no NVIDIA GPU that torch can use"),
+    ],
+)
+def test_why_torch_sees_no_gpu_names_the_driver(driver, said, tmp_path, monkeypatch):
+    from reson.core.config import cuda_problem
+
+    if driver is not None:
+        script = tmp_path / "nvidia-smi"
+        script.write_text(f"#!/bin/sh\necho '{driver}'\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert said in cuda_problem()

@@ -561,3 +561,37 @@ def test_killed_eval_resumes_to_the_same_results(tmp_path, tiny_model_path, shar
     assert resumed["throughput"]["samples_generated"] == 30 - finished_lines.count("\n")
     assert final == (tmp_path / "straight" / "samples.jsonl").read_text()
     assert resumed["datasets"] == straight["datasets"]
+
+
+@pytest.mark.parametrize(("native_bf16", "dtype"), [(True, "bfloat16"), (False, "float16")])
+def test_transformers_backend_picks_fp16_where_the_gpu_has_no_native_bf16(native_bf16, dtype, monkeypatch):
+    """A T4 or V100 (bf16 only emulated, slowly) gets fp16; an Ampere or newer GPU bf16."""
+    import torch
+    import transformers
+
+    from reson.core import generation
+
+    loaded = {}
+
+    class Model:
+        def to(self, device):
+            loaded["device"] = device
+            return self
+
+        def eval(self):
+            return self
+
+    def from_pretrained(model, dtype):
+        loaded["dtype"] = dtype
+        return Model()
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # torch counts emulation as support unless told not to: a T4 says yes to the plain question
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or native_bf16
+    )
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(generation, "load_tokenizer", lambda model: None)
+    monkeypatch.setattr(generation.HFEngine, "__init__", lambda self, model, tokenizer, batch_size=32: None)
+    generation.HFEngine.from_pretrained("some/model")
+    assert loaded == {"dtype": getattr(torch, dtype), "device": "cuda"}
