@@ -493,3 +493,24 @@ def test_console_line_is_compact():
         "step 50/150 | canaries: acc 0.500 | think 87.5% | think tokens 21.2 | self-correction among thinking 0.125"
     )
     assert format_log_line(3, 10, {"train_runtime": 4.0}) is None
+
+
+def test_a_disk_too_small_for_the_run_is_said_at_the_start(tmp_path, monkeypatch, caplog):
+    """The 3B recipe keeps 3 checkpoints of fp32 weights and AdamW moments (~37 GB each), writes a fourth and the
+    final model: ~160 GB. Less free space is a warning before the first step, not a crash at step 150."""
+    import collections
+    import shutil
+
+    from reson.training import checkpoints
+
+    config = load_config("grpo_qwen2.5_3b_h100", overrides={"output_dir": str(tmp_path / "run")}, machine=False)
+    assert 150e9 < checkpoints.disk_needed(config) < 170e9
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 100e9, 100e9))
+    with caplog.at_level("WARNING"):
+        checkpoints.warn_if_disk_is_short(config)
+    assert "100 GB free" in caplog.text and "need about 1" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
+    checkpoints.warn_if_disk_is_short(config)
+    assert caplog.text == ""
