@@ -275,3 +275,18 @@ def test_parsing_stays_fast_on_adversarial_text(name):
     split_completion(text, "")
     split_completion(text, "Assistant: <think>")
     assert time.monotonic() - start < 5.0  # linear: ~0.1 s here; the old list regex took minutes on "slash list"
+
+
+def test_only_the_tail_of_a_huge_answer_is_parsed(monkeypatch):
+    """Parsing runs in the caller, outside the verifier's time limit: it reads the last MAX_PARSE_CHARS characters
+    only, so its time is bounded whatever the model writes ("\\boxed{" * 60 + 400,000 letters took 2.5 s before)."""
+    from reson.core import parsing
+
+    seen = []
+    normalize = parsing.normalize_unicode
+    monkeypatch.setattr(parsing, "normalize_unicode", lambda text: seen.append(len(text)) or normalize(text))
+    parsing.extract_answer("\\boxed{" * 60 + "a" * 400_000)
+    assert seen and max(seen) <= parsing.MAX_PARSE_CHARS
+    seen.clear()
+    assert parsing.extract_answer("\\boxed{18} " + "x" * parsing.MAX_PARSE_CHARS) != "18"  # too far back to read
+    assert parsing.extract_answer("x" * 100_000 + " \\boxed{18}") == "18"
