@@ -1,6 +1,6 @@
 """Pretrain the miniature's tiny base model on synthetic arithmetic, and probe its latent reasoning skill.
 
-    python -m reson.miniature.pretrain --output-dir runs/base-seed0 --seed 0
+    python -m reson.miniature.pretrain --output_dir runs/base-seed0 --seed 0
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
 template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag.
@@ -9,8 +9,9 @@ The corpus is shaped like a real base model's pretraining data, at toy scale (DE
 
 - most texts are problems under the R1-Zero template with a *direct* answer (" 24"), as a base model has
   seen questions followed by bare answers;
-- a small share (`tag_share`, 10%) of those carry a reasoning trace in the R1 tags, so the tags have a
-  small, nonzero prior under the training template (measured 4-7%), as Qwen2.5 base has for `<think>`;
+- a small share (`tag_share`, 15%) of those carry a reasoning trace in the R1 tags, so the tags have a
+  small, nonzero prior under the training template (measured 5-10%; with 10% one build's fell to 2.8% and GRPO
+  switched format too late), as Qwen2.5 base has for `<think>`;
 - a larger share (`reasoning_share`) are worked solutions under a *different* template
   ("Q: ... A: <think>12-7=5, 5+19=24</think> <answer>24</answer>"), as web text holds worked examples.
   This gives a latent skill that RL can select; without it, GRPO games the format reward and accuracy falls;
@@ -18,12 +19,23 @@ The corpus is shaped like a real base model's pretraining data, at toy scale (DE
   differences the traces need, as web text holds arithmetic (digits are single tokens: each fact is learnt
   digit by digit, and wrong steps such as "10-5=11" were what held the probe down).
 
-What makes it learn in ~3.5 minutes on 2 cores (docs/benchmarks.md, "Miniature base model"): a small model with
-many steps (hidden 64, 4 layers, 279k parameters, batch 16, 4,000 steps) rather than a wide one with few
+What makes it learn in ~5 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
+many steps (hidden 64, 4 layers, 279k parameters, batch 8, 7,000 steps) rather than a wide one with few
 (hidden 128, 1,250 steps: probe 2.5-9%), and the R1 template's fixed preamble (79 of the ~114 tokens of an R1
 text) run once per batch, its keys and values shared by the batch's rows, which is exact and cuts those texts'
-compute by ~3x. Between 3,000 and 4,000 steps the arithmetic clicks: trace steps 68% -> 95-97% right,
-probe 25-33% -> 82%.
+compute by ~3x. The arithmetic clicks between ~4,000 and ~6,000 steps (probe ~35% -> ~85%), so the end of the
+schedule leaves margin. The earlier recipe (batch 16, 4,000 steps) ended *at* its click: the same seed probed
+58.5% with one thread and 82-89% with two.
+
+Reproducibility: the build always runs with `BaseModelConfig.threads` torch threads (1), whatever the caller set,
+because the thread count changes how float sums are split and so the weights; with it, a build repeats bit for bit
+on one machine under any load. The CPU's kernel family changes the bits too (ATen's AVX-512 or AVX2 kernels, MKL's
+code path): `pin_cpu_kernels()` pins both to AVX2, which current x86 processors share.
+
+Slips, repairs and checks (`slip_rate`, `repair_rate`, `check_rate`, ...; off by default) write worked solutions
+that err and repair themselves ("12-7=6, wait, 12-7=5"), the verify-and-repair habit web text has. They are the
+self-correction experiments of docs/benchmarks.md ("Self-correction in the miniature"): none gave a habit that
+GRPO strengthens, so the shipped corpus is clean.
 
 Every R1-template text is exactly `format_prompt(question, "r1_zero") + completion`, and each completion starts
 with a space, so the tokens seen in pretraining are the tokens the trainer generates after "Assistant:".
@@ -48,6 +60,8 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from reson.cli import HelpFormatter
+
 logger = logging.getLogger(__name__)
 
 BUILD_RECORD = "reson_base_model.json"  # written last: its presence with matching settings marks a complete build
@@ -60,27 +74,44 @@ class BaseModelConfig:
 
     seed: int = 0
     # corpus
-    num_texts: int = 64_000  # pretraining texts per pass (4,000 steps of 16)
+    num_texts: int = 56_000  # pretraining texts per pass (7,000 steps of 8)
     drill_share: float = 0.1  # share of texts that are arithmetic drills ("17+18=35, 35-9=26, ...")
     reasoning_share: float = 0.6  # share of the other texts that are worked solutions under the Q:/A: template
-    tag_share: float = 0.1  # share of R1-template texts whose completion uses the think/answer tags
+    tag_share: float = 0.15  # share of R1-template texts whose completion uses the think/answer tags
+    # slips, repairs and checks in worked solutions (Q:/A: and R1-tagged alike): the self-correction experiments
+    slip_rate: float = 0.0  # per step: chance the result is first written wrong (off by 1, 2 or 10)
+    repair_rate: float = 0.0  # share of slips caught at once, "12-7=6, wait, 12-7=5"; the rest carry the error on
+    check_rate: float = 0.0  # per step: chance the step is checked ("12-7=5, check 5+7=12")
+    check_fail_share: float = 0.5  # share of checked steps that had slipped: "12-7=6, check 6+7=13, wait, 12-7=5"
+    check_style: str = "inverse"  # "inverse" ("check 5+7=12") or "recompute" ("recheck 12-7=5")
     # tokenizer and model
     vocab_size: int = 512
     hidden_size: int = 64
     num_layers: int = 4
     num_heads: int = 4
     # optimisation
-    batch_size: int = 16
+    batch_size: int = 8  # twice the updates of batch 16 for the same tokens: the arithmetic clicks well before the end
     epochs: int = 1  # passes over the texts
     learning_rate: float = 3e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
+    threads: int = 1  # torch threads for the build: another count gives other weights (see the module docstring)
 
     def __post_init__(self):
-        if not all(0.0 <= share <= 1.0 for share in (self.drill_share, self.reasoning_share, self.tag_share)):
-            raise ValueError("drill_share, reasoning_share and tag_share are fractions: give values between 0 and 1.")
+        fractions = {
+            name: getattr(self, name)
+            for name in ("drill_share", "reasoning_share", "tag_share", "slip_rate", "repair_rate", "check_rate")
+        }
+        fractions["check_fail_share"] = self.check_fail_share
+        outside = [f"{name}={value}" for name, value in fractions.items() if not 0.0 <= value <= 1.0]
+        if outside:
+            raise ValueError(f"{', '.join(outside)}: these are fractions, give values between 0 and 1.")
         if self.num_texts < self.batch_size:
             raise ValueError(f"num_texts ({self.num_texts}) must be at least batch_size ({self.batch_size}).")
+        if self.check_style not in ("inverse", "recompute"):
+            raise ValueError(f"check_style {self.check_style!r}: choose 'inverse' or 'recompute'.")
+        if self.threads < 1:
+            raise ValueError(f"threads ({self.threads}) must be at least 1.")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must divide by num_heads ({self.num_heads}).")
 
@@ -95,6 +126,65 @@ def reasoning_trace(expression: str) -> str:
     from reson.miniature.synthetic import steps
 
     return ", ".join(f"{before}{op}{n}={after}" for before, op, n, after in steps(expression))
+
+
+def worked_solution(expression: str, rng: random.Random, config: BaseModelConfig) -> tuple[str, int]:
+    """A worked solution that may slip and check itself, as people write them: (trace, the total it arrives at).
+
+    Per step, in this order:
+    - with probability `check_rate` the step is checked. A checked step had slipped with probability
+      `check_fail_share`; then the check fails and the step is redone ("12-7=6, check 6+7=13, wait, 12-7=5"),
+      else it passes ("12-7=5, check 5+7=12"). With half the checks failing, copying the step into the check does
+      not pay: the check has to be computed. `check_style` "recompute" works the step again instead ("12-7=5,
+      recheck 12-7=5"; failed: "12-7=6, recheck 12-7=5, wait, 12-7=5"), so the last number is the running total.
+    - otherwise, with probability `slip_rate` the result is first written wrong; the slip is caught at once with
+      probability `repair_rate` ("12-7=6, wait, 12-7=5"), else the wrong total is carried on to a wrong answer.
+    Wrong results are off by 1, 2 or 10, and only ones that keep every later total >= 0. With all rates 0 it is
+    `reasoning_trace(expression)` and no random numbers are drawn.
+    """
+    from reson.miniature.synthetic import steps
+
+    operations = [(op, n) for _, op, n, _ in steps(expression)]
+
+    def stays_nonnegative(total: int, rest) -> bool:
+        for op, n in rest:
+            total = total + n if op == "+" else total - n
+            if total < 0:
+                return False
+        return True
+
+    def inverse(result: int, op: str, n: int) -> str:  # the check of "a op n = result": undo the operation
+        return f"{result}-{n}={result - n}" if op == "+" else f"{result}+{n}={result + n}"
+
+    total = int(expression.split()[0])
+    parts = []
+    for i, (op, n) in enumerate(operations):
+        right = total + n if op == "+" else total - n
+        step = f"{total}{op}{n}="
+        wrong = [
+            w
+            for w in (right + d for d in (-10, -2, -1, 1, 2, 10))
+            if w >= 0 and stays_nonnegative(w, operations[i + 1 :]) and (op == "-" or w >= n)
+        ]
+        if config.check_rate and rng.random() < config.check_rate:
+            recompute = config.check_style == "recompute"
+            failed = bool(wrong) and rng.random() < config.check_fail_share
+            written = rng.choice(wrong) if failed else right
+            check = f"recheck {step}{right}" if recompute else f"check {inverse(written, op, n)}"
+            parts.append(f"{step}{written}, {check}" + (f", wait, {step}{right}" if failed else ""))
+            total = right
+        elif config.slip_rate and wrong and rng.random() < config.slip_rate:
+            written = rng.choice(wrong)
+            if rng.random() < config.repair_rate:
+                parts.append(f"{step}{written}, wait, {step}{right}")
+                total = right
+            else:
+                parts.append(f"{step}{written}")
+                total = written
+        else:
+            parts.append(f"{step}{right}")
+            total = right
+    return ", ".join(parts), total
 
 
 def final_answer(row: dict) -> str:
@@ -131,6 +221,14 @@ def arithmetic_drill(rng: random.Random, n: int = DRILL_FACTS) -> str:
     return ", ".join(facts)
 
 
+def worked_completion(row: dict, rng: random.Random, config: BaseModelConfig) -> str:
+    """`tagged_completion(row)`, or a `worked_solution` with slips and checks when the config asks for them."""
+    if not (config.slip_rate or config.check_rate):
+        return tagged_completion(row)
+    trace, total = worked_solution(row["expression"], rng, config)
+    return f" <think>{trace}</think> <answer>{total}</answer>"
+
+
 def pretraining_texts(config: BaseModelConfig) -> list[str]:
     """The pretraining corpus for `config`, deterministic in `config.seed` (eos is appended at tokenisation)."""
     from reson.core.data import format_prompt
@@ -148,9 +246,9 @@ def pretraining_texts(config: BaseModelConfig) -> list[str]:
             continue
         row = next(rows_iter)
         if rng.random() < config.reasoning_share:
-            texts.append(QA_TEMPLATE.format(question=row["question"]) + tagged_completion(row))
+            texts.append(QA_TEMPLATE.format(question=row["question"]) + worked_completion(row, rng, config))
         elif rng.random() < config.tag_share:
-            texts.append(format_prompt(row["question"], "r1_zero") + tagged_completion(row))
+            texts.append(format_prompt(row["question"], "r1_zero") + worked_completion(row, rng, config))
         else:
             texts.append(format_prompt(row["question"], "r1_zero") + " " + final_answer(row))
     return texts
@@ -298,12 +396,13 @@ def build_record(path: str | Path) -> dict:
     return json.loads((Path(path) / BUILD_RECORD).read_text())
 
 
-def build_base_model(output_dir: str | Path, seed: int = 0, *, num_threads: int | None = None, **settings) -> Path:
+def build_base_model(output_dir: str | Path, seed: int = 0, **settings) -> Path:
     """Build the miniature base model into `output_dir` and return that path; reuse a complete build.
 
     `settings` override `BaseModelConfig` fields (`num_texts`, `hidden_size`, ...). A folder holding a complete
     build with the same config is returned as is; anything else there (an older config, a build cut short) is
-    replaced. `num_threads` sets torch's intra-op threads for the build (default: leave torch's setting).
+    replaced. The build runs with `threads` torch threads (default 1) whatever the caller set, and restores the
+    caller's count after.
     """
     known = {f.name for f in fields(BaseModelConfig)} - {"seed"}
     unknown = sorted(set(settings) - known)
@@ -320,8 +419,7 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, num_threads: int 
     from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
 
     threads_before = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(num_threads)
+    torch.set_num_threads(config.threads)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -346,6 +444,7 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, num_threads: int 
         stats["parameters"] = sum(p.numel() for p in model.parameters())
         stats["build_seconds"] = round(time.perf_counter() - start, 1)
         stats["torch_threads"] = torch.get_num_threads()
+        stats["cpu_kernels"] = torch.backends.cpu.get_cpu_capability()  # the other half of what fixes the bits
         # save: weights and tokenizer first, the build record last, then move into place
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -445,42 +544,39 @@ def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, ba
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def default_threads() -> int:
-    """Torch threads for this machine now: the cores not already busy, at least one.
+def pin_cpu_kernels() -> None:
+    """Pin torch's CPU kernels to one family, so a build's floats do not depend on the processor's extensions.
 
-    On a shared machine more threads than free cores is far slower, not faster: measured on 2 cores under a
-    load of ~8, one training step took 0.76 s with one thread and 6.6 s with two (threads spin-wait on each other).
+    ATen picks AVX-512 or AVX2 kernels and MKL its code path from the processor; either changes the weights (two
+    1-thread builds of one seed: another hash with each). AVX2 is the family current x86 processors share. Call it
+    before torch runs its first operation; a value the user already set wins.
     """
-    cores = os.cpu_count() or 1
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:  # no load average on this platform
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+    os.environ.setdefault("MKL_CBWR", "AVX2")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m reson.miniature.pretrain",
         description="Build (or reuse) the miniature's tiny base model and probe it on held-out synthetic problems.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--output-dir", required=True, help="folder for the model (reused when already built)")
-    parser.add_argument("--seed", type=int, default=0, help="pretraining seed (corpus, init, batch order)")
-    parser.add_argument("--num-texts", type=int, default=BaseModelConfig.num_texts, help="pretraining texts")
-    parser.add_argument("--eval-n", type=int, default=200, help="held-out test problems to probe on")
-    parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out problems")
-    parser.add_argument("--threads", type=int, help="torch threads (default: the cores not already busy)")
+    parser.add_argument("--output_dir", required=True, help="folder for the model (reused when already built)")
+    parser.add_argument("--seed", type=int, default=0, help="pretraining seed: corpus, init, batch order")
+    parser.add_argument("--num_texts", type=int, default=BaseModelConfig.num_texts, help="pretraining texts")
+    parser.add_argument("--num_problems", type=int, default=200, help="held-out test problems to probe on")
+    parser.add_argument("--eval_seed", type=int, default=0, help="seed of the held-out problems")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
-    if args.eval_n < 1:
-        parser.error("--eval-n must be at least 1")
+    if args.num_problems < 1:
+        parser.error("--num_problems must be at least 1")
 
-    # setup
+    # setup: one thread (BaseModelConfig.threads) and one kernel family, so the build repeats bit for bit
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    pin_cpu_kernels()
     import torch
 
-    torch.set_num_threads(args.threads or default_threads())
-    logging.getLogger(__name__).info("torch threads: %d", torch.get_num_threads())
+    torch.set_num_threads(BaseModelConfig.threads)
     # build
     path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
     stats = build_record(path)["stats"]
@@ -488,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     from reson.miniature.synthetic import generate
 
     start = time.perf_counter()
-    result = probe(path, generate("test", args.eval_n, seed=args.eval_seed))
+    result = probe(path, generate("test", args.num_problems, seed=args.eval_seed))
     result["probe_seconds"] = round(time.perf_counter() - start, 1)
     result.update({k: stats[k] for k in ("parameters", "pretrain_seconds", "final_loss", "tokens_per_second")})
     result["model_path"] = str(path)
@@ -499,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parameters:      {stats['parameters']:,}")
         steps, loss = stats["steps"], stats["final_loss"]
         print(f"pretraining:     {stats['pretrain_seconds']}s, {steps} steps, final loss {loss:.3f}")
-        print(f"base accuracy:   {result['base_accuracy']:.1%} (greedy, R1-Zero template, n={args.eval_n})")
+        print(f"base accuracy:   {result['base_accuracy']:.1%} (greedy, R1-Zero template, n={args.num_problems})")
         print(f"probe accuracy:  {result['probe_accuracy']:.1%} (greedy, <think> prefilled)")
         print(f"tag prior:       {result['tag_prior']:.1%} (p(' <think>') right after 'Assistant:')")
         print(f"by level (base): {result['base_accuracy_by_level']}  (probe): {result['probe_accuracy_by_level']}")
