@@ -1,11 +1,11 @@
 """Build the miniature base model for several pretraining seeds and probe each on held-out problems.
 
-    python bench/bench_base_model.py --seeds 0 1 --output-dir runs/base-bench
+    python bench/bench_base_model.py --seeds 0 1 --output_dir runs/base-bench
 
 Prints one markdown table row per seed: parameters, pretraining time and tokens/s, torch threads, the 1-minute load
 average when the build started, greedy accuracy under the R1-Zero template, probe accuracy (`<think>` prefilled),
 the think-tag prior and the base model's format reward.
-A seed whose model is already built under --output-dir is reused (its recorded pretraining time is reported);
+A seed whose model is already built under --output_dir is reused (its recorded pretraining time is reported);
 pass --fresh to rebuild.
 """
 
@@ -23,19 +23,20 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--output-dir", default="runs/base-bench")
-    parser.add_argument("--eval-n", type=int, default=200)
-    parser.add_argument("--threads", type=int, help="torch threads (default: the cores not already busy)")
+    parser.add_argument("--output_dir", default="runs/base-bench")
+    parser.add_argument("--num_problems", type=int, default=200)
     parser.add_argument("--fresh", action="store_true", help="rebuild even when a build is cached")
     args = parser.parse_args(argv)
 
+    from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record, pin_cpu_kernels, probe
+
+    pin_cpu_kernels()  # as `reson demo` and `python -m reson.miniature.pretrain` do: the same models
     import torch
 
-    from reson.miniature.pretrain import build_base_model, build_record, default_threads, probe
     from reson.miniature.synthetic import generate
 
-    torch.set_num_threads(args.threads or default_threads())
-    rows = generate("test", args.eval_n, seed=0)
+    torch.set_num_threads(BaseModelConfig.threads)
+    rows = generate("test", args.num_problems, seed=0)
     print(
         "| seed | params | pretrain s | tokens/s | threads | load | final loss | base acc | probe acc | tag prior "
         "| base format |"

@@ -15,7 +15,8 @@ import json
 import logging
 import time
 
-from reson.miniature.demo import DATASET, run_demo
+from reson.miniature.demo import DATASET, THREADS, run_demo
+from reson.miniature.pretrain import pin_cpu_kernels
 
 
 def main() -> None:
@@ -24,10 +25,11 @@ def main() -> None:
     parser.add_argument("--pretrain_seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num_problems", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    pin_cpu_kernels()  # as `reson demo` does: the same tables
 
     rows = []
     header = f"{'base':>4} {'seed':>4} {'probe':>6} {'acc before':>10} {'acc after':>9} {'gain':>6} {'fmt before':>10}"
