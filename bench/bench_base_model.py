@@ -6,7 +6,8 @@ Prints one markdown table row per seed: parameters, pretraining time and tokens/
 average when the build started, greedy accuracy under the R1-Zero template, probe accuracy (`<think>` prefilled),
 the think-tag prior and the base model's format reward.
 A seed whose model is already built under --output_dir is reused (its recorded pretraining time is reported);
-pass --fresh to rebuild.
+pass --fresh to rebuild. `--curve_every N` also probes 100 held-out problems every N pretraining steps (greedy,
+`<think>` prefilled) and prints where the arithmetic clicks; `--set key=value` changes `BaseModelConfig` fields.
 """
 
 from __future__ import annotations
@@ -20,13 +21,40 @@ import time
 from pathlib import Path
 
 
+def probe_curve(rows: list[dict], every: int):
+    """A pretraining callback that prints the probe's accuracy every `every` steps, or None."""
+    if not every:
+        return None
+    from reson.core.data import format_prompt
+    from reson.core.generation import HFEngine, Request, Sampling
+    from reson.core.rewards import score
+    from reson.miniature.pretrain import final_answer
+
+    prompts = [format_prompt(r["question"], "r1_zero_think") for r in rows]
+    golds = [final_answer(r) for r in rows]
+
+    def callback(step, model, tokenizer):
+        if step % every:
+            return
+        model.eval()
+        outputs = HFEngine(model, tokenizer).generate([Request(p) for p in prompts], Sampling(max_new_tokens=64))
+        accuracy = sum(s.accuracy for s in score([o.text for o in outputs], golds, prompts)) / len(rows)
+        model.train()
+        print(f"  step {step}: probe {accuracy:.0%}", file=sys.stderr, flush=True)
+
+    return callback
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--output_dir", default="runs/base-bench")
     parser.add_argument("--num_problems", type=int, default=200)
     parser.add_argument("--fresh", action="store_true", help="rebuild even when a build is cached")
+    parser.add_argument("--curve_every", type=int, default=0, help="probe every N pretraining steps (0: never)")
+    parser.add_argument("--set", nargs="*", default=[], help="BaseModelConfig fields, key=value")
     args = parser.parse_args(argv)
+    settings = {key: json.loads(value) for key, _, value in (pair.partition("=") for pair in args.set)}
 
     from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record, pin_cpu_kernels, probe
 
@@ -48,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh and path.exists():
             shutil.rmtree(path)
         load = os.getloadavg()[0]  # other jobs on the machine slow the build: report it beside the time
-        build_base_model(path, seed=seed)
+        build_base_model(path, seed=seed, callback=probe_curve(rows[:100], args.curve_every), **settings)
         stats = build_record(path)["stats"]
         start = time.perf_counter()
         result = probe(path, rows)

@@ -19,13 +19,13 @@ The corpus is shaped like a real base model's pretraining data, at toy scale (DE
   differences the traces need, as web text holds arithmetic (digits are single tokens: each fact is learnt
   digit by digit, and wrong steps such as "10-5=11" were what held the probe down).
 
-What makes it learn in ~5 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
-many steps (hidden 64, 4 layers, 279k parameters, batch 8, 7,000 steps) rather than a wide one with few
+What makes it learn in ~7 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
+many steps (hidden 64, 4 layers, 279k parameters, batch 8, 9,000 steps) rather than a wide one with few
 (hidden 128, 1,250 steps: probe 2.5-9%), and the R1 template's fixed preamble (79 of the ~114 tokens of an R1
 text) run once per batch, its keys and values shared by the batch's rows, which is exact and cuts those texts'
-compute by ~3x. The arithmetic clicks between ~4,000 and ~6,000 steps (probe ~35% -> ~85%), so the end of the
-schedule leaves margin. The earlier recipe (batch 16, 4,000 steps) ended *at* its click: the same seed probed
-58.5% with one thread and 82-89% with two.
+compute by ~3x. Somewhere between ~3,700 and ~7,000 steps the arithmetic clicks (the probe goes from ~30% to
+~85% within a thousand or two); where exactly moves with the floats' last bits (thread count, CPU kernels), so
+the schedule runs well past it.
 
 Reproducibility: the build always runs with `BaseModelConfig.threads` torch threads (1), whatever the caller set,
 because the thread count changes how float sums are split and so the weights; with it, a build repeats bit for bit
@@ -74,7 +74,7 @@ class BaseModelConfig:
 
     seed: int = 0
     # corpus
-    num_texts: int = 56_000  # pretraining texts per pass (7,000 steps of 8)
+    num_texts: int = 72_000  # pretraining texts per pass (9,000 steps of 8)
     drill_share: float = 0.1  # share of texts that are arithmetic drills ("17+18=35, 35-9=26, ...")
     reasoning_share: float = 0.6  # share of the other texts that are worked solutions under the Q:/A: template
     tag_share: float = 0.15  # share of R1-template texts whose completion uses the think/answer tags
@@ -98,12 +98,16 @@ class BaseModelConfig:
     threads: int = 1  # torch threads for the build: another count gives other weights (see the module docstring)
 
     def __post_init__(self):
-        fractions = {
-            name: getattr(self, name)
-            for name in ("drill_share", "reasoning_share", "tag_share", "slip_rate", "repair_rate", "check_rate")
-        }
-        fractions["check_fail_share"] = self.check_fail_share
-        outside = [f"{name}={value}" for name, value in fractions.items() if not 0.0 <= value <= 1.0]
+        fractions = (
+            "drill_share",
+            "reasoning_share",
+            "tag_share",
+            "slip_rate",
+            "repair_rate",
+            "check_rate",
+            "check_fail_share",
+        )
+        outside = [f"{name}={getattr(self, name)}" for name in fractions if not 0.0 <= getattr(self, name) <= 1.0]
         if outside:
             raise ValueError(f"{', '.join(outside)}: these are fractions, give values between 0 and 1.")
         if self.num_texts < self.batch_size:
@@ -300,8 +304,11 @@ def batch_loss(model, rows: list[list[int]], pad_id: int, preamble_ids=None):
     return loss, tokens + preamble_ids.shape[1]
 
 
-def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_every: int = 50) -> dict:
+def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_every: int = 50, callback=None) -> dict:
     """Plain causal-LM training over `texts` (each followed by eos); returns loss and timing stats.
+
+    `callback(step, model, tokenizer)`, when given, runs every `log_every` steps and after the last, e.g. to probe
+    the model along the way; it must leave the model as it found it (train mode, same weights).
 
     Texts that start with the R1-Zero template's fixed preamble (86 tokens of ~114) are batched together and the
     preamble is run once per batch, its keys and values shared by every row: the same loss and gradients as
@@ -361,6 +368,8 @@ def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_ev
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         tokens_seen += tokens
+        if callback is not None and log_every and ((step + 1) % log_every == 0 or step == total_steps - 1):
+            callback(step + 1, model, tokenizer)
         if log_every and (step % log_every == 0 or step == total_steps - 1):
             elapsed = time.perf_counter() - start
             logger.info("pretrain step %d/%d loss %.4f (%.0fs)", step + 1, total_steps, losses[-1], elapsed)
@@ -396,7 +405,7 @@ def build_record(path: str | Path) -> dict:
     return json.loads((Path(path) / BUILD_RECORD).read_text())
 
 
-def build_base_model(output_dir: str | Path, seed: int = 0, **settings) -> Path:
+def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **settings) -> Path:
     """Build the miniature base model into `output_dir` and return that path; reuse a complete build.
 
     `settings` override `BaseModelConfig` fields (`num_texts`, `hidden_size`, ...). A folder holding a complete
@@ -440,7 +449,7 @@ def build_base_model(output_dir: str | Path, seed: int = 0, **settings) -> Path:
             seed=config.seed,
         )
         # train
-        stats = pretrain(model, tokenizer, texts, config)
+        stats = pretrain(model, tokenizer, texts, config, callback=callback)
         stats["parameters"] = sum(p.numel() for p in model.parameters())
         stats["build_seconds"] = round(time.perf_counter() - start, 1)
         stats["torch_threads"] = torch.get_num_threads()
