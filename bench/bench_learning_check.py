@@ -33,7 +33,14 @@ def main() -> None:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    base = build_base_model(f"{args.output_dir}/base{args.pretrain_seed}", seed=args.pretrain_seed, num_texts=3000)
+    # the CI-size base of tests/test_demo.py
+    base = build_base_model(
+        f"{args.output_dir}/base{args.pretrain_seed}",
+        seed=args.pretrain_seed,
+        num_texts=3000,
+        batch_size=16,
+        tag_share=0.1,
+    )
     run = f"{args.output_dir}/run-{args.pretrain_seed}-{args.seed}-lr{args.learning_rate:g}"
     overrides = {
         "model_name_or_path": str(base),
