@@ -3,9 +3,10 @@
     python bench/bench_demo.py                                   # 3 pretraining seeds x 3 GRPO seeds
     python bench/bench_demo.py --pretrain_seeds 0 --seeds 0 1    # fewer
 
-For each pair it prints held-out accuracy and format compliance before and after GRPO, the probe's latent accuracy
-and the wall time of that demo (a base model is built once per pretraining seed; the first demo on a seed pays for
-it). The issue's bar: at most 10 minutes a demo on 2 cores, accuracy +15 points, format from under 10% to over 80%.
+For each pair it prints held-out accuracy, format compliance and self-correction among thinking completions (greedy)
+before and after GRPO, the probe's latent accuracy and the wall time of that demo (a base model is built once per
+pretraining seed; the first demo on a seed pays for it). The bar: at most 10 minutes a demo on 2 cores, accuracy
++15 points, format from under 10% to over 80%. Sampled self-correction: bench/bench_selfcorrection.py.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main() -> None:
 
     rows = []
     header = f"{'base':>4} {'seed':>4} {'probe':>6} {'acc before':>10} {'acc after':>9} {'gain':>6} {'fmt before':>10}"
-    print(header + f" {'fmt after':>9} {'minutes':>7}", flush=True)
+    print(header + f" {'fmt after':>9} {'SC before':>9} {'SC after':>8} {'minutes':>7}", flush=True)
     for pretrain_seed in args.pretrain_seeds:
         for seed in args.seeds:
             started = time.perf_counter()
@@ -54,6 +55,8 @@ def main() -> None:
                 "accuracy_after": after["accuracy"],
                 "format_before": before["format_compliance"],
                 "format_after": after["format_compliance"],
+                "self_correction_before": before["self_correction_rate_among_thinking"],
+                "self_correction_after": after["self_correction_rate_among_thinking"],
                 "minutes": (time.perf_counter() - started) / 60,
             }
             rows.append(row)
@@ -62,7 +65,8 @@ def main() -> None:
                 f"{pretrain_seed:>4} {seed:>4} {100 * row['probe_accuracy']:>5.1f}%"
                 f" {100 * row['accuracy_before']:>9.1f}%"
                 f" {100 * row['accuracy_after']:>8.1f}% {gain:>+6.1f} {100 * row['format_before']:>9.1f}%"
-                f" {100 * row['format_after']:>8.1f}% {row['minutes']:>7.1f}",
+                f" {100 * row['format_after']:>8.1f}% {100 * row['self_correction_before']:>8.1f}%"
+                f" {100 * row['self_correction_after']:>7.1f}% {row['minutes']:>7.1f}",
                 flush=True,
             )
     gains = [100 * (r["accuracy_after"] - r["accuracy_before"]) for r in rows]
