@@ -254,10 +254,10 @@ def test_batch_writes_jsonl(models, tmp_path, capsys):
     assert chat(["--model_name_or_path", str(q4), *args]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
-    # the transformers backend, same file, same format
+    # the transformers backend, asked for by that name, same file, same format
     out_hf = tmp_path / "out_hf.jsonl"
     args[args.index(str(out))] = str(out_hf)
-    assert chat(["--model_name_or_path", str(hf), *args]) == 0
+    assert chat(["--model_name_or_path", str(hf), "--backend", "transformers", *args]) == 0
     assert [json.loads(line)["backend"] for line in out_hf.read_text().splitlines()] == ["hf", "hf", "hf"]
 
 

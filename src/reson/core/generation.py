@@ -33,6 +33,7 @@ from pathlib import Path
 from reson.core import models
 
 BACKENDS = ("auto", "hf", "vllm", "mlx")
+ALIASES = {"transformers": "hf"}  # what people call the hf backend
 STOP = ("</answer>",)
 MLX_MISSING = (
     "the MLX backend needs mlx and mlx-lm: on a Mac `pip install -r requirements-mac.txt`, on Linux "
@@ -98,6 +99,7 @@ def mlx_available() -> bool:
 def resolve_backend(backend: str, model: str) -> str:
     """The backend for ``model``: "auto" follows an MLX folder to mlx, else vLLM when installed with a CUDA GPU, else
     hf; an explicit choice is checked against the folder and the machine (BackendError)."""
+    backend = ALIASES.get(backend, backend)
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
     fmt = models.model_format(model)

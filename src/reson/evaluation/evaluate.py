@@ -591,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         default="auto",
-        choices=generation.BACKENDS,
+        choices=(*generation.BACKENDS, *generation.ALIASES),
         help="auto: mlx for an MLX folder, else vllm if installed with a GPU, else hf (transformers)",
     )
     parser.add_argument("--batch_size", type=int, default=None, help="completions per batch (hf 32, vllm 512, mlx 8)")

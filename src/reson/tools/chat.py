@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
     parser.add_argument(
         "--backend",
-        choices=("auto", "mlx", "hf"),
+        choices=("auto", "mlx", "hf", "transformers"),
         default="auto",
-        help="auto follows the folder: mlx, or hf (transformers)",
+        help="auto follows the folder: mlx, or hf (transformers, also accepted by that name)",
     )
     parser.add_argument(
         "--template", choices=[*TEMPLATES, "chat"], default=None, help="prompt template (default: the run's, r1_zero)"
