@@ -366,3 +366,24 @@ def test_the_corpus_carries_slips_only_when_asked():
     assert not any("wait" in text for text in clean)
     worked = [t for t in slipping if "<think>" in t]
     assert 0.2 < sum("wait" in t for t in worked) / len(worked) < 0.8
+
+
+# --- command line ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_command_line_builds_probes_and_pins_the_kernels(tmp_path, monkeypatch, capsys):
+    import os
+
+    from reson.miniature.pretrain import main
+
+    for name in ("ATEN_CPU_CAPABILITY", "MKL_CBWR"):  # unset now, restored after (torch has long chosen its kernels)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    out = tmp_path / "base"
+    assert main(["--output_dir", str(out), "--num_texts", "64", "--num_problems", "3", "--json"]) == 0
+    assert (os.environ["ATEN_CPU_CAPABILITY"], os.environ["MKL_CBWR"]) == ("avx2", "AVX2")
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == 3 and 0.0 <= result["probe_accuracy"] <= 1.0 and result["model_path"] == str(out)
+    record = build_record(out)
+    assert record["config"]["num_texts"] == 64 and record["stats"]["torch_threads"] == 1
