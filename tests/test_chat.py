@@ -12,6 +12,7 @@ import builtins
 import io
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -311,7 +312,15 @@ def _session(model: Path) -> pexpect.spawn:
         "--temperature",
         "0",
     ]
-    child = pexpect.spawn(sys.executable, args, encoding="utf-8", timeout=60, dimensions=(40, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        args,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
+        # a terminal session starts with Ctrl-C live; a suite run as a background job inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     child.expect("you> ")
     return child
 
