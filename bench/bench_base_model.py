@@ -21,6 +21,14 @@ import time
 from pathlib import Path
 
 
+def _value(text: str):
+    """A --set value: a number or boolean as JSON reads it, else the text itself (check_style=recompute)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def probe_curve(rows: list[dict], every: int):
     """A pretraining callback that prints the probe's accuracy every `every` steps, or None."""
     if not every:
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve_every", type=int, default=0, help="probe every N pretraining steps (0: never)")
     parser.add_argument("--set", nargs="*", default=[], help="BaseModelConfig fields, key=value")
     args = parser.parse_args(argv)
-    settings = {key: json.loads(value) for key, _, value in (pair.partition("=") for pair in args.set)}
+    settings = {key: _value(value) for key, _, value in (pair.partition("=") for pair in args.set)}
 
     from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record, pin_cpu_kernels, probe
 

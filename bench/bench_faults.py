@@ -185,14 +185,19 @@ def samples(folder: Path) -> dict[tuple, str]:
     return {(r["id"], r["sample_index"]): r["completion"] for r in rows}
 
 
-def kill_mid_eval(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
-    folder = work / "eval_killed"
+def kill_eval_after(model: Path, data_dir: Path, folder: Path, num_samples: int) -> None:
+    """Start an evaluation into `folder` and SIGKILL it once `num_samples` samples are written."""
     first = subprocess.Popen(
         eval_command(model, data_dir, folder), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
-    wait_for(lambda: (folder / "samples.jsonl").is_file() and len(samples(folder)) >= 8, first)
+    wait_for(lambda: (folder / "samples.jsonl").is_file() and len(samples(folder)) >= num_samples, first)
     first.send_signal(signal.SIGKILL)
     first.wait()
+
+
+def kill_mid_eval(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
+    folder = work / "eval_killed"
+    kill_eval_after(model, data_dir, folder, 8)
     kept = len(samples(folder))
     rerun = subprocess.run(eval_command(model, data_dir, folder), env=ENV, capture_output=True, text=True)
     same = samples(folder) == samples(reference)
@@ -209,12 +214,7 @@ def kill_mid_eval(work: Path, model: Path, data_dir: Path, reference: Path) -> t
 
 def damaged_line(work: Path, model: Path, data_dir: Path, reference: Path) -> tuple[str, str, str]:
     folder = work / "eval_damaged"
-    first = subprocess.Popen(
-        eval_command(model, data_dir, folder), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    wait_for(lambda: (folder / "samples.jsonl").is_file() and len(samples(folder)) >= 12, first)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    kill_eval_after(model, data_dir, folder, 12)
     lines = (folder / "samples.jsonl").read_text().splitlines(keepends=True)
     lines[4] = '{"id": "gsm8k/test/' + "\x00" * 3 + "\n"  # a damaged line in the middle
     (folder / "samples.jsonl").write_text("".join(lines))

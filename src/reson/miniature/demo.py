@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    pin_cpu_kernels()  # before torch runs anything: the same table on any x86 processor
+    pin_cpu_kernels()  # before torch runs anything: one kernel family whatever the processor offers
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the demo prints its own phases; no bar per weight file
