@@ -241,6 +241,13 @@ def test_sigkill_then_resume_reaches_max_steps(tmp_path, tiny_model_path, shared
     assert loss_steps == [1, 2, 3, 4, 5, 6]  # no step lost, none repeated
     assert emergence_steps(output_dir) == {0: NUM_CANARIES, 2: NUM_CANARIES, 4: NUM_CANARIES, 6: NUM_CANARIES}
 
+    # resuming the finished run again is refused in one line, and changes nothing
+    before = (output_dir / "trainer_state.json").read_bytes()
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 2 and "max_steps is 6: that run is finished" in again.stderr, again.stderr[-2000:]
+    assert (output_dir / "trainer_state.json").read_bytes() == before
+    assert not (output_dir / "checkpoint-7").exists()
+
 
 # --- divergence: caught where it shows, before a bad step is saved --------------------------------------------
 

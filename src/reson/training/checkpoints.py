@@ -57,13 +57,21 @@ def resume_point(config: ResonConfig, resume: bool | str | None) -> Path | None:
         found = latest_checkpoint(config.output_dir)
         if found is None:
             logger.warning("--resume: no complete checkpoint in %s yet; starting from step 0.", config.output_dir)
-        return found
-    if checkpoint_step(resume) is None:
+            return None
+    elif checkpoint_step(resume) is None:
         raise ConfigError(
             f"resume_from_checkpoint {resume} is not a complete checkpoint (no readable trainer_state.json and "
             f"weights): pass a {CHECKPOINT_PREFIX}N folder, or --resume for the newest complete one."
         )
-    return Path(resume)
+    else:
+        found = Path(resume)
+    step = checkpoint_step(found)
+    if 0 < config.max_steps <= step:  # the Trainer would run one step past max_steps
+        raise ConfigError(
+            f"{found} is at step {step} and max_steps is {config.max_steps}: that run is finished; raise "
+            "--max_steps to train on from it, or start again with --overwrite."
+        )
+    return found
 
 
 def changed_settings(output_dir: str | Path, config: ResonConfig) -> dict[str, tuple[Any, Any]]:
