@@ -64,15 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = {key: _value(value) for key, _, value in (pair.partition("=") for pair in args.set)}
 
-    from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record, pin_cpu_kernels, probe
+    from reson.core.machine import pin_cpu_kernels
+    from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record, probe
 
     pin_cpu_kernels()  # as `reson demo` and `python -m reson.miniature.pretrain` do: the same models
     import torch
 
-    from reson.miniature.synthetic import generate
+    from reson.core.synthetic import problems
 
     torch.set_num_threads(BaseModelConfig.threads)
-    rows = generate("test", args.num_problems, seed=0)
+    rows = problems("test", args.num_problems, seed=0)
     print(
         "| seed | params | pretrain s | tokens/s | threads | load | final loss | base acc | probe acc | tag prior "
         "| base format |"

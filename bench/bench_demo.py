@@ -16,8 +16,8 @@ import json
 import logging
 import time
 
+from reson.core.machine import pin_cpu_kernels
 from reson.miniature.demo import DATASET, THREADS, run_demo
-from reson.miniature.pretrain import pin_cpu_kernels
 
 
 def main() -> None:

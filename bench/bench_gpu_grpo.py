@@ -57,7 +57,7 @@ def check(size: str, tiny: bool) -> dict:
     from reson.core.config import load_config
     from reson.core.data import format_prompt, to_hf_dataset
     from reson.core.generation import HFEngine, Request, Sampling
-    from reson.miniature.synthetic import generate
+    from reson.core.synthetic import problems
     from reson.miniature.tiny_model import train_tokenizer
     from reson.tools import plan
 
@@ -102,7 +102,7 @@ def check(size: str, tiny: bool) -> dict:
         torch.cuda.set_per_process_memory_fraction(min((card_bytes - plan.CUDA_CONTEXT) / total, 1.0))
         stand_in = torch.empty(share, dtype=torch.uint8, device="cuda")  # what colocated vLLM would hold
 
-    rows = generate("train", 256, seed=0)
+    rows = problems("train", 256, seed=0)
     tokenizer = train_tokenizer([format_prompt(r["question"]) for r in rows], vocab_size=512)
     dataset = to_hf_dataset([{"prompt": format_prompt(r["question"]), "answer": "0"} for r in rows])
     length = config.max_completion_length

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from reson.miniature.pretrain import pin_cpu_kernels
+from reson.core.machine import pin_cpu_kernels
 
 FACT_RE = re.compile(r"(\d+)\s*([+-])\s*(\d+)\s*=\s*(\d+)")
 TEMPLATES = ("r1_zero_think", "r1_zero")
@@ -139,7 +139,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
-    from reson.evaluation.evaluate import SAMPLES_FILE, evaluate, read_samples
+    from reson.core.folders import SAMPLES_FILE
+    from reson.evaluation.evaluate import evaluate, read_samples
 
     output_dir = Path(args.output_dir)
     models = dict(m.split("=", 1) for m in args.models) if args.models else run_experiment(args, output_dir)

@@ -27,10 +27,10 @@ WARMUP_STEPS = 2
 
 def build_model(folder: Path) -> Path:
     from reson.core.data import format_prompt
-    from reson.miniature.synthetic import generate
+    from reson.core.synthetic import problems
     from reson.miniature.tiny_model import save_tiny_model
 
-    rows = generate("train", 400, seed=1)
+    rows = problems("train", 400, seed=1)
     texts = [format_prompt(r["question"]) + " <think>" + r["answer"] + "</think> <answer>1</answer>" for r in rows]
     return save_tiny_model(folder, texts, seed=0)
 

@@ -31,7 +31,7 @@ def test_unknown_command_names_the_valid_ones(capsys):
 def test_help_shows_zero_defaults_and_hides_absent_ones():
     import argparse
 
-    from reson.cli import HelpFormatter
+    from reson.core.help import HelpFormatter
 
     parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="seed")

@@ -16,7 +16,6 @@ from reson.core.config import (
     LATE_CHECKED_CHOICES,
     PROJECT_FIELDS,
     RECIPES,
-    RESOLVED_CONFIG_NAME,
     ConfigError,
     ResonConfig,
     config_parser,
@@ -24,6 +23,7 @@ from reson.core.config import (
     resolved_values,
     save_resolved_config,
 )
+from reson.core.folders import RUN_CONFIG
 
 CONFIGS = sorted(RECIPES.glob("*.yaml"))
 
@@ -145,7 +145,7 @@ def test_yaml_1e_minus_6_is_a_float(tmp_path):
 def test_resolved_config_loads_back_to_the_same_config(tmp_path):
     config = load_config(write_recipe(tmp_path, output_dir=str(tmp_path / "out"), generation_batch_size=16))
     saved = save_resolved_config(config, note="resumed from checkpoint-4")
-    assert saved.name == RESOLVED_CONFIG_NAME and "# resumed from checkpoint-4" in saved.read_text()
+    assert saved.name == RUN_CONFIG and "# resumed from checkpoint-4" in saved.read_text()
     reloaded = load_config(saved)
     assert resolved_values(reloaded) == resolved_values(config)
     assert reloaded.generation_batch_size == 16 and reloaded.steps_per_generation == 2
@@ -347,7 +347,7 @@ def test_torch_threads_is_a_positive_count_and_set_by_the_run(tmp_path, monkeypa
     ],
 )
 def test_why_torch_sees_no_gpu_names_the_driver(driver, said, tmp_path, monkeypatch):
-    from reson.core.config import cuda_problem
+    from reson.core.machine import cuda_problem
 
     if driver is not None:
         script = tmp_path / "nvidia-smi"

@@ -145,10 +145,10 @@ def test_competition_answers_are_clean_number_strings(shared_data):
 
 
 def test_synthetic_rows_come_from_the_generator():
-    from reson.miniature.synthetic import generate
+    from reson.core.synthetic import problems
 
     rows = load_problems("synthetic", "test", size=25, seed=3)
-    generated = generate("test", 25, 3)
+    generated = problems("test", 25, 3)
     assert [r["question"] for r in rows] == [g["question"] for g in generated]
     assert [r["answer"] for r in rows] == [g["answer"].split("####")[-1].strip() for g in generated]
     assert {r["source"] for r in rows} == {"synthetic"} and all(

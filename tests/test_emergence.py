@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from reson.training.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
+from reson.core.folders import EMERGENCE_FILE
+from reson.training.emergence import EmergenceCallback, EmergenceLog
 
 
 def settings(**changes):

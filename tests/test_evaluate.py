@@ -307,7 +307,8 @@ def test_stop_string_looks_at_the_completion_only(tiny_model_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reson.core.generation import STOP, HFEngine, Sampling, _ending_tokens, _StopStrings, load_tokenizer
+    from reson.core.generation import STOP, HFEngine, Sampling, _ending_tokens, _StopStrings
+    from reson.core.models import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_path))
     prompt = tok("The tags are <answer> </answer>. Assistant:", add_special_tokens=False)["input_ids"]
@@ -569,7 +570,7 @@ def test_transformers_backend_picks_fp16_where_the_gpu_has_no_native_bf16(native
     import torch
     import transformers
 
-    from reson.core import generation
+    from reson.core import generation, models
 
     loaded = {}
 
@@ -591,7 +592,7 @@ def test_transformers_backend_picks_fp16_where_the_gpu_has_no_native_bf16(native
         torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or native_bf16
     )
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
-    monkeypatch.setattr(generation, "load_tokenizer", lambda model: None)
+    monkeypatch.setattr(models, "load_tokenizer", lambda model: None)
     monkeypatch.setattr(generation.HFEngine, "__init__", lambda self, model, tokenizer, batch_size=32: None)
     generation.HFEngine.from_pretrained("some/model")
     assert loaded == {"dtype": getattr(torch, dtype), "device": "cuda"}

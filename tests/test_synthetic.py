@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import pytest
 
-from reson.miniature.synthetic import LEVELS, generate
+from reson.core.synthetic import LEVELS, problems
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
@@ -83,16 +83,16 @@ def test_evaluator_refuses_non_arithmetic(expression):
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
-    assert generate("train", 50, seed=3) == generate("train", 50, seed=3)
-    assert generate("test", 50, seed=3) == generate("test", 50, seed=3)
-    assert generate("train", 50, seed=3) != generate("train", 50, seed=4)
+    assert problems("train", 50, seed=3) == problems("train", 50, seed=3)
+    assert problems("test", 50, seed=3) == problems("test", 50, seed=3)
+    assert problems("train", 50, seed=3) != problems("train", 50, seed=4)
     # a longer draw extends a shorter one with the same seed
-    assert generate("train", 80, seed=3)[:50] == generate("train", 50, seed=3)
+    assert problems("train", 80, seed=3)[:50] == problems("train", 50, seed=3)
 
 
 def test_train_and_test_never_overlap():
-    train = generate("train", 20_000, seed=0) + generate("train", 5_000, seed=1)
-    test = generate("test", 2_000, seed=0) + generate("test", 500, seed=7)
+    train = problems("train", 20_000, seed=0) + problems("train", 5_000, seed=1)
+    test = problems("test", 2_000, seed=0) + problems("test", 500, seed=7)
     # canonical problems (the arithmetic, whatever the wording) are disjoint, so questions are too
     assert not {expression_from_question(r["question"]) for r in train} & {
         expression_from_question(r["question"]) for r in test
@@ -101,7 +101,7 @@ def test_train_and_test_never_overlap():
 
 
 def test_every_answer_is_right_by_independent_evaluation():
-    rows = generate("train", 1_500, seed=11) + generate("test", 500, seed=11)
+    rows = problems("train", 1_500, seed=11) + problems("test", 500, seed=11)
     for row in rows:
         expression = expression_from_question(row["question"])
         assert expression == row["expression"], row
@@ -109,7 +109,7 @@ def test_every_answer_is_right_by_independent_evaluation():
 
 
 def test_worked_solutions_check_step_by_step():
-    for row in generate("test", 300, seed=5):
+    for row in problems("test", 300, seed=5):
         lines = row["answer"].split("\n")
         assert lines[-1] == f"#### {gold(row)}"
         results = []
@@ -127,7 +127,7 @@ def test_worked_solutions_check_step_by_step():
 
 
 def test_levels_operands_and_schema():
-    rows = generate("train", 3_000, seed=2)
+    rows = problems("train", 3_000, seed=2)
     assert {r["level"] for r in rows} == set(LEVELS)
     for row in rows:
         assert set(row) == {"question", "answer", "level", "expression"}
@@ -136,13 +136,13 @@ def test_levels_operands_and_schema():
         assert len(numbers) == row["level"] + 1
         assert gold(row) >= 0
     # levels are mixed evenly in both splits (within sampling noise)
-    for split_rows in (rows, generate("test", 600, seed=2)):
+    for split_rows in (rows, problems("test", 600, seed=2)):
         counts = [sum(r["level"] == level for r in split_rows) for level in LEVELS]
         assert min(counts) > len(split_rows) / len(LEVELS) * 0.8, counts
 
 
 def test_levels_can_be_restricted_and_test_questions_are_unique():
-    rows = generate("test", 400, seed=0, levels=(2,))
+    rows = problems("test", 400, seed=0, levels=(2,))
     assert {r["level"] for r in rows} == {2}
     assert len({r["question"] for r in rows}) == len(rows)
 
@@ -158,18 +158,18 @@ def test_levels_can_be_restricted_and_test_questions_are_unique():
 )
 def test_bad_input_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        generate(**kwargs)
+        problems(**kwargs)
 
 
 def test_cannot_ask_for_more_distinct_test_problems_than_exist(monkeypatch):
     # with one name, one item and one phrase per operation, level 1 has only a few hundred distinct test
     # questions: asking for more fails with a clear error instead of looping forever
-    import reson.miniature.synthetic as synthetic
+    import reson.core.synthetic as synthetic
 
     monkeypatch.setattr(synthetic, "NAMES", synthetic.NAMES[:1])
     monkeypatch.setattr(synthetic, "ITEMS", synthetic.ITEMS[:1])
     monkeypatch.setattr(synthetic, "ADD_PHRASES", synthetic.ADD_PHRASES[:1])
     monkeypatch.setattr(synthetic, "SUB_PHRASES", synthetic.SUB_PHRASES[:1])
-    assert len(generate("test", 50, seed=0, levels=(1,))) == 50
+    assert len(problems("test", 50, seed=0, levels=(1,))) == 50
     with pytest.raises(ValueError, match="distinct"):
-        generate("test", 2_000, seed=0, levels=(1,))
+        problems("test", 2_000, seed=0, levels=(1,))

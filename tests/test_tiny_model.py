@@ -8,6 +8,7 @@ import re
 import pytest
 
 from reson.core.data import format_prompt
+from reson.core.synthetic import problems
 from reson.miniature.pretrain import (
     BUILD_RECORD,
     QA_TEMPLATE,
@@ -19,7 +20,6 @@ from reson.miniature.pretrain import (
     reasoning_trace,
     worked_solution,
 )
-from reson.miniature.synthetic import generate
 from reson.miniature.tiny_model import TAG_TOKENS, build_model, save_tiny_model, train_tokenizer
 
 # A build that takes seconds: enough steps for the loss to fall, far too few to learn arithmetic.
@@ -119,7 +119,7 @@ def test_drills_hold_right_facts_in_the_traces_range(corpus):
 
 def test_texts_are_exactly_prompt_plus_completion():
     config = BaseModelConfig(seed=0, num_texts=300, drill_share=0.0)
-    rows = generate("train", 300, seed=0)
+    rows = problems("train", 300, seed=0)
     texts = pretraining_texts(config)
     for row, text in zip(rows, texts, strict=True):
         gold = row["answer"].split("####")[1].strip()
@@ -137,7 +137,7 @@ def test_texts_are_exactly_prompt_plus_completion():
 def test_reasoning_trace_steps_left_to_right():
     assert reasoning_trace("12 - 7 + 19") == "12-7=5, 5+19=24"
     assert reasoning_trace("3 + 4") == "3+4=7"
-    for row in generate("test", 100, seed=1):
+    for row in problems("test", 100, seed=1):
         last = reasoning_trace(row["expression"]).split("=")[-1]
         assert re.fullmatch(r"\d+", last) and last == row["answer"].split("####")[1].strip()
 
@@ -295,7 +295,7 @@ def test_the_build_repeats_bit_for_bit_whatever_threads_the_caller_set(tmp_path)
 
 @pytest.mark.slow
 def test_probe_reports_rates_on_held_out_rows(built):
-    rows = generate("test", 12, seed=0)
+    rows = problems("test", 12, seed=0)
     result = probe(built, rows, max_new_tokens=16, batch_size=8)
     assert result["count"] == 12
     for key in ("base_accuracy", "probe_accuracy", "tag_prior", "base_format", "base_think_usage"):
@@ -321,7 +321,7 @@ def test_worked_solution_without_slips_is_the_plain_trace():
     import random
 
     rng = random.Random(0)
-    for row in generate("train", 50, seed=3):
+    for row in problems("train", 50, seed=3):
         trace, total = worked_solution(row["expression"], rng, BaseModelConfig())
         assert trace == reasoning_trace(row["expression"]) and str(total) == _gold(row)
     assert rng.random() == random.Random(0).random()  # no random numbers were drawn
@@ -334,7 +334,7 @@ def test_checks_catch_every_slip_and_land_on_the_right_answer(style):
     config = BaseModelConfig(check_rate=0.5, check_style=style)
     rng = random.Random(1)
     failed = passed = 0
-    for row in generate("train", 300, seed=4):
+    for row in problems("train", 300, seed=4):
         trace, total = worked_solution(row["expression"], rng, config)
         assert str(total) == _gold(row)
         failed += trace.count("wait")
@@ -347,7 +347,7 @@ def test_checks_catch_every_slip_and_land_on_the_right_answer(style):
 def test_repaired_slips_are_right_and_unrepaired_ones_carry_the_error_on():
     import random
 
-    rows = generate("train", 100, seed=5)
+    rows = problems("train", 100, seed=5)
     repaired = [
         worked_solution(r["expression"], random.Random(i), BaseModelConfig(slip_rate=1.0, repair_rate=1.0))
         for i, r in enumerate(rows)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reson.core.config import RESOLVED_CONFIG_NAME, load_config
-from reson.core.folders import FolderError
+from reson.core.config import load_config
+from reson.core.folders import RUN_CONFIG, FolderError
 from reson.training.callbacks import format_log_line
 from reson.training.checkpoints import latest_checkpoint
 from reson.training.train import main
@@ -142,7 +142,7 @@ def test_final_model_tokenizer_and_resolved_config_are_saved(short_run, monkeypa
     _, output_dir = short_run
     assert AutoModelForCausalLM.from_pretrained(output_dir).config.model_type == "qwen2"
     assert "</think>" in AutoTokenizer.from_pretrained(output_dir).get_vocab()
-    resolved = load_config(output_dir / RESOLVED_CONFIG_NAME, overrides={"output_dir": str(output_dir / "again")})
+    resolved = load_config(output_dir / RUN_CONFIG, overrides={"output_dir": str(output_dir / "again")})
     assert resolved.max_steps == 4 and resolved.rewards == ["accuracy", "format", "length"]
 
 
@@ -344,7 +344,7 @@ def test_resume_applies_a_changed_learning_rate_and_save_steps(tmp_path, tiny_mo
     assert rates[1] == rates[2] == pytest.approx(1e-3) and rates[3] == rates[6] == pytest.approx(5e-4)
     # every 3 steps from the resume (save_total_limit 2 keeps the last two): with the old 1 it would be 5 and 6
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
-    recorded = (output_dir / RESOLVED_CONFIG_NAME).read_text()
+    recorded = (output_dir / RUN_CONFIG).read_text()
     assert "learning_rate: 0.0005" in recorded and "save_steps: 3" in recorded
     assert (
         "# resumed from checkpoint-2 with changed settings" in recorded and "learning_rate 0.001 -> 0.0005" in recorded
@@ -402,7 +402,7 @@ def test_a_second_run_into_a_busy_folder_stops_naming_the_first(tmp_path, tiny_m
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (output_dir / RESOLVED_CONFIG_NAME).exists() and time.monotonic() < deadline:
+        while not (output_dir / RUN_CONFIG).exists() and time.monotonic() < deadline:
             time.sleep(0.1)  # the first run holds the lock from before it writes anything
         second = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)
         assert second.returncode == 2

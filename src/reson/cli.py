@@ -8,7 +8,6 @@ lists every TRL field, and importing TRL (torch included) alone takes about thre
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import importlib
@@ -31,15 +30,6 @@ COMMANDS = {
     "chat": ("reson.tools.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
 }
 PACKAGE = Path(__file__).resolve().parent
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Says each option's default, when it has one (not None, and not a flag's False)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or "(default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def package_version() -> str:

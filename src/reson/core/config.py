@@ -34,12 +34,12 @@ from typing import Any
 import yaml
 from trl import GRPOConfig, TrlParser
 
-from reson.core import data, models
+from reson.core import data, folders, models
+from reson.core.machine import cuda_problem
 from reson.core.rewards import DEFAULT_TIMEOUT, REWARDS
 
 COMMAND_LINE = "the command line"
 RECIPES = Path(__file__).resolve().parents[1] / "configs"  # the recipes shipped with the package
-RESOLVED_CONFIG_NAME = models.RUN_CONFIG  # the resolved config a run writes into its output folder
 SECRET_FIELDS = ("hub_token",)
 DATASET_KEYS = ("name", "split", "weight")
 # TRL 1.16 checks these only at the first loss or generation, minutes after the model has loaded; a test keeps the
@@ -251,40 +251,6 @@ def check_machine(config: ResonConfig) -> None:
             "generate with transformers.",
             "use_vllm",
         )
-
-
-def nvidia_smi(*fields: str) -> list[list[str]] | None:
-    """``nvidia-smi --query-gpu`` for ``fields``: one row of stripped values per GPU; None without a working
-    nvidia-smi (no NVIDIA GPU or driver)."""
-    import subprocess
-
-    try:
-        output = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    rows = [[value.strip() for value in line.split(",")] for line in output.splitlines() if line.strip()]
-    return [row for row in rows if len(row) == len(fields)] or None
-
-
-def cuda_problem() -> str:
-    """Why torch sees no CUDA GPU, in words: torch 2.13's wheels are CUDA 13 builds that need driver 580 or newer."""
-    rows = nvidia_smi("driver_version")
-    if rows is None:
-        return "this machine has no NVIDIA GPU that torch can use"
-    driver = rows[0][0]
-    major = int(driver.split(".")[0]) if driver.split(".")[0].isdigit() else 0
-    if major < 580:
-        return (
-            f"NVIDIA driver {driver} is too old for torch 2.13's CUDA 13 build (it needs 580 or newer): update "
-            "the driver"
-        )
-    return f"torch cannot use the GPU (NVIDIA driver {driver}); check that torch was installed with CUDA"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -514,7 +480,7 @@ def save_resolved_config(config: ResonConfig, output_dir: str | Path | None = No
     """Write the fully resolved config as YAML into output_dir (atomically) and return its path."""
     output_dir = Path(output_dir or config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / RESOLVED_CONFIG_NAME
+    path = output_dir / folders.RUN_CONFIG
     text = "# Fully resolved `reson train` config: every field, defaults filled in. Reload with --config.\n"
     text += "".join(f"# {line}\n" for line in note.splitlines())
     text += yaml.safe_dump(resolved_values(config), sort_keys=False, default_flow_style=None, width=119)

@@ -26,9 +26,9 @@ import random
 import re
 from pathlib import Path
 
+from reson.core import synthetic
 from reson.core.jsonl import read_jsonl
 from reson.core.parsing import boxed_spans, gold_from_solution, parse_gsm8k_gold
-from reson.miniature.synthetic import generate
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def load_problems(
         raise ValueError(f"size applies to 'synthetic' only; subsample {name_or_path!r} with sample_rows instead.")
     if name == "synthetic":
         n = SYNTHETIC_SIZES.get(split, 0) if size is None else size
-        return _normalize(generate(split, n, seed), "synthetic", split, "synthetic")
+        return _normalize(synthetic.problems(split, n, seed), "synthetic", split, "synthetic")
     if name in HUB_DATASETS:
         repo, config, hub_splits = HUB_DATASETS[name]
         if split not in hub_splits:

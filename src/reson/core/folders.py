@@ -18,13 +18,18 @@ import time
 from pathlib import Path
 
 LOCK_FILE = ".reson.lock"
+# What a training run's folder holds (`reson train`), besides the model and its checkpoints
+RUN_CONFIG = "train_config.yaml"  # the resolved config, which loads back as a recipe
+TRAINER_STATE = "trainer_state.json"  # TRL's log history and step (also in every checkpoint)
+EMERGENCE_FILE = "emergence.jsonl"  # the canary completions, one JSON line each
+# What an evaluation's folder holds (`reson eval`)
+RUN_FILE = "run.json"  # the settings the samples were made under
+SAMPLES_FILE = "samples.jsonl"  # one scored completion a line
+RESULTS_FILE = "results.json"  # the summary
 TRAINING = "a training run"
 EVALUATION = "an evaluation"
 # files that mark each kind of folder
-_MARKS = {
-    TRAINING: ("trainer_state.json", "train_config.yaml", "emergence.jsonl"),
-    EVALUATION: ("run.json", "results.json", "samples.jsonl"),
-}
+_MARKS = {TRAINING: (TRAINER_STATE, RUN_CONFIG, EMERGENCE_FILE), EVALUATION: (RUN_FILE, RESULTS_FILE, SAMPLES_FILE)}
 
 
 class FolderError(ValueError):

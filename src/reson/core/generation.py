@@ -136,16 +136,6 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def load_tokenizer(model: str):
-    """The model's transformers tokenizer (a checkpoint's comes from its run folder), with a pad token."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(models.tokenizer_source(model))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def load_engine(backend: str, model: str, dtype: str = "auto", device: str = "auto", seed: int = 0):
     """A loaded engine for ``model`` on ``backend`` (resolved first): this is where the weights load."""
     backend = resolve_backend(backend, model)
@@ -224,7 +214,7 @@ class HFEngine:
             if device.startswith("cuda"):
                 dtype = "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float16"
         loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
-        return cls(loaded, load_tokenizer(model))
+        return cls(loaded, models.load_tokenizer(model))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]

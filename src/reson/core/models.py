@@ -22,11 +22,12 @@ from pathlib import Path
 
 import yaml
 
+from reson.core import folders
+
 # A Hugging Face Hub repo id: "name" or "namespace/name" (letters, digits, '-', '_', '.'; at most 96 characters each).
 HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
-RUN_CONFIG = "train_config.yaml"  # the resolved config `reson train` writes into its output folder
 
 
 class ModelPathError(ValueError):
@@ -88,6 +89,16 @@ def tokenizer_source(model: str) -> str:
     return str(folder) if folder is not None else str(model)
 
 
+def load_tokenizer(model: str):
+    """The model's transformers tokenizer (a checkpoint's comes from its run folder), with a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def model_format(path: str | Path) -> str:
     """``"mlx"`` for a folder written by mlx-lm (``reson convert``), ``"hf"`` for a transformers (torch) folder.
 
@@ -118,7 +129,7 @@ def run_config(model: str | Path) -> dict:
         return {}
     path = Path(model).expanduser()
     for folder in (path, path.resolve().parent):
-        file = folder / RUN_CONFIG
+        file = folder / folders.RUN_CONFIG
         if file.is_file():
             try:
                 values = yaml.safe_load(file.read_text())

@@ -17,10 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from reson.cli import HelpFormatter
 from reson.core import folders
+from reson.core.help import HelpFormatter
 
-RESULTS_FILE = "results.json"
 # metric key -> (row label, scale): rates are stored as fractions and shown in percent
 METRIC_ROWS = {
     "accuracy": ("accuracy (%)", 100.0),
@@ -45,11 +44,11 @@ class CompareError(ValueError):
 
 
 def load_results(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / RESULTS_FILE
+    path = Path(run_dir) / folders.RESULTS_FILE
     if not path.is_file():
         raise CompareError(
-            f"{run_dir}: no {RESULTS_FILE}; run `reson eval --output_dir {run_dir}` first (an interrupted eval "
-            "finishes when run again)."
+            f"{run_dir}: no {folders.RESULTS_FILE}; run `reson eval --output_dir {run_dir}` first (an interrupted "
+            "eval finishes when run again)."
         )
     return json.loads(path.read_text())
 

@@ -51,9 +51,9 @@ from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from reson.cli import HelpFormatter
 from reson.core import folders, generation, models
 from reson.core.data import DATASET_NAMES, TEMPLATES, load_problems, sample_rows, with_prompts
+from reson.core.help import HelpFormatter
 from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from reson.core.metrics import completion_record, summarize
 from reson.core.parsing import split_completion
@@ -63,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_NAMES = (*TEMPLATES, "chat")
 DEFAULT_MAX_COMPLETION_LENGTH = 1536  # the main recipe's; a model `reson train` wrote uses its run's own
-SAMPLES_FILE, RESULTS_FILE, RUN_FILE = "samples.jsonl", "results.json", "run.json"
 # settings that change what a sample is; a folder holding samples made under others cannot be resumed
 FINGERPRINT_KEYS = (
     "model",
@@ -300,7 +299,8 @@ def read_samples(path: Path) -> list[dict]:
 
 def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None:
     """Check the (locked) output folder against these settings; the finished results when there is nothing to do."""
-    run_file, results_file, samples_file = (output_dir / f for f in (RUN_FILE, RESULTS_FILE, SAMPLES_FILE))
+    run_file, results_file = output_dir / folders.RUN_FILE, output_dir / folders.RESULTS_FILE
+    samples_file = output_dir / folders.SAMPLES_FILE
     started = results_file.exists() or (samples_file.exists() and samples_file.stat().st_size > 0)
     if run_file.exists() and not started:  # settings written, nothing generated yet: take the new ones
         run_file.unlink()
@@ -317,7 +317,8 @@ def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None
             return json.loads(results_file.read_text())
     elif started:
         raise EvalError(
-            f"--output_dir {output_dir} holds results without a {RUN_FILE}; use another --output_dir, or --overwrite."
+            f"--output_dir {output_dir} holds results without a {folders.RUN_FILE}; use another --output_dir, or "
+            "--overwrite."
         )
     else:
         folders.write_json(run_file, run)
@@ -449,13 +450,13 @@ def evaluate(
 
 
 def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, device, reward_timeout, progress) -> dict:
-    samples_file = output_dir / SAMPLES_FILE
+    samples_file = output_dir / folders.SAMPLES_FILE
     done = {(r["dataset"], str(r["id"]), r["sample_index"]): r for r in read_samples(samples_file)}
     n, seed = run["num_generations"], run["seed"]
 
     # ---- tokenizer and prompts ---------------------------------------------------------------------------
     try:
-        tokenizer = generation.load_tokenizer(model)
+        tokenizer = models.load_tokenizer(model)
         for label in rows_by_label:
             rows_by_label[label] = with_prompts(rows_by_label[label], template=run["template"], tokenizer=tokenizer)
     except (OSError, ValueError) as err:  # not on the hub, offline, or a template the tokenizer lacks
@@ -524,7 +525,7 @@ def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, devi
             "by_level": breakdown(records, "level"),
             "by_subject": breakdown(records, "subject"),
         }
-    folders.write_json(output_dir / RESULTS_FILE, results)
+    folders.write_json(output_dir / folders.RESULTS_FILE, results)
     return results
 
 
@@ -649,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     print(format_summary(results))
-    print(f"results: {Path(args.output_dir) / RESULTS_FILE}")
+    print(f"results: {Path(args.output_dir) / folders.RESULTS_FILE}")
     return 0
 
 

@@ -16,8 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from reson.cli import HelpFormatter
 from reson.core import folders
+from reson.core.help import HelpFormatter
 from reson.core.jsonl import JsonlError, read_jsonl, write_jsonl
 from reson.core.rewards import DEFAULT_TIMEOUT, score
 

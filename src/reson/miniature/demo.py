@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from reson.miniature.pretrain import pin_cpu_kernels
+from reson.core.machine import pin_cpu_kernels
 
 logger = logging.getLogger("reson.miniature.demo")
 

@@ -60,7 +60,8 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from reson.cli import HelpFormatter
+from reson.core.help import HelpFormatter
+from reson.core.machine import pin_cpu_kernels
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class BaseModelConfig:
 
 def reasoning_trace(expression: str) -> str:
     """The compact worked solution for a canonical expression: "12-7=5, 5+19=24"."""
-    from reson.miniature.synthetic import steps
+    from reson.core.synthetic import steps
 
     return ", ".join(f"{before}{op}{n}={after}" for before, op, n, after in steps(expression))
 
@@ -146,7 +147,7 @@ def worked_solution(expression: str, rng: random.Random, config: BaseModelConfig
     Wrong results are off by 1, 2 or 10, and only ones that keep every later total >= 0. With all rates 0 it is
     `reasoning_trace(expression)` and no random numbers are drawn.
     """
-    from reson.miniature.synthetic import steps
+    from reson.core.synthetic import steps
 
     operations = [(op, n) for _, op, n, _ in steps(expression)]
 
@@ -212,7 +213,7 @@ def arithmetic_drill(rng: random.Random, n: int = DRILL_FACTS) -> str:
     The facts cover what the reasoning traces need: a running total (0 to 80) plus or minus an operand 1-20,
     never below zero; small totals, where most traces live, are drawn more often.
     """
-    from reson.miniature.synthetic import MAX_OPERAND, MIN_OPERAND
+    from reson.core.synthetic import MAX_OPERAND, MIN_OPERAND
 
     facts = []
     for _ in range(n):
@@ -236,11 +237,11 @@ def worked_completion(row: dict, rng: random.Random, config: BaseModelConfig) ->
 def pretraining_texts(config: BaseModelConfig) -> list[str]:
     """The pretraining corpus for `config`, deterministic in `config.seed` (eos is appended at tokenisation)."""
     from reson.core.data import format_prompt
-    from reson.miniature.synthetic import generate
+    from reson.core.synthetic import problems
 
     rng = random.Random(f"reson-pretrain/{config.seed}")
     num_drills = round(config.num_texts * config.drill_share)
-    rows = generate("train", config.num_texts - num_drills, seed=config.seed)
+    rows = problems("train", config.num_texts - num_drills, seed=config.seed)
     drill_at = set(rng.sample(range(config.num_texts), num_drills))
     rows_iter = iter(rows)
     texts = []
@@ -553,17 +554,6 @@ def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, ba
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def pin_cpu_kernels() -> None:
-    """Pin torch's CPU kernels to one family, so a build's floats do not depend on the processor's extensions.
-
-    ATen picks AVX-512 or AVX2 kernels and MKL its code path from the processor; either changes the weights (two
-    1-thread builds of one seed: another hash with each). AVX2 is the family current x86 processors share. Call it
-    before torch runs its first operation; a value the user already set wins.
-    """
-    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-    os.environ.setdefault("MKL_CBWR", "AVX2")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m reson.miniature.pretrain",
@@ -590,10 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
     stats = build_record(path)["stats"]
     # probe
-    from reson.miniature.synthetic import generate
+    from reson.core.synthetic import problems
 
     start = time.perf_counter()
-    result = probe(path, generate("test", args.num_problems, seed=args.eval_seed))
+    result = probe(path, problems("test", args.num_problems, seed=args.eval_seed))
     result["probe_seconds"] = round(time.perf_counter() - start, 1)
     result.update({k: stats[k] for k in ("parameters", "pretrain_seconds", "final_loss", "tokens_per_second")})
     result["model_path"] = str(path)

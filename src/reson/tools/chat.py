@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from reson.cli import HelpFormatter
 from reson.core import folders, generation, models
 from reson.core.data import PLAIN_TEMPLATE, TEMPLATES, format_prompt
+from reson.core.help import HelpFormatter
 from reson.core.jsonl import JsonlError, read_jsonl
 from reson.core.parsing import (
     ANSWER_CLOSE,

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import yaml
 
-from reson.cli import HelpFormatter
 from reson.core import folders, generation, models
 from reson.core.data import chat_template, format_prompt
+from reson.core.help import HelpFormatter
 
 QUANTIZE_BITS = {"4bit": 4, "8bit": 8}
 CHECK_PROMPT = "What is 2 + 3?"
@@ -113,7 +113,7 @@ def add_run_files(built: Path, model_path: Path) -> None:
     """The run's train_config.yaml, and a chat template that renders its training template."""
     run = models.run_config(model_path)
     if run:
-        (built / models.RUN_CONFIG).write_text(yaml.safe_dump(run, sort_keys=False, width=119))
+        (built / folders.RUN_CONFIG).write_text(yaml.safe_dump(run, sort_keys=False, width=119))
     template = chat_template(run.get("template", "r1_zero"))
     if template is not None:
         (built / "chat_template.jinja").write_text(template)

@@ -70,9 +70,10 @@ import os
 import sys
 from dataclasses import dataclass
 
-from reson.cli import HelpFormatter
 from reson.core import models
-from reson.core.config import ConfigError, ResonConfig, load_config, nvidia_smi
+from reson.core.config import ConfigError, ResonConfig, load_config
+from reson.core.help import HelpFormatter
+from reson.core.machine import nvidia_smi
 from reson.core.models import Architecture
 
 GIB = 1024**3

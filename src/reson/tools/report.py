@@ -56,7 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from reson.cli import HelpFormatter
+from reson.core import folders
+from reson.core.help import HelpFormatter
 from reson.core.jsonl import read_jsonl
 from reson.core.metrics import completion_record, self_correction_phrases, summarize
 from reson.core.models import run_config
@@ -66,8 +67,6 @@ from reson.tools.plots import PLOTS, REWARD_RANGE, Curves, Marker, Series, colou
 
 logger = logging.getLogger(__name__)
 
-EMERGENCE_FILE = "emergence.jsonl"
-STATE_FILE = "trainer_state.json"
 REPORT_FILE = "report.html"
 # Once-per-run numbers TRL logs at the end of training (not per step): shown as run facts.
 TOTAL_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
@@ -137,7 +136,7 @@ def find_trainer_state(run_dir: Path) -> tuple[Path, dict] | None:
     """The newest readable trainer_state.json of the run folder and its checkpoints: highest global step, then
     latest written. A file caught half-written by a run in progress is passed over."""
     best = None
-    for path in [run_dir / STATE_FILE, *run_dir.glob(f"checkpoint-*/{STATE_FILE}")]:
+    for path in [run_dir / folders.TRAINER_STATE, *run_dir.glob(f"checkpoint-*/{folders.TRAINER_STATE}")]:
         try:
             state = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
@@ -210,7 +209,7 @@ def read_emergence(run_dir: Path) -> dict[int, list[dict]]:
     """The canary completions of emergence.jsonl as `canary_record`s grouped by step, each with a `canary` key (its
     own, else its `id`, else its place among its step's rows). Damaged lines and a half-written last one are
     skipped."""
-    path = run_dir / EMERGENCE_FILE
+    path = run_dir / folders.EMERGENCE_FILE
     lines = read_jsonl(path)
     if lines.skipped:
         logger.warning("%s: damaged line(s) %s skipped", path, ", ".join(map(str, lines.skipped)))
@@ -303,8 +302,9 @@ def load_run(run_dir: str | Path, label: str | None = None) -> Run:
     run.series = drop_without_thinking(merge(merge(state_series, tb_series), from_canaries), run.counts)
     if not run.series and not run.canaries:
         raise ReportError(
-            f"run folder {str(run_dir)!r} holds no training logs (no {STATE_FILE}, no TensorBoard events, no "
-            f"{EMERGENCE_FILE}): pass the output_dir of a `reson train` run that has logged at least one step."
+            f"run folder {str(run_dir)!r} holds no training logs (no {folders.TRAINER_STATE}, no TensorBoard events, "
+            f"no {folders.EMERGENCE_FILE}): pass the output_dir of a `reson train` run that has logged at least one "
+            "step."
         )
     if run.series:  # TensorBoard runs ahead of the last checkpoint while training
         logged = max(max(values) for values in run.series.values() if values)

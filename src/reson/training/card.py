@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reson.core import models
+from reson.core import folders, models
 from reson.core.config import ResonConfig, save_resolved_config
 from reson.core.data import HUB_DATASETS, chat_template, format_prompt
 from reson.core.jsonl import read_jsonl
@@ -104,5 +104,5 @@ def save_final_model(trainer, config: ResonConfig, note: str = "") -> None:
     if trainer.is_world_process_zero():
         save_resolved_config(config, note=note)
         (Path(config.output_dir) / "README.md").write_text(
-            model_card(config, Path(config.output_dir) / "emergence.jsonl")
+            model_card(config, Path(config.output_dir) / folders.EMERGENCE_FILE)
         )

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from reson.core import models
+from reson.core import folders, models
 from reson.core.config import ConfigError, ResonConfig, resolved_values
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def checkpoint_step(path: str | Path) -> int | None:
     """The step a complete checkpoint holds (its trainer_state.json), None when it is incomplete or torn."""
     path = Path(path)
     try:
-        step = json.loads((path / "trainer_state.json").read_text())["global_step"]
+        step = json.loads((path / folders.TRAINER_STATE).read_text())["global_step"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     has_weights = any(next(path.glob(pattern), None) for pattern in models.WEIGHT_GLOBS)

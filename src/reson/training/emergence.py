@@ -33,7 +33,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
-from reson.core import generation
+from reson.core import folders, generation
 from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from reson.core.metrics import completion_record, summarize
 from reson.core.parsing import split_completion
@@ -42,7 +42,6 @@ from reson.training.callbacks import log_through_trainer, parameters_sharded
 
 logger = logging.getLogger(__name__)
 
-EMERGENCE_FILE = "emergence.jsonl"
 METRIC_PREFIX = "emergence/"
 TABLE_COLUMNS = ("step", "canary", "question", "completion", "extracted", "gold", "accuracy", "format")
 
@@ -76,7 +75,7 @@ class EmergenceCallback(TrainerCallback):
     def __init__(self, canaries: list[dict], tokenizer, output_dir: str | Path, config, batch_size: int = 64):
         self.canaries = canaries
         self.tokenizer = tokenizer
-        self.log = EmergenceLog(Path(output_dir) / EMERGENCE_FILE)
+        self.log = EmergenceLog(Path(output_dir) / folders.EMERGENCE_FILE)
         self.every = config.emergence_every
         self.sampling = generation.Sampling(
             max_new_tokens=config.max_completion_length,

@@ -39,10 +39,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from transformers import AutoTokenizer
 from trl import GRPOTrainer
 
-from reson.core import folders
+from reson.core import folders, models
 from reson.core.config import (
     ConfigError,
     ResonConfig,
@@ -57,7 +56,7 @@ from reson.core.verifier import warm_up
 from reson.training import checkpoints
 from reson.training.callbacks import CurrentSettingsOnResume, DivergenceGuard, TrainingDiverged, use_console
 from reson.training.card import save_final_model
-from reson.training.emergence import EMERGENCE_FILE, EmergenceCallback, EmergenceLog
+from reson.training.emergence import EmergenceCallback, EmergenceLog
 
 logger = logging.getLogger("reson.train")
 
@@ -102,9 +101,7 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
     checkpoint, note = checkpoints.prepare(config, resume)  # the checkpoint to resume, what changed; disk space
 
     # ---- Tokenizer, data, rewards ----
-    tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = models.load_tokenizer(config.model_name_or_path)
     try:
         rows, canaries = load_data(config, tokenizer)
     except (ValueError, FileNotFoundError) as err:  # bad data settings: still before the model loads
@@ -114,7 +111,7 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
     warm_up()  # the verifier processes start now, not in the middle of the first step
     if is_main:
         save_resolved_config(config, note=note)
-        EmergenceLog(output_dir / EMERGENCE_FILE).truncate_after(
+        EmergenceLog(output_dir / folders.EMERGENCE_FILE).truncate_after(
             checkpoints.checkpoint_step(checkpoint) if checkpoint else -1
         )
     if "wandb" in config.report_to:

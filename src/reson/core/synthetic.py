@@ -8,7 +8,7 @@ Rows have GSM8K's form, so the same loaders, rewards and evaluation run on them 
 
 `level` is the number of operations (1 to 3). Operands are 1-20 and the operations + and -, with every
 running total kept at zero or above (one cannot give away more than one has): small numbers are what lets
-a one-million-parameter model learn the arithmetic in minutes (DESIGN.md, "The miniature").
+the miniature's 279k-parameter model learn the arithmetic in minutes.
 
 Train and test never overlap: each problem's canonical form (its expression, whatever the wording) is hashed
 and the hash decides the split, so no test problem appears in training under any wording.
@@ -106,7 +106,7 @@ def steps(expression: str) -> list[tuple[int, str, int, int]]:
     return out
 
 
-def generate(split: str, n: int, seed: int = 0, levels: tuple[int, ...] = LEVELS) -> list[dict]:
+def problems(split: str, n: int, seed: int = 0, levels: tuple[int, ...] = LEVELS) -> list[dict]:
     """`n` problems of `split` ("train" or "test"), levels drawn uniformly from `levels`; same seed, same rows.
 
     Test rows are unique questions within one call; train rows may repeat (the pretraining corpus draws tens
