@@ -36,7 +36,7 @@ def probe_curve(rows: list[dict], every: int):
     from reson.core.data import format_prompt
     from reson.core.generation import HFEngine, Request, Sampling
     from reson.core.rewards import score
-    from reson.miniature.pretrain import final_answer
+    from reson.miniature.corpus import final_answer
 
     prompts = [format_prompt(r["question"], "r1_zero_think") for r in rows]
     golds = [final_answer(r) for r in rows]
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {key: _value(value) for key, _, value in (pair.partition("=") for pair in args.set)}
 
     from reson.core.machine import pin_cpu_kernels
-    from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record, probe
+    from reson.miniature.pretrain import BaseModelConfig, build_base_model, build_record
+    from reson.miniature.probe import probe
 
     pin_cpu_kernels()  # as `reson demo` and `python -m reson.miniature.pretrain` do: the same models
     import torch

@@ -9,17 +9,9 @@ import pytest
 
 from reson.core.data import format_prompt
 from reson.core.synthetic import problems
-from reson.miniature.pretrain import (
-    BUILD_RECORD,
-    QA_TEMPLATE,
-    BaseModelConfig,
-    build_base_model,
-    build_record,
-    pretraining_texts,
-    probe,
-    reasoning_trace,
-    worked_solution,
-)
+from reson.miniature.corpus import QA_TEMPLATE, pretraining_texts, reasoning_trace, worked_solution
+from reson.miniature.pretrain import BUILD_RECORD, BaseModelConfig, build_base_model, build_record
+from reson.miniature.probe import probe
 from reson.miniature.tiny_model import TAG_TOKENS, build_model, save_tiny_model, train_tokenizer
 
 # A build that takes seconds: enough steps for the loss to fall, far too few to learn arithmetic.

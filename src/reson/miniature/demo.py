@@ -73,7 +73,8 @@ def run_demo(
 
     from reson.core.config import load_config
     from reson.evaluation.evaluate import evaluate
-    from reson.miniature.pretrain import build_base_model, probe
+    from reson.miniature.pretrain import build_base_model
+    from reson.miniature.probe import probe
     from reson.tools.report import build_report
 
     output_dir = Path(output_dir)

@@ -1,23 +1,10 @@
-"""Pretrain the miniature's tiny base model on synthetic arithmetic, and probe its latent reasoning skill.
+"""Pretrain the miniature's tiny base model on synthetic arithmetic: the cached build and its command.
 
     python -m reson.miniature.pretrain --output_dir runs/base-seed0 --seed 0
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
-template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag.
-
-The corpus is shaped like a real base model's pretraining data, at toy scale (DESIGN.md, "The miniature"):
-
-- most texts are problems under the R1-Zero template with a *direct* answer (" 24"), as a base model has
-  seen questions followed by bare answers;
-- a small share (`tag_share`, 15%) of those carry a reasoning trace in the R1 tags, so the tags have a
-  small, nonzero prior under the training template (measured 5-10%; with 10% one build's fell to 2.8% and GRPO
-  switched format too late), as Qwen2.5 base has for `<think>`;
-- a larger share (`reasoning_share`) are worked solutions under a *different* template
-  ("Q: ... A: <think>12-7=5, 5+19=24</think> <answer>24</answer>"), as web text holds worked examples.
-  This gives a latent skill that RL can select; without it, GRPO games the format reward and accuracy falls;
-- a few texts (`drill_share`, 10%) are arithmetic drills, "17+18=35, 35-9=26, ...", covering the sums and
-  differences the traces need, as web text holds arithmetic (digits are single tokens: each fact is learnt
-  digit by digit, and wrong steps such as "10-5=11" were what held the probe down).
+template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag (`reson.miniature.probe`).
+The texts come from `reson.miniature.corpus`.
 
 What makes it learn in ~7 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
 many steps (hidden 64, 4 layers, 279k parameters, batch 8, 9,000 steps) rather than a wide one with few
@@ -30,15 +17,7 @@ the schedule runs well past it.
 Reproducibility: the build always runs with `BaseModelConfig.threads` torch threads (1), whatever the caller set,
 because the thread count changes how float sums are split and so the weights; with it, a build repeats bit for bit
 on one machine under any load. The CPU's kernel family changes the bits too (ATen's AVX-512 or AVX2 kernels, MKL's
-code path): `pin_cpu_kernels()` pins both to AVX2, which current x86 processors share.
-
-Slips, repairs and checks (`slip_rate`, `repair_rate`, `check_rate`, ...; off by default) write worked solutions
-that err and repair themselves ("12-7=6, wait, 12-7=5"), the verify-and-repair habit web text has. They are the
-self-correction experiments of docs/benchmarks.md ("Self-correction in the miniature"): none gave a habit that
-GRPO strengthens, so the shipped corpus is clean.
-
-Every R1-template text is exactly `format_prompt(question, "r1_zero") + completion`, and each completion starts
-with a space, so the tokens seen in pretraining are the tokens the trainer generates after "Assistant:".
+code path): `reson.core.machine.pin_cpu_kernels()` pins both to AVX2, which current x86 processors share.
 
 The model is saved in HF format (config, safetensors, tokenizer) and loads with AutoModelForCausalLM /
 AutoTokenizer exactly as Qwen2.5 does. A build is cached: `build_base_model` writes into a temporary folder,
@@ -60,13 +39,17 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from reson.core.data import format_prompt
 from reson.core.help import HelpFormatter
 from reson.core.machine import pin_cpu_kernels
+from reson.core.synthetic import problems
+from reson.miniature.corpus import pretraining_texts
+from reson.miniature.probe import probe
+from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
 BUILD_RECORD = "reson_base_model.json"  # written last: its presence with matching settings marks a complete build
-QA_TEMPLATE = "Q: {question}\nA:"  # the "other" template worked solutions are written under
 
 
 @dataclass(frozen=True)
@@ -119,144 +102,6 @@ class BaseModelConfig:
             raise ValueError(f"threads ({self.threads}) must be at least 1.")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must divide by num_heads ({self.num_heads}).")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Corpus
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def reasoning_trace(expression: str) -> str:
-    """The compact worked solution for a canonical expression: "12-7=5, 5+19=24"."""
-    from reson.core.synthetic import steps
-
-    return ", ".join(f"{before}{op}{n}={after}" for before, op, n, after in steps(expression))
-
-
-def worked_solution(expression: str, rng: random.Random, config: BaseModelConfig) -> tuple[str, int]:
-    """A worked solution that may slip and check itself, as people write them: (trace, the total it arrives at).
-
-    Per step, in this order:
-    - with probability `check_rate` the step is checked. A checked step had slipped with probability
-      `check_fail_share`; then the check fails and the step is redone ("12-7=6, check 6+7=13, wait, 12-7=5"),
-      else it passes ("12-7=5, check 5+7=12"). With half the checks failing, copying the step into the check does
-      not pay: the check has to be computed. `check_style` "recompute" works the step again instead ("12-7=5,
-      recheck 12-7=5"; failed: "12-7=6, recheck 12-7=5, wait, 12-7=5"), so the last number is the running total.
-    - otherwise, with probability `slip_rate` the result is first written wrong; the slip is caught at once with
-      probability `repair_rate` ("12-7=6, wait, 12-7=5"), else the wrong total is carried on to a wrong answer.
-    Wrong results are off by 1, 2 or 10, and only ones that keep every later total >= 0. With all rates 0 it is
-    `reasoning_trace(expression)` and no random numbers are drawn.
-    """
-    from reson.core.synthetic import steps
-
-    operations = [(op, n) for _, op, n, _ in steps(expression)]
-
-    def stays_nonnegative(total: int, rest) -> bool:
-        for op, n in rest:
-            total = total + n if op == "+" else total - n
-            if total < 0:
-                return False
-        return True
-
-    def inverse(result: int, op: str, n: int) -> str:  # the check of "a op n = result": undo the operation
-        return f"{result}-{n}={result - n}" if op == "+" else f"{result}+{n}={result + n}"
-
-    total = int(expression.split()[0])
-    parts = []
-    for i, (op, n) in enumerate(operations):
-        right = total + n if op == "+" else total - n
-        step = f"{total}{op}{n}="
-        wrong = [
-            w
-            for w in (right + d for d in (-10, -2, -1, 1, 2, 10))
-            if w >= 0 and stays_nonnegative(w, operations[i + 1 :]) and (op == "-" or w >= n)
-        ]
-        if config.check_rate and rng.random() < config.check_rate:
-            recompute = config.check_style == "recompute"
-            failed = bool(wrong) and rng.random() < config.check_fail_share
-            written = rng.choice(wrong) if failed else right
-            check = f"recheck {step}{right}" if recompute else f"check {inverse(written, op, n)}"
-            parts.append(f"{step}{written}, {check}" + (f", wait, {step}{right}" if failed else ""))
-            total = right
-        elif config.slip_rate and wrong and rng.random() < config.slip_rate:
-            written = rng.choice(wrong)
-            if rng.random() < config.repair_rate:
-                parts.append(f"{step}{written}, wait, {step}{right}")
-                total = right
-            else:
-                parts.append(f"{step}{written}")
-                total = written
-        else:
-            parts.append(f"{step}{right}")
-            total = right
-    return ", ".join(parts), total
-
-
-def final_answer(row: dict) -> str:
-    """The gold final answer of a row: the text after `####` in GSM8K form, else the `answer` field itself."""
-    answer = str(row["answer"])
-    return answer.split("####")[-1].strip().replace(",", "") if "####" in answer else answer.strip()
-
-
-def tagged_completion(row: dict) -> str:
-    """A completion with the reasoning inside the R1 tags (leading space: it follows "Assistant:" or "A:")."""
-    return f" <think>{reasoning_trace(row['expression'])}</think> <answer>{final_answer(row)}</answer>"
-
-
-DRILL_FACTS = 16  # facts per drill text
-DRILL_MAX_TOTAL = 80  # the largest running total a test problem can reach (20 + 3 x 20)
-
-
-def arithmetic_drill(rng: random.Random, n: int = DRILL_FACTS) -> str:
-    """A line of `n` sums and differences, "17+18=35, 35-9=26, ...", as web text holds arithmetic.
-
-    The facts cover what the reasoning traces need: a running total (0 to 80) plus or minus an operand 1-20,
-    never below zero; small totals, where most traces live, are drawn more often.
-    """
-    from reson.core.synthetic import MAX_OPERAND, MIN_OPERAND
-
-    facts = []
-    for _ in range(n):
-        total = min(rng.randint(0, DRILL_MAX_TOTAL), rng.randint(0, DRILL_MAX_TOTAL))  # skewed towards small
-        op = rng.choice("+-") if total >= MIN_OPERAND else "+"
-        if op == "+":
-            total = min(total, DRILL_MAX_TOTAL - MAX_OPERAND)
-        k = rng.randint(MIN_OPERAND, MAX_OPERAND if op == "+" else min(MAX_OPERAND, total))
-        facts.append(f"{total}{op}{k}={total + k if op == '+' else total - k}")
-    return ", ".join(facts)
-
-
-def worked_completion(row: dict, rng: random.Random, config: BaseModelConfig) -> str:
-    """`tagged_completion(row)`, or a `worked_solution` with slips and checks when the config asks for them."""
-    if not (config.slip_rate or config.check_rate):
-        return tagged_completion(row)
-    trace, total = worked_solution(row["expression"], rng, config)
-    return f" <think>{trace}</think> <answer>{total}</answer>"
-
-
-def pretraining_texts(config: BaseModelConfig) -> list[str]:
-    """The pretraining corpus for `config`, deterministic in `config.seed` (eos is appended at tokenisation)."""
-    from reson.core.data import format_prompt
-    from reson.core.synthetic import problems
-
-    rng = random.Random(f"reson-pretrain/{config.seed}")
-    num_drills = round(config.num_texts * config.drill_share)
-    rows = problems("train", config.num_texts - num_drills, seed=config.seed)
-    drill_at = set(rng.sample(range(config.num_texts), num_drills))
-    rows_iter = iter(rows)
-    texts = []
-    for i in range(config.num_texts):
-        if i in drill_at:
-            texts.append(arithmetic_drill(rng))
-            continue
-        row = next(rows_iter)
-        if rng.random() < config.reasoning_share:
-            texts.append(QA_TEMPLATE.format(question=row["question"]) + worked_completion(row, rng, config))
-        elif rng.random() < config.tag_share:
-            texts.append(format_prompt(row["question"], "r1_zero") + worked_completion(row, rng, config))
-        else:
-            texts.append(format_prompt(row["question"], "r1_zero") + " " + final_answer(row))
-    return texts
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -318,8 +163,6 @@ def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_ev
     steps and the model never has to write it.
     """
     import torch
-
-    from reson.core.data import format_prompt
 
     eos = tokenizer.eos_token_id
     token_ids = [ids + [eos] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -426,8 +269,6 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **
 
     import torch
 
-    from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
-
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -473,83 +314,6 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Probe
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def tag_prior(model, tokenizer, prompts: list[str], tag: str = "<think>") -> float:
-    """Mean probability that the completion starts with " <think>" (the space token, then the tag)."""
-    import torch
-
-    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
-    tag_id = tokenizer.convert_tokens_to_ids(tag)
-    probs = []
-    for prompt in prompts:
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        input_ids = torch.tensor([ids + space + [tag_id]])  # [1, seq_len]
-        with torch.no_grad():
-            logprobs = model(input_ids=input_ids).logits[0].log_softmax(-1)  # [seq_len, vocab]
-        # log p(space, tag | prompt): the targets are the last len(space) + 1 tokens
-        targets = input_ids[0, len(ids) :]
-        positions = torch.arange(len(ids) - 1, input_ids.shape[1] - 1)
-        probs.append(float(logprobs[positions, targets].sum().exp()))
-    return sum(probs) / len(probs)
-
-
-def _accuracy(scores, rows) -> tuple[float, dict]:
-    by_level: dict[str, list[float]] = {}
-    for s, row in zip(scores, rows, strict=True):
-        by_level.setdefault(str(row.get("level", "all")), []).append(s.accuracy or 0.0)
-    overall = sum(s.accuracy or 0.0 for s in scores) / max(1, len(scores))
-    return overall, {level: sum(v) / len(v) for level, v in sorted(by_level.items())}
-
-
-def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, batch_size: int = 64) -> dict:
-    """Greedy accuracy under the training template, the latent skill with `<think>` prefilled, and the tag prior.
-
-    `rows` have `question` and `answer` (a GSM8K-style solution ending `#### N`, or the final answer itself).
-    Completions are scored by `reson.core.rewards.score`, the scoring training and evaluation use.
-    """
-    if not rows:
-        raise ValueError("probe needs at least one row with 'question' and 'answer'.")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from reson.core.data import format_prompt
-    from reson.core.generation import HFEngine, Request, Sampling
-    from reson.core.rewards import score
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
-    engine = HFEngine(model, tokenizer, batch_size=batch_size)
-    greedy = Sampling(max_new_tokens=max_new_tokens)
-    golds = [final_answer(r) for r in rows]
-    base_prompts = [format_prompt(r["question"], "r1_zero") for r in rows]
-    think_prompts = [format_prompt(r["question"], "r1_zero_think") for r in rows]
-
-    base = [g.text for g in engine.generate([Request(p) for p in base_prompts], greedy)]
-    base_scores = score(base, golds, base_prompts)
-    latent = [g.text for g in engine.generate([Request(p) for p in think_prompts], greedy)]
-    latent_scores = score(latent, golds, think_prompts)
-    base_acc, base_by_level = _accuracy(base_scores, rows)
-    probe_acc, probe_by_level = _accuracy(latent_scores, rows)
-    return {
-        "count": len(rows),
-        "base_accuracy": base_acc,
-        "base_accuracy_by_level": base_by_level,
-        "base_format": sum(s.format for s in base_scores) / len(rows),
-        "base_think_usage": sum(c.lstrip().startswith("<think>") for c in base) / len(rows),
-        "probe_accuracy": probe_acc,
-        "probe_accuracy_by_level": probe_by_level,
-        "tag_prior": tag_prior(model, tokenizer, base_prompts),
-        "mean_completion_chars": sum(map(len, base)) / len(rows),
-        "samples": [
-            {"question": r["question"], "gold": g, "base": b, "probe": p}
-            for r, g, b, p in zip(rows[:3], golds, base, latent, strict=False)
-        ],
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -580,8 +344,6 @@ def main(argv: list[str] | None = None) -> int:
     path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
     stats = build_record(path)["stats"]
     # probe
-    from reson.core.synthetic import problems
-
     start = time.perf_counter()
     result = probe(path, problems("test", args.num_problems, seed=args.eval_seed))
     result["probe_seconds"] = round(time.perf_counter() - start, 1)

@@ -4,7 +4,7 @@ The miniature experiment and the test suite use these in place of Qwen2.5: the t
 Qwen2's pre-tokenizer pattern, and the model is a `Qwen2ForCausalLM`, so everything downstream (TRL, the
 evaluator, MLX conversion) takes the same code path as it does for a model from the hub. The think and
 answer tags are *normal* added tokens: special tokens are stripped from decoded completions before rewards
-see them (see DESIGN.md).
+see them.
 """
 
 from __future__ import annotations
