@@ -91,7 +91,7 @@ def test_run_records_every_canary_and_returns_the_metrics(tmp_path, model_and_ca
     callback = make_callback(tokenizer, canaries, tmp_path)
     metrics, _ = callback.run(model, step=5)
     for key in (
-        "think_usage_pct",
+        "think_usage",
         "avg_think_tokens",
         "self_correction_rate",
         "canary_accuracy",
@@ -110,7 +110,7 @@ def test_run_records_every_canary_and_returns_the_metrics(tmp_path, model_and_ca
         assert r["think_tokens"] == expected  # counted in tokenizer tokens, not words
     # The metrics are reson.core.metrics' summary of exactly these records: evaluation computes them the same way.
     summary = summarize(records)
-    assert metrics["emergence/think_usage_pct"] == summary["think_usage_pct"]
+    assert metrics["emergence/think_usage"] == summary["think_usage"]
     assert metrics["emergence/canary_accuracy"] == summary["accuracy"]
 
 

@@ -158,7 +158,7 @@ def test_metrics_on_hand_made_completions():
     m = dataset_metrics(records)
     assert m["accuracy"] == 0.5
     assert m["format_compliance"] == 0.5  # only the two tagged completions are graded 1.0
-    assert m["think_usage_pct"] == 50.0  # closed, non-empty think blocks: a and b
+    assert m["think_usage"] == 0.5  # closed, non-empty think blocks: a and b
     assert m["avg_think_tokens"] == 4.0  # (3 + 5) / 2, over completions that used the block
     assert m["self_correction_rate"] == 0.25  # "wait" in b
     assert m["self_correction_rate_among_correct"] == 0.5  # b of the correct a, b

@@ -43,9 +43,17 @@ def test_completion_record_counts_in_the_think_part_only():
     # the phrase after the think block does not count
     after = completion_record("<think>9*2=18</think> wait, 18", "", right)
     assert after["self_correction"] is False
-    # prefilled prompt: the completion starts inside the block; tokenizer counts override word counts
-    prefilled = completion_record(" actually 18 </think> 18", "Assistant: <think>", right, num_think_tokens=7)
-    assert prefilled["think_used"] and prefilled["think_tokens"] == 7 and prefilled["self_correction"]
+
+    # prefilled prompt: the completion starts inside the block; a tokenizer counts its tokens instead of words
+    def characters(text, add_special_tokens):  # a stand-in tokenizer: one token per character
+        assert add_special_tokens is False
+        return {"input_ids": list(text)}
+
+    prefilled = completion_record(" actually 18 </think> 18", "Assistant: <think>", right, characters)
+    assert (
+        prefilled["think_used"] and prefilled["think_tokens"] == len(" actually 18 ") and prefilled["self_correction"]
+    )
+    assert completion_record("18", "", right, characters)["think_tokens"] == 0
     # an empty or unclosed block is not think use
     assert not completion_record("<think> </think> 18", "", right)["think_used"]
     assert not completion_record("<think>still going", "", right)["think_used"]
@@ -62,7 +70,7 @@ def test_summarize():
     assert summarize(records) == {
         "accuracy": pytest.approx(1 / 3),  # None is not applicable, not wrong
         "format_compliance": 0.25,
-        "think_usage_pct": 50.0,
+        "think_usage": 0.5,
         "avg_think_tokens": 20.0,  # over the completions that used a think block
         "self_correction_rate": 0.5,
         "self_correction_rate_correct": 0.25,

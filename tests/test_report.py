@@ -264,7 +264,7 @@ def test_numbers_in_the_page_match_the_logs(run_dir, page_path):
     assert float(steps["7"][page.columns["0"].index("reward")]["value"]) == log_entry(7)["reward"]
     # canary metrics computed from emergence.jsonl
     run = report.load_run(run_dir)
-    assert run.series["emergence/think_usage_pct"] == {0: 0.0, 3: 50.0, 6: 75.0, 9: 100.0}
+    assert run.series["emergence/think_usage"] == {0: 0.0, 3: 0.5, 6: 0.75, 9: 1.0}
     assert run.series["emergence/canary_accuracy"] == {0: 0.25, 3: 0.5, 6: 0.75, 9: 1.0}
     assert run.global_step == 10 and run.max_steps == 12 and run.state_file == "checkpoint-8/trainer_state.json"
 
@@ -307,14 +307,14 @@ def test_aha_steps_from_logged_metrics_without_emergence_file(tmp_path):
     run.mkdir()
     among, usage, right = (
         f"emergence/{key}"
-        for key in ("self_correction_rate_among_thinking", "think_usage_pct", "self_correction_rate_correct")
+        for key in ("self_correction_rate_among_thinking", "think_usage", "self_correction_rate_correct")
     )
     history = [
         {"step": 0, usage: 0.0, among: 0.0, right: 0.0},  # no thinking: no rate, whatever is logged
-        {"step": 25, usage: 12.5, among: 0.08, right: 0.0},  # the first rate
-        {"step": 50, usage: 50.0, among: 0.12, right: 0.0},  # over 10 % but under twice 8 %
-        {"step": 75, usage: 62.5, among: 0.2, right: 0.0},  # the take-off
-        {"step": 100, usage: 90.0, among: 0.25, right: 0.03},
+        {"step": 25, usage: 0.125, among: 0.08, right: 0.0},  # the first rate
+        {"step": 50, usage: 0.5, among: 0.12, right: 0.0},  # over 10 % but under twice 8 %
+        {"step": 75, usage: 0.625, among: 0.2, right: 0.0},  # the take-off
+        {"step": 100, usage: 0.9, among: 0.25, right: 0.03},
     ]
     (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "max_steps": 100, "log_history": history}))
     assert report.aha_steps(report.load_run(run)) == {"think": 75, "takeoff": 75, "repaired_slip": 100}
@@ -663,9 +663,9 @@ def test_report_on_a_real_tiny_run(tiny_run, tmp_path):
     assert len(samples) == len(rows)  # 3 canaries, 3 shown per step
     run = report.load_run(tiny_run)
     logged_usage = {
-        e["step"]: e["emergence/think_usage_pct"] for e in state["log_history"] if "emergence/think_usage_pct" in e
+        e["step"]: e["emergence/think_usage"] for e in state["log_history"] if "emergence/think_usage" in e
     }
-    assert logged_usage and all(run.series["emergence/think_usage_pct"][s] == v for s, v in logged_usage.items())
+    assert logged_usage and all(run.series["emergence/think_usage"][s] == v for s, v in logged_usage.items())
     text = "".join(page.text)
     for row in rows:
         assert row["question"] in text

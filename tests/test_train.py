@@ -150,7 +150,7 @@ def test_final_model_tokenizer_and_resolved_config_are_saved(short_run, monkeypa
 def test_emergence_metrics_in_log_history(short_run):
     _, output_dir = short_run
     state = json.loads((output_dir / "trainer_state.json").read_text())
-    canary_logs = [e for e in state["log_history"] if "emergence/think_usage_pct" in e]
+    canary_logs = [e for e in state["log_history"] if "emergence/think_usage" in e]
     assert [e["step"] for e in canary_logs] == [0, 2, 4]
     for entry in canary_logs:
         for key in ("avg_think_tokens", "self_correction_rate", "canary_accuracy"):
@@ -166,7 +166,7 @@ def test_emergence_metrics_reach_tensorboard(short_run):
     accumulator = EventAccumulator(str(events))
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]
-    for key in ("think_usage_pct", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
+    for key in ("think_usage", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
         (tag,) = [t for t in tags if t.endswith(f"emergence/{key}")]
         assert [e.step for e in accumulator.Scalars(tag)] == [0, 2, 4]
     assert any(t.endswith("/loss") for t in tags)
@@ -183,7 +183,7 @@ def test_emergence_metrics_reach_wandb_offline(short_run):
     assert not (root / "wandb").exists()  # the wandb folder lands beside the run, not in the working folder
     (run_file,) = output_dir.glob("wandb/offline-run-*/run-*.wandb")
     data = run_file.read_bytes()
-    for key in ("think_usage_pct", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
+    for key in ("think_usage", "avg_think_tokens", "self_correction_rate", "canary_accuracy"):
         assert f"emergence/{key}".encode() in data
     assert b"rewards/accuracy/mean" in data
     assert b"emergence/completions" in data and b"table-file" in data  # the canary completions as a W&B table
@@ -490,7 +490,7 @@ def test_console_line_is_compact():
         150,
         {
             "emergence/canary_accuracy": 0.5,
-            "emergence/think_usage_pct": 87.5,
+            "emergence/think_usage": 0.875,
             "emergence/avg_think_tokens": 21.25,
             "emergence/self_correction_rate": 0.1,
             "emergence/self_correction_rate_among_thinking": 0.125,

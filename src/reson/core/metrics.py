@@ -66,25 +66,66 @@ def has_self_correction(text: str | None) -> bool:
     return bool(text) and _PHRASE_RE.search(text) is not None
 
 
-def completion_record(completion: str, prompt: str, score, num_think_tokens: int | None = None) -> dict:
+def completion_record(completion: str, prompt: str, score, tokenizer=None) -> dict:
     """One completion's metrics.
 
-    ``think_used``: a closed, non-empty think block. ``think_tokens``: ``num_think_tokens`` when given (tokenizer
-    tokens), else the whitespace-separated words of the think part (0 without a think block). ``self_correction``:
-    a self-correction phrase inside the think part. ``accuracy`` and ``format`` are copied from ``score``
-    (a ``reson.core.rewards.Score``).
+    ``think_used``: a closed, non-empty think block. ``think_tokens``: the think part's length in ``tokenizer``'s
+    tokens when one is given, else in whitespace-separated words (0 without a think block). ``self_correction``: a
+    self-correction phrase inside the think part. ``accuracy`` and ``format`` are copied from ``score`` (a
+    ``reson.core.rewards.Score``).
     """
     parsed = split_completion(completion or "", prompt or "")
     think = parsed.think or ""
-    if num_think_tokens is None:
-        num_think_tokens = len(think.split())
+    if not think:
+        think_tokens = 0
+    elif tokenizer is not None:
+        think_tokens = len(tokenizer(think, add_special_tokens=False)["input_ids"])
+    else:
+        think_tokens = len(think.split())
     return {
         "think_used": bool(parsed.closed and think.strip()),
-        "think_tokens": int(num_think_tokens),
+        "think_tokens": think_tokens,
         "self_correction": has_self_correction(think),
         "accuracy": score.accuracy,
         "format": score.format,
     }
+
+
+# How each metric of `summarize` and `reson eval` reads in a table: its label; rates (fractions in [0, 1]) are shown in
+# percent, the other metrics as they are.
+LABELS = {
+    "accuracy": "accuracy",
+    "format_compliance": "format compliance",
+    "think_usage": "think usage",
+    "avg_think_tokens": "mean think tokens",
+    "self_correction_rate": "self-correction",
+    "self_correction_rate_among_thinking": "self-correction among thinking",
+    "self_correction_rate_among_correct": "self-correction among correct",
+    "self_correction_rate_correct": "self-correcting and correct",
+    "accuracy_when_self_correcting": "accuracy when self-correcting",
+    "accuracy_without_self_correction": "accuracy without self-correction",
+    "truncation_rate": "truncated",
+    "avg_completion_tokens": "mean completion tokens",
+    "num_problems": "problems",
+}
+NOT_RATES = frozenset({"avg_think_tokens", "avg_completion_tokens", "num_problems", "count", "ungraded"})
+
+
+def is_rate(key: str) -> bool:
+    """Whether metric ``key`` is a rate (a fraction in [0, 1], shown in percent): every metric but the counts and
+    lengths, pass@k and maj@k included."""
+    return key not in NOT_RATES
+
+
+def label(key: str) -> str:
+    """``key``'s row label in a table, with its unit: "accuracy (%)", "mean think tokens"."""
+    name = LABELS.get(key, key)
+    return f"{name} (%)" if is_rate(key) else name
+
+
+def shown(key: str, value: float) -> float:
+    """``value`` of metric ``key`` in the unit tables show: rates in percent."""
+    return 100.0 * value if is_rate(key) else value
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -96,7 +137,7 @@ def summarize(records: Sequence[dict]) -> dict:
 
     - ``accuracy``: mean accuracy over records whose accuracy is not None (0.0 when there are none).
     - ``format_compliance``: share of records whose format grade is 1.0.
-    - ``think_usage_pct``: percentage (0-100) of records with ``think_used``.
+    - ``think_usage``: share of records with ``think_used``.
     - ``avg_think_tokens``: mean ``think_tokens`` over the records that used a think block (0.0 when none did).
     - ``self_correction_rate``: share of records with a self-correction phrase.
     - ``self_correction_rate_correct``: share of records that both self-correct and are correct (accuracy 1.0): the
@@ -109,7 +150,7 @@ def summarize(records: Sequence[dict]) -> dict:
       do not self-correct (0.0 when there are none): does correcting pay?
     - ``count``: number of records.
 
-    Shares are fractions in [0, 1]; only ``think_usage_pct`` is a percentage.
+    Every rate is a fraction in [0, 1] (``RATES``); tables and plots show rates in percent (``shown``).
     """
     count = len(records)
     graded = [r["accuracy"] for r in records if r["accuracy"] is not None]
@@ -120,7 +161,7 @@ def summarize(records: Sequence[dict]) -> dict:
     return {
         "accuracy": _mean(graded),
         "format_compliance": _mean([float(r["format"] == 1.0) for r in records]),
-        "think_usage_pct": 100.0 * _mean([float(r["think_used"]) for r in records]),
+        "think_usage": _mean([float(r["think_used"]) for r in records]),
         "avg_think_tokens": _mean(thinking),
         "self_correction_rate": _mean([float(r["self_correction"]) for r in records]),
         "self_correction_rate_correct": _mean([float(r["self_correction"] and r["accuracy"] == 1.0) for r in records]),

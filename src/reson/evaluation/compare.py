@@ -17,25 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from reson.core import folders
+from reson.core import folders, metrics
 from reson.core.help import HelpFormatter
 
-# metric key -> (row label, scale): rates are stored as fractions and shown in percent
-METRIC_ROWS = {
-    "accuracy": ("accuracy (%)", 100.0),
-    "format_compliance": ("format compliance (%)", 100.0),
-    "think_usage_pct": ("think usage (%)", 1.0),
-    "avg_think_tokens": ("mean think tokens", 1.0),
-    "self_correction_rate": ("self-correction (%)", 100.0),
-    "self_correction_rate_among_thinking": ("self-correction among thinking (%)", 100.0),
-    "self_correction_rate_among_correct": ("self-correction among correct (%)", 100.0),
-    "self_correction_rate_correct": ("self-correcting and correct (%)", 100.0),
-    "accuracy_when_self_correcting": ("accuracy when self-correcting (%)", 100.0),
-    "accuracy_without_self_correction": ("accuracy without self-correction (%)", 100.0),
-    "truncation_rate": ("truncated (%)", 100.0),
-    "avg_completion_tokens": ("mean completion tokens", 1.0),
-    "num_problems": ("problems", None),
-}
+ROWS = tuple(metrics.LABELS)  # the metrics of a dataset, in table order (pass@k and maj@k follow accuracy)
 SETTINGS_COMPARED = ("template", "split", "num_problems", "seed", "backend", "generation")
 
 
@@ -59,28 +44,24 @@ def _metric_keys(runs: list[dict], dataset: str) -> list[str]:
         (k for k in present if k.startswith(("pass@", "maj@"))),
         key=lambda k: (k.split("@")[0] != "pass", int(k.split("@")[1])),
     )
-    ordered = ["accuracy", *sampled, *(k for k in METRIC_ROWS if k != "accuracy")]
+    ordered = ["accuracy", *sampled, *(k for k in ROWS if k != "accuracy")]
     return [k for k in ordered if k in present]
 
 
-def _row_label(key: str) -> tuple[str, float | None]:
-    if key in METRIC_ROWS:
-        return METRIC_ROWS[key]
-    return f"{key} (%)", 100.0  # pass@k, maj@k
-
-
-def _fmt(value, scale) -> str:
+def cell(key: str, value: float | None) -> str:
+    """A metric's value as a table shows it: rates in percent, counts whole, one decimal otherwise."""
     if value is None:
         return "–"
-    if scale is None:
+    if key == "num_problems":
         return str(int(value))
-    return f"{value * scale:.1f}"
+    return f"{metrics.shown(key, value):.1f}"
 
 
-def _delta(a, b, scale) -> str:
-    if a is None or b is None or scale is None:
+def change(key: str, before: float | None, after: float | None) -> str:
+    """The change of a metric from ``before`` to ``after``, in its table unit (points for rates)."""
+    if before is None or after is None or key == "num_problems":
         return ""
-    return f"{(b - a) * scale:+.1f}"
+    return f"{metrics.shown(key, after) - metrics.shown(key, before):+.1f}"
 
 
 def compare_table(runs: list[dict], labels: list[str], title: str | None = None) -> str:
@@ -93,17 +74,17 @@ def compare_table(runs: list[dict], labels: list[str], title: str | None = None)
     lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     datasets = list(dict.fromkeys(ds for run in runs for ds in run["datasets"]))
     for dataset in datasets:
-        metrics = [run["datasets"].get(dataset, {}).get("metrics", {}) for run in runs]
-        rows = [(key, *_row_label(key), [m.get(key) for m in metrics]) for key in _metric_keys(runs, dataset)]
+        found = [run["datasets"].get(dataset, {}).get("metrics", {}) for run in runs]
+        rows = [(key, metrics.label(key), [m.get(key) for m in found]) for key in _metric_keys(runs, dataset)]
         for field, name in (("by_level", "level"), ("by_subject", "subject")):
             keys = sorted({k for run in runs for k in run["datasets"].get(dataset, {}).get(field, {})})
             for key in keys:
                 values = [run["datasets"].get(dataset, {}).get(field, {}).get(key, {}).get("accuracy") for run in runs]
-                rows.append((f"{field}/{key}", f"accuracy, {name} {key} (%)", 100.0, values))
-        for _, label, scale, values in rows:
-            cells = [dataset, label, *(_fmt(v, scale) for v in values)]
+                rows.append(("accuracy", f"accuracy, {name} {key} (%)", values))
+        for key, row_label, values in rows:
+            cells = [dataset, row_label, *(cell(key, v) for v in values)]
             if two:
-                cells.append(_delta(values[0], values[1], scale))
+                cells.append(change(key, values[0], values[1]))
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for label, run in zip(labels, runs, strict=True):

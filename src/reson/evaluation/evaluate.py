@@ -56,7 +56,6 @@ from reson.core.data import DATASET_NAMES, TEMPLATES, load_problems, sample_rows
 from reson.core.help import HelpFormatter
 from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from reson.core.metrics import completion_record, summarize
-from reson.core.parsing import split_completion
 from reson.core.rewards import DEFAULT_TIMEOUT, score
 
 logger = logging.getLogger(__name__)
@@ -537,9 +536,7 @@ def _score_batch(batch, outputs, tokenizer, reward_timeout: float) -> list[dict]
     scores = score(completions, golds, prompts=prompts, timeout=reward_timeout)
     records = []
     for (label, row, k), out, prompt, gold, s in zip(batch, outputs, prompts, golds, scores, strict=True):
-        think = split_completion(out.text, prompt).think
-        think_tokens = len(tokenizer(think, add_special_tokens=False)["input_ids"]) if think else 0
-        emergence = completion_record(out.text, prompt, s, num_think_tokens=think_tokens)
+        emergence = completion_record(out.text, prompt, s, tokenizer)
         record = {
             "dataset": label,
             "id": str(row["id"]),

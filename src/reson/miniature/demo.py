@@ -23,20 +23,22 @@ import sys
 import time
 from pathlib import Path
 
+from reson.core import metrics
 from reson.core.machine import pin_cpu_kernels
+from reson.evaluation.compare import cell, change
 
 logger = logging.getLogger("reson.miniature.demo")
 
 DEFAULT_RECIPE = "grpo_cpu_tiny"  # a recipe shipped in reson/configs
 DATASET = "synthetic"
 THREADS = 1  # torch threads for GRPO and the evaluations: another count gives other floats, so another table
-# (metric key, label, scale) of the before/after table
+# the metrics of the before/after table, in order
 TABLE_ROWS = (
-    ("accuracy", "accuracy (%)", 100.0),
-    ("format_compliance", "format compliance (%)", 100.0),
-    ("think_usage_pct", "think usage (%)", 1.0),
-    ("avg_completion_tokens", "mean completion tokens", 1.0),
-    ("self_correction_rate_among_thinking", "self-correction among thinking (%)", 100.0),
+    "accuracy",
+    "format_compliance",
+    "think_usage",
+    "avg_completion_tokens",
+    "self_correction_rate_among_thinking",
 )
 
 
@@ -48,8 +50,9 @@ def before_after_table(before: dict, after: dict) -> str:
     """The markdown before/after table of two `reson eval` results on the demo's dataset."""
     b, a = before["datasets"][DATASET]["metrics"], after["datasets"][DATASET]["metrics"]
     lines = ["| metric | base model | after GRPO | change |", "|---|---:|---:|---:|"]
-    for key, label, scale in TABLE_ROWS:
-        lines.append(f"| {label} | {b[key] * scale:.1f} | {a[key] * scale:.1f} | {(a[key] - b[key]) * scale:+.1f} |")
+    for key in TABLE_ROWS:
+        cells = (metrics.label(key), cell(key, b[key]), cell(key, a[key]), change(key, b[key], a[key]))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -4,8 +4,8 @@ as a 2x-resolution PNG and an SVG.
 Each `Plot` names the logged metric keys it draws, so the report, its table and the README's metric list speak of the
 same keys. A plot whose keys were never logged is left out rather than drawn empty. How the axes read:
 
-- Shares (`SHARE_KEYS`, logged as fractions) are drawn and tabled in percent, like the percentages of `PERCENT_KEYS`,
-  on a fixed 0-100 % axis: a 3 % rate or one clipped completion looks as small as it is.
+- Shares (`SHARE_KEYS`, logged as fractions) are drawn and tabled in percent, on a fixed 0-100 % axis: a 3 % rate or
+  one clipped completion looks as small as it is.
 - Counts, lengths, norms and rewards start at 0; a reward axis ends at what the reward can reach (`REWARD_RANGE`),
   and the reward's mean ± std band is clipped to the range the run's rewards can take.
 - Every line of a panel has its own line style and marker (markers staggered, later lines drawn over earlier ones with
@@ -33,13 +33,13 @@ SHARE_KEYS = frozenset(
         "clip_ratio/region_mean",
         "cispo_clip_ratio",
         "emergence/canary_accuracy",
+        "emergence/think_usage",
         "emergence/format_compliance",
         "emergence/self_correction_rate",
         "emergence/self_correction_rate_among_thinking",
         "emergence/self_correction_rate_correct",
     }
 )
-PERCENT_KEYS = frozenset({"emergence/think_usage_pct"})  # logged as percentages already
 REWARD_RANGE = (0.0, 1.0)  # what one reward of reson.core.rewards.REWARDS can score
 
 PERCENT_AXIS = (0.0, 100.0)
@@ -57,7 +57,7 @@ MARKERS_PER_LINE = 12  # markers drawn along a long line (all of them on a short
 
 def is_percent(key: str) -> bool:
     """Whether metric `key` is shown in percent."""
-    return key in SHARE_KEYS or key in PERCENT_KEYS
+    return key in SHARE_KEYS
 
 
 def shown(key: str, value: float) -> float:
@@ -108,7 +108,7 @@ PLOTS = (
     Plot(
         "think_usage",
         "Canary prompts: completions with a closed, non-empty <think> block",
-        (Panel("% of canary completions", ("emergence/think_usage_pct",), ylim=PERCENT_AXIS, emergence=True),),
+        (Panel("% of canary completions", ("emergence/think_usage",), ylim=PERCENT_AXIS, emergence=True),),
     ),
     Plot(
         "canary_accuracy",
@@ -160,7 +160,7 @@ LABELS = {
     "completions/mean_length": "mean length",
     "completions/mean_terminated_length": "mean length, finished ones",
     "completions/clipped_ratio": "clipped",
-    "emergence/think_usage_pct": "think usage",
+    "emergence/think_usage": "think usage",
     "emergence/canary_accuracy": "accuracy",
     "emergence/format_compliance": "format reward 1.0",
     "emergence/avg_think_tokens": "think tokens (mean over thinking completions)",

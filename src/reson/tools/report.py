@@ -77,7 +77,7 @@ TAKEOFF_MIN = 0.10  # and at least this share
 RECORD_KEYS = ("think_used", "think_tokens", "self_correction", "accuracy", "format")
 # reson.core.metrics.summarize keys plotted per canary step, as emergence/<key>
 CANARY_KEYS = (
-    "think_usage_pct",
+    "think_usage",
     "avg_think_tokens",
     "self_correction_rate",
     "self_correction_rate_among_thinking",
@@ -254,7 +254,7 @@ def drop_without_thinking(series: dict[str, Series], counts: dict[str, Series]) 
     """`series` without the points of `THINKING_KEYS` at canary steps where no completion thinks: a mean over no
     completion has no value (`summarize` and the logs say 0.0 there). Which steps: `counts` where it knows them,
     else the steps logged with think usage 0."""
-    usage = series.get("emergence/think_usage_pct", {})
+    usage = series.get("emergence/think_usage", {})
 
     def thinks(key: str, step: int) -> bool:
         known = counts.get(key, {})
@@ -368,8 +368,8 @@ def aha_steps(run: Run) -> dict[str, int | None]:
         slip = repaired_slip(run.canaries)
         slip_step = slip[0] if slip else None
     else:
-        usage = run.series.get("emergence/think_usage_pct", {})
-        think = next((step for step, pct in usage.items() if pct > 100 * THINK_AHA_SHARE), None)
+        usage = run.series.get("emergence/think_usage", {})
+        think = next((step for step, share in usage.items() if share > THINK_AHA_SHARE), None)
         rate = run.series.get("emergence/self_correction_rate_correct", {})
         slip_step = next((step for step, value in rate.items() if value > 0), None)
     rates = run.series.get(AMONG_THINKING, {})  # only where some completion thinks (`drop_without_thinking`)
@@ -540,7 +540,7 @@ def _completion_html(row: dict, tag: str = "") -> str:
 
 # the numbers shown above each canary step's completions
 CANARY_FACTS = (
-    ("emergence/think_usage_pct", "think usage"),
+    ("emergence/think_usage", "think usage"),
     ("emergence/canary_accuracy", "accuracy"),
     ("emergence/self_correction_rate_among_thinking", "self-correcting among thinking"),
     ("emergence/avg_think_tokens", "tokens per think block"),

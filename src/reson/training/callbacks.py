@@ -31,7 +31,7 @@ def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
     if any(key.startswith("emergence/") for key in logs):
         return (
             f"step {step}/{max_steps} | canaries: acc {logs.get('emergence/canary_accuracy', 0):.3f} | "
-            f"think {logs.get('emergence/think_usage_pct', 0):.1f}% | "
+            f"think {100 * logs.get('emergence/think_usage', 0):.1f}% | "
             f"think tokens {logs.get('emergence/avg_think_tokens', 0):.1f} | "
             f"self-correction among thinking {logs.get('emergence/self_correction_rate_among_thinking', 0):.3f}"
         )

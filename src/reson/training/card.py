@@ -9,14 +9,10 @@ from reson.core import folders, models
 from reson.core.config import ResonConfig, save_resolved_config
 from reson.core.data import HUB_DATASETS, chat_template, format_prompt
 from reson.core.jsonl import read_jsonl
-from reson.core.metrics import summarize
+from reson.core.metrics import label, summarize
+from reson.evaluation.compare import cell
 
-CANARY_ROWS = (
-    ("accuracy", "accuracy", 100.0, "%"),
-    ("think_usage_pct", "think usage", 1.0, "%"),
-    ("self_correction_rate_among_thinking", "self-correction among thinking completions", 100.0, "%"),
-    ("avg_think_tokens", "think tokens", 1.0, ""),
-)
+CANARY_ROWS = ("accuracy", "think_usage", "self_correction_rate_among_thinking", "avg_think_tokens")
 
 
 def base_model_name(model: str) -> str:
@@ -70,7 +66,7 @@ def model_card(config: ResonConfig, emergence_file: Path) -> str:
             f"| metric | step {steps[0]} | step {steps[-1]} |",
             "|---|---:|---:|",
         ]
-        lines += [f"| {label} | {first[k] * s:.1f}{u} | {last[k] * s:.1f}{u} |" for k, label, s, u in CANARY_ROWS]
+        lines += [f"| {label(k)} | {cell(k, first[k])} | {cell(k, last[k])} |" for k in CANARY_ROWS]
         lines += ["", "Full evaluations: `reson eval` and `reson compare` (the project's README).", ""]
     lines += [
         "## Use",

@@ -5,7 +5,7 @@ canary prompt (sampled with the training settings, or greedily) through `reson.c
 `reson.core.rewards.score` and `reson.core.metrics` (the code evaluation uses, so the numbers mean the same thing in
 both places), and logs:
 
-- `emergence/think_usage_pct`: percentage of completions with a closed, non-empty think block;
+- `emergence/think_usage`: share of completions with a closed, non-empty think block;
 - `emergence/avg_think_tokens`: mean think-block length in tokens, over completions that used one;
 - `emergence/self_correction_rate`: share with a self-correction phrase inside the think block;
 - `emergence/self_correction_rate_among_thinking`: the same share among completions that think (the plain rate rises
@@ -36,7 +36,6 @@ from transformers.integrations import TensorBoardCallback
 from reson.core import folders, generation
 from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from reson.core.metrics import completion_record, summarize
-from reson.core.parsing import split_completion
 from reson.core.rewards import score
 from reson.training.callbacks import log_through_trainer, parameters_sharded
 
@@ -144,8 +143,6 @@ class EmergenceCallback(TrainerCallback):
         )
         records = []
         for i, (row, out, s) in enumerate(zip(self.canaries, outputs, scores, strict=True)):
-            think = split_completion(out.text, row["prompt"]).think
-            think_tokens = len(self.tokenizer(think, add_special_tokens=False)["input_ids"]) if think else 0
             records.append(
                 {
                     "step": step,
@@ -157,7 +154,7 @@ class EmergenceCallback(TrainerCallback):
                     "completion": out.text,
                     "completion_tokens": out.num_tokens,
                     "extracted": s.extracted,
-                    **completion_record(out.text, row["prompt"], s, num_think_tokens=think_tokens),
+                    **completion_record(out.text, row["prompt"], s, self.tokenizer),
                 }
             )
         self.log.append(records)
@@ -165,7 +162,7 @@ class EmergenceCallback(TrainerCallback):
         metrics = {
             key: summary[key]
             for key in (
-                "think_usage_pct",
+                "think_usage",
                 "avg_think_tokens",
                 "self_correction_rate",
                 "self_correction_rate_among_thinking",
