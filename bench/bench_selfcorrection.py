@@ -140,7 +140,8 @@ def main() -> None:
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
     from reson.core.folders import SAMPLES_FILE
-    from reson.evaluation.evaluate import evaluate, read_samples
+    from reson.evaluation.evaluate import evaluate
+    from reson.evaluation.store import read_samples
 
     output_dir = Path(args.output_dir)
     models = dict(m.split("=", 1) for m in args.models) if args.models else run_experiment(args, output_dir)

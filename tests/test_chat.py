@@ -416,7 +416,7 @@ def test_help_says_every_default(capsys):
         "--history",
     ):
         assert option in out
-    assert "(default: 0.6)" in out and "else 1024" in out
+    assert "(default: 0.6)" in out and "else 1536" in out
 
 
 def test_transformers_missing(models, monkeypatch, capsys):

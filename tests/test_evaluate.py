@@ -18,17 +18,14 @@ from pathlib import Path
 import pytest
 
 from reson import cli
+from reson.core.metrics import default_ks, group_answers, maj_at_k, pass_at_k
 from reson.evaluation import evaluate
 from reson.evaluation.compare import compare, compare_table
 from reson.evaluation.evaluate import (
     EvalError,
     dataset_metrics,
-    default_ks,
-    group_answers,
-    maj_at_k,
-    pass_at_k,
-    read_samples,
 )
+from reson.evaluation.store import read_samples
 
 # ---------------------------------------------------------------------------------------------------------
 # pass@k and maj@k against enumeration of every k-subset
@@ -525,6 +522,26 @@ def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_
     metrics = one["datasets"]["gsm8k"]["metrics"]
     assert {"pass@1", "pass@2", "pass@3", "maj@1", "maj@2", "maj@3"} <= set(metrics)
     assert metrics == many["datasets"]["gsm8k"]["metrics"]
+
+
+@pytest.mark.slow
+def test_the_batch_size_reaches_the_model(tmp_path, tiny_model_path, shared_data, monkeypatch):
+    """--batch_size 40 runs 40 rows per model.generate, past the hf engine's default of 32 (it used to stop there)."""
+    from reson.core import generation
+
+    rows_per_call = []
+    original = generation.HFEngine._generate_ids
+
+    def counting(self, requests, sampling, **kwargs):
+        rows_per_call.append(len(requests))
+        return original(self, requests, sampling, **kwargs)
+
+    monkeypatch.setattr(generation.HFEngine, "_generate_ids", counting)
+    data = [str(shared_data / "gsm8k" / "test.jsonl")]
+    evaluate.evaluate(
+        str(tiny_model_path), data, tmp_path, num_problems=45, batch_size=40, max_completion_length=2, progress=False
+    )
+    assert rows_per_call == [40, 5]
 
 
 @pytest.mark.slow

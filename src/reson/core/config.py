@@ -218,19 +218,10 @@ def check_fields(config: ResonConfig) -> None:
 
 
 def _check_dataset(name: str, split: str | None, key: str) -> None:
-    if name in data.DATASET_NAMES:
-        splits = data.HUB_DATASETS[name][2] if name in data.HUB_DATASETS else ("train", "test")
-        if split is not None and split not in splits:
-            raise ConfigError(f"{name} has no {split!r} split: choose one of {', '.join(splits)}.", key)
-    elif name.endswith(data.FILE_SUFFIXES) or name.startswith(("/", ".", "~")):
-        if not Path(name).expanduser().is_file():
-            raise ConfigError(f"dataset file {name} not found: fix the path.", key)
-    elif not ("/" in name and models.HUB_ID.match(name.partition(":")[0])):
-        raise ConfigError(
-            f"unknown dataset {name!r}: choose from {', '.join(data.DATASET_NAMES)}, a hub id (owner/name) or a "
-            f"{'/'.join(data.FILE_SUFFIXES)} path.",
-            key,
-        )
+    try:
+        data.check_dataset(name, split)
+    except ValueError as error:
+        raise ConfigError(str(error), key) from None
 
 
 def check_machine(config: ResonConfig) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from reson.core import synthetic
 from reson.core.jsonl import read_jsonl
+from reson.core.models import HUB_ID
 from reson.core.parsing import boxed_spans, gold_from_solution, parse_gsm8k_gold
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,36 @@ LOCAL_FILES = {
 SYNTHETIC_SIZES = {"train": 10_000, "test": 500}  # rows `load_problems("synthetic")` generates by default
 DATASET_NAMES = (*HUB_DATASETS, "synthetic")
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def splits(name: str) -> tuple[str, ...]:
+    """The splits of a named dataset (`DATASET_NAMES`)."""
+    return tuple(HUB_DATASETS[name][2]) if name in HUB_DATASETS else tuple(SYNTHETIC_SIZES)
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether a dataset spec is meant as a local file: a known suffix, a path-like start, or an existing path."""
+    return spec.endswith(FILE_SUFFIXES) or spec.startswith(("/", ".", "~")) or Path(spec).expanduser().exists()
+
+
+def check_dataset(spec: str, split: str | None = None) -> str:
+    """What a dataset spec names, checked from the spec alone before anything loads: "name" (`DATASET_NAMES`, with
+    ``split`` one of its splits), "file" (an existing .jsonl/.json/.parquet file) or "hub" (any other hub id,
+    ``owner/name[:config]``). ValueError saying what to change otherwise."""
+    if spec in DATASET_NAMES:
+        if split is not None and split not in splits(spec):
+            raise ValueError(f"{spec} has no {split!r} split: choose one of {', '.join(splits(spec))}.")
+        return "name"
+    if is_file_spec(spec):
+        if not Path(spec).expanduser().is_file():
+            raise ValueError(f"dataset file {spec}: no such file; give a .jsonl, .json or .parquet file of problems.")
+        return "file"
+    if "/" in spec and HUB_ID.match(spec.partition(":")[0]):
+        return "hub"
+    raise ValueError(
+        f"unknown dataset {spec!r}: choose from {', '.join(DATASET_NAMES)}, a hub id (owner/name) or a "
+        f"{'/'.join(FILE_SUFFIXES)} file."
+    )
 
 
 def format_prompt(question: str, template: str = "r1_zero", tokenizer=None) -> str:
@@ -126,7 +157,7 @@ def load_problems(
             return _normalize(_read_file(path), name, split, str(path))
         return _normalize(_load_hub(repo, config, hub_splits[split]), name, split, repo)
     path = Path(name_or_path).expanduser()
-    if path.suffix in FILE_SUFFIXES or path.exists():
+    if is_file_spec(name_or_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is not a file: pass a .jsonl, .json or .parquet file of problems.")
         source, file_split = _describe_path(path, split)

@@ -33,6 +33,8 @@ from pathlib import Path
 from reson.core import models
 
 BACKENDS = ("auto", "hf", "vllm", "mlx")
+DEFAULT_MAX_COMPLETION_LENGTH = 1536  # the main recipe's; a model `reson train` wrote is given its run's own
+HF_BATCH_SIZE = 32  # rows per model.generate on the hf backend
 ALIASES = {"transformers": "hf"}  # what people call the hf backend
 STOP = ("</answer>",)
 MLX_MISSING = (
@@ -49,7 +51,7 @@ class BackendError(ValueError):
 class Sampling:
     """How to decode: ``temperature`` 0 is greedy; ``top_k`` 0 and ``min_p`` None are off."""
 
-    max_new_tokens: int = 1024
+    max_new_tokens: int = DEFAULT_MAX_COMPLETION_LENGTH
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
@@ -136,11 +138,14 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def load_engine(backend: str, model: str, dtype: str = "auto", device: str = "auto", seed: int = 0):
-    """A loaded engine for ``model`` on ``backend`` (resolved first): this is where the weights load."""
+def load_engine(
+    backend: str, model: str, dtype: str = "auto", device: str = "auto", seed: int = 0, batch_size: int | None = None
+):
+    """A loaded engine for ``model`` on ``backend`` (resolved first): this is where the weights load. ``batch_size``
+    is the hf backend's rows per ``model.generate`` (vLLM schedules its own batches; MLX decodes one at a time)."""
     backend = resolve_backend(backend, model)
     if backend == "hf":
-        return HFEngine.from_pretrained(model, dtype=dtype, device=device)
+        return HFEngine.from_pretrained(model, dtype=dtype, device=device, batch_size=batch_size or HF_BATCH_SIZE)
     if backend == "vllm":
         return VLLMEngine(model, dtype=dtype, seed=seed)
     return MLXEngine(model)
@@ -194,7 +199,7 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int = 32):
+    def __init__(self, model, tokenizer, batch_size: int = HF_BATCH_SIZE):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -203,7 +208,9 @@ class HFEngine:
         self._stop_tokens: dict[tuple[str, ...], object] = {}  # stop strings -> the token ids that can end one
 
     @classmethod
-    def from_pretrained(cls, model: str, dtype: str = "auto", device: str = "auto") -> HFEngine:
+    def from_pretrained(
+        cls, model: str, dtype: str = "auto", device: str = "auto", batch_size: int = HF_BATCH_SIZE
+    ) -> HFEngine:
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -214,7 +221,7 @@ class HFEngine:
             if device.startswith("cuda"):
                 dtype = "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float16"
         loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
-        return cls(loaded, models.load_tokenizer(model))
+        return cls(loaded, models.load_tokenizer(model), batch_size=batch_size)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
@@ -418,7 +425,6 @@ class VLLMEngine:
     """vLLM offline inference; per-request seeds make sampled results independent of batching."""
 
     name = "vllm"
-    batch_size = 512
 
     def __init__(self, model: str, dtype: str = "auto", seed: int = 0):
         from vllm import LLM
@@ -488,7 +494,6 @@ class MLXEngine:
     """
 
     name = "mlx"
-    batch_size = 8
 
     def __init__(self, model: str | Path):
         from mlx_lm.utils import load_config, load_model, load_tokenizer

@@ -1,4 +1,5 @@
-"""Per-completion records and their summary: the one definition of the emergence and evaluation metrics.
+"""Per-completion records and their summary: the one definition of the emergence and evaluation metrics, and the
+pass@k / maj@k estimators over several samples of a problem.
 
 Training's emergence callback and ``reson eval`` both build ``completion_record``s from ``reson.core.rewards.score``
 and
@@ -7,7 +8,9 @@ and
 
 from __future__ import annotations
 
+import math
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 
 from reson.core.parsing import split_completion
@@ -175,3 +178,74 @@ def summarize(records: Sequence[dict]) -> dict:
         ),
         "count": count,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Several samples per problem: pass@k and maj@k
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k) (Chen et al., 2021)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def maj_at_k(counts: list[int], correct: list[bool], n: int, k: int) -> float:
+    """Expected majority-vote correctness of a uniformly random k-subset of n samples.
+
+    `counts[i]` samples gave an answer in group i (`correct[i]` tells whether that group's answer is right);
+    the other n - sum(counts) samples gave no answer and never win a vote. A subset where several groups tie
+    for the most votes scores the share of the tied groups that are correct; one with no answers scores 0.
+    Exact: a dynamic programme over how many samples each group contributes.
+    """
+    unanswered = n - sum(counts)
+    if unanswered < 0 or not 1 <= k <= n or len(counts) != len(correct):
+        raise ValueError(f"maj@k needs sum(counts) <= n and 1 <= k <= n, got counts={counts}, n={n}, k={k}")
+    # state (drawn, top count, groups at the top, correct groups at the top) -> number of subsets
+    states: dict[tuple[int, int, int, int], int] = {(0, 0, 0, 0): 1}
+    for count, right in zip(counts, correct, strict=True):
+        nxt: dict[tuple[int, int, int, int], int] = defaultdict(int)
+        for (drawn, top, tied, tied_right), ways in states.items():
+            for x in range(0, min(count, k - drawn) + 1):
+                if x == 0 or x < top:
+                    key = (drawn + x, top, tied, tied_right)
+                elif x == top:
+                    key = (drawn + x, top, tied + 1, tied_right + right)
+                else:
+                    key = (drawn + x, x, 1, int(right))
+                nxt[key] += ways * math.comb(count, x)
+        states = nxt
+    total = 0.0
+    for (drawn, top, tied, tied_right), ways in states.items():
+        if top > 0 and k - drawn <= unanswered:
+            total += ways * math.comb(unanswered, k - drawn) * tied_right / tied
+    return total / math.comb(n, k)
+
+
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n itself."""
+    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    return sorted(set(ks) | {n})
+
+
+def group_answers(answers: list[str | None], equivalent) -> list[int | None]:
+    """Group index per answer (None for no answer): each answer joins the first earlier group it is equivalent
+    to. `equivalent(candidate, references) -> list[bool]` compares one answer against the group representatives."""
+    reps: list[str] = []
+    by_text: dict[str, int] = {}
+    groups: list[int | None] = []
+    for answer in answers:
+        if answer is None or not answer.strip():
+            groups.append(None)
+            continue
+        key = "".join(answer.split())
+        if key not in by_text:
+            matches = equivalent(answer, reps) if reps else []
+            by_text[key] = next((i for i, same in enumerate(matches) if same), len(reps))
+            if by_text[key] == len(reps):
+                reps.append(answer)
+        groups.append(by_text[key])
+    return groups

@@ -10,7 +10,7 @@ Prompts, answer parsing, scoring and generation are the training code's own (`re
 `reson.core.metrics`, `reson.core.generation`), so evaluation and training cannot disagree about what a correct,
 well-formatted answer is.
 
-What it writes to `--output_dir`:
+What it writes to `--output_dir` (`reson.evaluation.store` keeps the folder):
 - `samples.jsonl`: one line per completion (dataset, id, sample index, prompt, completion, extracted answer, gold,
   each score, token counts), appended and fsynced batch by batch. Run the same command again after Ctrl-C or a crash
   and it resumes: finished samples are kept; a line cut short, or damaged, is skipped, counted and generated again.
@@ -41,9 +41,7 @@ From Python: `evaluate(model_name_or_path, datasets, output_dir, **settings) -> 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import platform
 import sys
 import time
@@ -51,107 +49,23 @@ from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from reson.core import folders, generation, models
-from reson.core.data import DATASET_NAMES, TEMPLATES, load_problems, sample_rows, with_prompts
+from reson.core import data, folders, generation, models
+from reson.core.data import DATASET_NAMES, TEMPLATES, with_prompts
 from reson.core.help import HelpFormatter
-from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
-from reson.core.metrics import completion_record, summarize
+from reson.core.jsonl import append_jsonl
+from reson.core.metrics import completion_record, default_ks, group_answers, maj_at_k, pass_at_k, summarize
 from reson.core.rewards import DEFAULT_TIMEOUT, score
+from reson.evaluation import store
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_NAMES = (*TEMPLATES, "chat")
-DEFAULT_MAX_COMPLETION_LENGTH = 1536  # the main recipe's; a model `reson train` wrote uses its run's own
-# settings that change what a sample is; a folder holding samples made under others cannot be resumed
-FINGERPRINT_KEYS = (
-    "model",
-    "datasets",
-    "split",
-    "num_problems",
-    "seed",
-    "template",
-    "backend",
-    "temperature",
-    "top_p",
-    "num_generations",
-    "max_completion_length",
-)
+# completions per batch, written to samples.jsonl together: the unit of resuming (and the hf backend's generate)
+BATCH_SIZES = {"hf": generation.HF_BATCH_SIZE, "vllm": 512, "mlx": 8}
 
 
 class EvalError(ValueError):
     """Bad input to `reson eval`, found before any model loads."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# pass@k and maj@k
-# ---------------------------------------------------------------------------------------------------------
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k) (Chen et al., 2021)."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-def maj_at_k(counts: list[int], correct: list[bool], n: int, k: int) -> float:
-    """Expected majority-vote correctness of a uniformly random k-subset of n samples.
-
-    `counts[i]` samples gave an answer in group i (`correct[i]` tells whether that group's answer is right);
-    the other n - sum(counts) samples gave no answer and never win a vote. A subset where several groups tie
-    for the most votes scores the share of the tied groups that are correct; one with no answers scores 0.
-    Exact: a dynamic programme over how many samples each group contributes.
-    """
-    unanswered = n - sum(counts)
-    if unanswered < 0 or not 1 <= k <= n or len(counts) != len(correct):
-        raise ValueError(f"maj@k needs sum(counts) <= n and 1 <= k <= n, got counts={counts}, n={n}, k={k}")
-    # state (drawn, top count, groups at the top, correct groups at the top) -> number of subsets
-    states: dict[tuple[int, int, int, int], int] = {(0, 0, 0, 0): 1}
-    for count, right in zip(counts, correct, strict=True):
-        nxt: dict[tuple[int, int, int, int], int] = defaultdict(int)
-        for (drawn, top, tied, tied_right), ways in states.items():
-            for x in range(0, min(count, k - drawn) + 1):
-                if x == 0 or x < top:
-                    key = (drawn + x, top, tied, tied_right)
-                elif x == top:
-                    key = (drawn + x, top, tied + 1, tied_right + right)
-                else:
-                    key = (drawn + x, x, 1, int(right))
-                nxt[key] += ways * math.comb(count, x)
-        states = nxt
-    total = 0.0
-    for (drawn, top, tied, tied_right), ways in states.items():
-        if top > 0 and k - drawn <= unanswered:
-            total += ways * math.comb(unanswered, k - drawn) * tied_right / tied
-    return total / math.comb(n, k)
-
-
-def default_ks(n: int) -> list[int]:
-    """1, 2, 4, ... up to n, and n itself."""
-    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
-    return sorted(set(ks) | {n})
-
-
-def group_answers(answers: list[str | None], equivalent) -> list[int | None]:
-    """Group index per answer (None for no answer): each answer joins the first earlier group it is equivalent
-    to. `equivalent(candidate, references) -> list[bool]` compares one answer against the group representatives."""
-    reps: list[str] = []
-    by_text: dict[str, int] = {}
-    groups: list[int | None] = []
-    for answer in answers:
-        if answer is None or not answer.strip():
-            groups.append(None)
-            continue
-        key = "".join(answer.split())
-        if key not in by_text:
-            matches = equivalent(answer, reps) if reps else []
-            by_text[key] = next((i for i, same in enumerate(matches) if same), len(reps))
-            if by_text[key] == len(reps):
-                reps.append(answer)
-        groups.append(by_text[key])
-    return groups
 
 
 def _score_equivalent(timeout: float):
@@ -234,14 +148,6 @@ def breakdown(records: list[dict], field: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.endswith((".jsonl", ".json", ".parquet")) or Path(spec).exists()
-
-
-def _dataset_source(spec: str) -> str:
-    return str(Path(spec).expanduser().resolve()) if _looks_like_path(spec) else spec
-
-
 def load_datasets(
     specs: list[str], split: str, num_problems: int | None, seed: int, data_dir: str | None
 ) -> dict[str, tuple[str, list[dict]]]:
@@ -252,19 +158,12 @@ def load_datasets(
     """
     datasets: dict[str, tuple[str, list[dict]]] = {}
     for spec in specs:
-        is_path = _looks_like_path(spec)
-        if is_path and not Path(spec).expanduser().is_file():
-            raise EvalError(f"--datasets {spec}: no such file.")
-        if not is_path and spec not in DATASET_NAMES and "/" not in spec:
-            raise EvalError(
-                f"--datasets {spec}: unknown dataset; use one of {', '.join(DATASET_NAMES)}, a hub id (owner/name) "
-                "or a .jsonl/.parquet file."
-            )
         try:
-            rows = load_problems(spec, split=split, data_dir=data_dir)
+            is_file = data.check_dataset(spec, split) == "file"
+            rows = data.load_problems(spec, split=split, data_dir=data_dir)
         except (ValueError, FileNotFoundError, ImportError) as err:
             raise EvalError(f"--datasets {spec}: {err}") from err
-        label = rows[0]["source"] if is_path else spec
+        label = rows[0]["source"] if is_file else spec
         if label in datasets:
             raise EvalError(f"--datasets {spec}: {label} is given twice.")
         if num_problems is not None:
@@ -272,56 +171,12 @@ def load_datasets(
                 raise EvalError(
                     f"--num_problems {num_problems}: {label} ({split}) has only {len(rows)} problems; ask for fewer."
                 )
-            rows = sample_rows(rows, num_problems, seed=seed)
+            rows = data.sample_rows(rows, num_problems, seed=seed)
         ids = [str(r["id"]) for r in rows]
         if len(set(ids)) != len(ids):
             raise EvalError(f"--datasets {spec}: problem ids are not unique; cannot resume or report per problem.")
-        datasets[label] = (_dataset_source(spec), rows)
+        datasets[label] = (str(Path(spec).expanduser().resolve()) if is_file else spec, rows)
     return datasets
-
-
-def read_samples(path: Path) -> list[dict]:
-    """The finished sample records in `path`. A line cut short by a crash, or damaged, is skipped and counted, the
-    file is rewritten without it (so later appends stay clean), and its sample is generated again."""
-    lines = read_jsonl(path)
-    if lines.skipped or lines.torn_tail:
-        logger.warning(
-            "%s: skipped %d damaged line(s)%s%s; their samples are generated again",
-            path,
-            len(lines.skipped),
-            f" (lines {', '.join(map(str, lines.skipped[:10]))})" if lines.skipped else "",
-            " and an unfinished last line" if lines.torn_tail else "",
-        )
-        write_jsonl(path, lines.records)
-    return lines.records
-
-
-def _prepare_output(output_dir: Path, run: dict, overwrite: bool) -> dict | None:
-    """Check the (locked) output folder against these settings; the finished results when there is nothing to do."""
-    run_file, results_file = output_dir / folders.RUN_FILE, output_dir / folders.RESULTS_FILE
-    samples_file = output_dir / folders.SAMPLES_FILE
-    started = results_file.exists() or (samples_file.exists() and samples_file.stat().st_size > 0)
-    if run_file.exists() and not started:  # settings written, nothing generated yet: take the new ones
-        run_file.unlink()
-    if run_file.exists():
-        old = json.loads(run_file.read_text())
-        diff = [k for k in FINGERPRINT_KEYS if old.get(k) != run.get(k)]
-        if diff:
-            shown = "; ".join(f"{k}: {old.get(k)!r} there, {run.get(k)!r} now" for k in diff)
-            raise EvalError(
-                f"--output_dir {output_dir} holds an evaluation with other settings ({shown}); use another "
-                "--output_dir, or --overwrite to replace it."
-            )
-        if results_file.exists():
-            return json.loads(results_file.read_text())
-    elif started:
-        raise EvalError(
-            f"--output_dir {output_dir} holds results without a {folders.RUN_FILE}; use another --output_dir, or "
-            "--overwrite."
-        )
-    else:
-        folders.write_json(run_file, run)
-    return None
 
 
 def package_versions(backend: str) -> dict:
@@ -391,7 +246,7 @@ def evaluate(
         raise EvalError(str(err)) from None
     run_settings = models.run_config(model_name_or_path)
     if max_completion_length is None:
-        max_completion_length = run_settings.get("max_completion_length", DEFAULT_MAX_COMPLETION_LENGTH)
+        max_completion_length = run_settings.get("max_completion_length", generation.DEFAULT_MAX_COMPLETION_LENGTH)
     if reward_timeout is None:
         reward_timeout = run_settings.get("reward_timeout", DEFAULT_TIMEOUT)
     for flag, value in (
@@ -428,7 +283,10 @@ def evaluate(
     except folders.FolderError as err:
         raise EvalError(str(err)) from None
     try:
-        finished = _prepare_output(output_dir, run, overwrite)
+        try:
+            finished = store.prepare(output_dir, run)
+        except folders.FolderError as err:
+            raise EvalError(str(err)) from None
         if finished is not None:
             logger.info("%s already holds finished results; pass --overwrite to evaluate again", output_dir)
             return finished
@@ -450,7 +308,7 @@ def evaluate(
 
 def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, device, reward_timeout, progress) -> dict:
     samples_file = output_dir / folders.SAMPLES_FILE
-    done = {(r["dataset"], str(r["id"]), r["sample_index"]): r for r in read_samples(samples_file)}
+    done = {(r["dataset"], str(r["id"]), r["sample_index"]): r for r in store.read_samples(samples_file)}
     n, seed = run["num_generations"], run["seed"]
 
     # ---- tokenizer and prompts ---------------------------------------------------------------------------
@@ -465,7 +323,7 @@ def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, devi
     items = [(label, row, k) for label, rows in rows_by_label.items() for row in rows for k in range(n)]
     lengths = [len(ids) for ids in tokenizer([it[1]["prompt"] for it in items], add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(items)), key=lambda i: -lengths[i])
-    batch_size = batch_size or {"hf": 32, "vllm": 512, "mlx": 8}[backend]
+    batch_size = batch_size or BATCH_SIZES[backend]
     batches = [[items[i] for i in order[j : j + batch_size]] for j in range(0, len(order), batch_size)]
     pending = [[it for it in b if (it[0], str(it[1]["id"]), it[2]) not in done] for b in batches]
     pending = [b for b in pending if b]
@@ -481,7 +339,7 @@ def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, devi
     if todo:
         from tqdm.auto import tqdm
 
-        engine = generation.load_engine(backend, model, dtype=dtype, device=device, seed=seed)
+        engine = generation.load_engine(backend, model, dtype=dtype, device=device, seed=seed, batch_size=batch_size)
         started = time.time()  # throughput counts generating and scoring, not loading the model
         bar = tqdm(total=todo, unit="sample", desc="eval", disable=not progress, dynamic_ncols=True)
         for batch in pending:
@@ -592,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(*generation.BACKENDS, *generation.ALIASES),
         help="auto: mlx for an MLX folder, else vllm if installed with a GPU, else hf (transformers)",
     )
-    parser.add_argument("--batch_size", type=int, default=None, help="completions per batch (hf 32, vllm 512, mlx 8)")
+    parser.add_argument("--batch_size", type=int, default=None, help=f"completions per batch, {BATCH_SIZES}")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy decoding")
     parser.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling; 1.0 is off")
     parser.add_argument(
@@ -602,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_completion_length",
         type=int,
         default=None,
-        help=f"tokens per completion (default: the training run's own, else {DEFAULT_MAX_COMPLETION_LENGTH})",
+        help="tokens per completion (default: the training run's own, else "
+        f"{generation.DEFAULT_MAX_COMPLETION_LENGTH})",
     )
     parser.add_argument("--seed", type=int, default=0, help="subset choice and sampling seeds")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights")

@@ -47,7 +47,6 @@ from reson.core.parsing import (
 
 DIM, BOLD, RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
 HELP = "Type a question. /reset clears the conversation, /quit (or Ctrl-D) leaves."
-DEFAULT_MAX_COMPLETION_LENGTH = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_completion_length",
         type=int,
         default=None,
-        help=f"tokens per answer at most (default: the run's own, else {DEFAULT_MAX_COMPLETION_LENGTH})",
+        help=f"tokens per answer at most (default: the run's own, else {generation.DEFAULT_MAX_COMPLETION_LENGTH})",
     )
     parser.add_argument("--temperature", type=float, default=0.6, help="0 for greedy decoding")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (turn i of a conversation uses seed + i)")
@@ -318,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args.template = args.template or run.get("template", "r1_zero")
     length = args.max_completion_length
     if length is None:
-        length = run.get("max_completion_length", DEFAULT_MAX_COMPLETION_LENGTH)
+        length = run.get("max_completion_length", generation.DEFAULT_MAX_COMPLETION_LENGTH)
     try:
         if length < 1:
             raise ValueError(f"--max_completion_length must be at least 1, got {length}.")
