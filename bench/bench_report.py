@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from reson.tools import report
+from reson.tools.report import runs
 
 KEYS = (
     "loss",
@@ -82,12 +83,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs (seeds) overlaid in the report")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [build_run(Path(tmp), args.steps, args.canaries, args.every, seed) for seed in range(args.runs)]
+        run_dirs = [build_run(Path(tmp), args.steps, args.canaries, args.every, seed) for seed in range(args.runs)]
         start = time.perf_counter()
-        loaded = report.load_run(runs[0])
+        loaded = runs.load_run(run_dirs[0])
         read_s = time.perf_counter() - start
         start = time.perf_counter()
-        page = report.build_report(runs, Path(tmp) / "report")  # reads again, then plots and writes
+        page = report.build_report(run_dirs, Path(tmp) / "report")  # reads again, then plots and writes
         build_s = time.perf_counter() - start
         pngs, svgs = list(page.parent.glob("*.png")), list(page.parent.glob("*.svg"))
         print(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reson.tools import plots, report
+from reson.tools import report
+from reson.tools.report import analysis, plots, runs
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "A conversation between User and Assistant. User: Tom has 3 apples and buys 2 more. How many now?. Assistant:"
@@ -132,8 +133,8 @@ def page_path(run_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_curves(run_dir) -> plots.Curves:
-    run = report.load_run(run_dir)
-    return plots.Curves(run.label, run.series, run.counts, report.markers(report.aha_steps(run)), run.reward_range)
+    run = runs.load_run(run_dir)
+    return plots.Curves(run.label, run.series, run.counts, analysis.markers(analysis.aha_steps(run)), run.reward_range)
 
 
 def plot_named(name: str) -> plots.Plot:
@@ -263,7 +264,7 @@ def test_numbers_in_the_page_match_the_logs(run_dir, page_path):
     assert sorted(map(int, steps)) == list(range(11))  # logged steps and the canary step 0
     assert float(steps["7"][page.columns["0"].index("reward")]["value"]) == log_entry(7)["reward"]
     # canary metrics computed from emergence.jsonl
-    run = report.load_run(run_dir)
+    run = runs.load_run(run_dir)
     assert run.series["emergence/think_usage"] == {0: 0.0, 3: 0.5, 6: 0.75, 9: 1.0}
     assert run.series["emergence/canary_accuracy"] == {0: 0.25, 3: 0.5, 6: 0.75, 9: 1.0}
     assert run.global_step == 10 and run.max_steps == 12 and run.state_file == "checkpoint-8/trainer_state.json"
@@ -277,11 +278,11 @@ def test_shares_read_in_percent_in_the_timeline(page_path):
 
 
 def test_aha_steps_on_a_constructed_log(run_dir, page_path):
-    run = report.load_run(run_dir)
+    run = runs.load_run(run_dir)
     # 50% at step 3 does not pass half; the self-correction at step 3 is in a wrong answer, so the first repaired slip
     # is at step 9. Take-off: step 0 has no thinking completion, so the first rate is step 3's 1 of 2 (50 %); twice
     # that is never reached. (Counting step 0 as a rate of 0 would make step 3 the take-off.)
-    assert report.aha_steps(run) == {"think": 6, "takeoff": None, "repaired_slip": 9}
+    assert analysis.aha_steps(run) == {"think": 6, "takeoff": None, "repaired_slip": 9}
     page = parse(page_path)
     boxes = {attrs["data-aha"]: attrs["data-step"] for tag, attrs in page.tags if "data-aha" in attrs}
     assert boxes == {"think": "6", "takeoff": "", "repaired_slip": "9"}
@@ -299,7 +300,7 @@ def test_aha_steps_on_a_constructed_log(run_dir, page_path):
     ],
 )
 def test_takeoff_rule(rates, takeoff, why):
-    assert report.takeoff_step(rates) == takeoff, why
+    assert analysis.takeoff_step(rates) == takeoff, why
 
 
 def test_aha_steps_from_logged_metrics_without_emergence_file(tmp_path):
@@ -317,7 +318,7 @@ def test_aha_steps_from_logged_metrics_without_emergence_file(tmp_path):
         {"step": 100, usage: 0.9, among: 0.25, right: 0.03},
     ]
     (run / "trainer_state.json").write_text(json.dumps({"global_step": 100, "max_steps": 100, "log_history": history}))
-    assert report.aha_steps(report.load_run(run)) == {"think": 75, "takeoff": 75, "repaired_slip": 100}
+    assert analysis.aha_steps(runs.load_run(run)) == {"think": 75, "takeoff": 75, "repaired_slip": 100}
 
 
 def test_canaries_picked_for_the_change(tmp_path):
@@ -337,8 +338,8 @@ def test_canaries_picked_for_the_change(tmp_path):
         canary(20, 3, "3+2=6. Actually no: 3+2=5", "5", True),
     ]
     (run / "emergence.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    loaded = report.load_run(run)
-    picks = report.pick_canaries(loaded.canaries)
+    loaded = runs.load_run(run)
+    picks = analysis.pick_canaries(loaded.canaries)
     assert [(pick.canary, pick.step) for pick in picks] == [(2, 10), (3, 20)]
     assert "close a think block, at step 10" in picks[0].why
     assert "“Actually” in its thinking at step 20, answer right" in picks[1].why
@@ -358,18 +359,18 @@ def test_canaries_picked_for_the_change(tmp_path):
 
 def test_same_canary_first_to_think_and_to_correct_is_one_pick():
     rows = [canary(0, 0, None, "7", False), canary(0, 1, "3+2=6 wait 5", "5", True)]
-    records = {0: [report.canary_record(row) for row in rows]}
-    [pick] = report.pick_canaries(records)
+    records = {0: [runs.canary_record(row) for row in rows]}
+    [pick] = analysis.pick_canaries(records)
     assert pick.canary == 1 and pick.tag == "first to think, then to self-correct"
 
 
 def test_rows_without_record_keys_are_measured_from_their_text():
     # a file from another tool: only the completion and its grade
     row = {"step": 5, "prompt": PROMPT + " <think>", "completion": "3+2=6, wait: 3+2=5</think> 5", "accuracy": 1.0}
-    record = report.canary_record(row)
+    record = runs.canary_record(row)
     assert record["think_used"] and record["self_correction"] and record["think_tokens"] == 3
     row = {"step": 5, "prompt": PROMPT, "completion": "<think></think> 5", "accuracy": 0.0}
-    assert not report.canary_record(row)["think_used"]
+    assert not runs.canary_record(row)["think_used"]
 
 
 def test_rate_and_accuracy_axes_run_from_0_to_100(run_curves):
@@ -408,8 +409,8 @@ def test_reward_band_clipped_to_the_reward_range(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "train_config.yaml").write_text("rewards: [accuracy, format]\nreward_weights: [1.0, 0.2]\n")
-    assert report.reward_range(run) == (0.0, 1.2)
-    assert report.reward_range(tmp_path) == (0.0, None)  # no config: rewards score 0 or more
+    assert runs.reward_range(run) == (0.0, 1.2)
+    assert runs.reward_range(tmp_path) == (0.0, None)  # no config: rewards score 0 or more
     ax = plots.draw(plot_named("reward"), [plots.Curves("run", series, band_range=(0.0, 1.2))]).axes[0]
     [band] = ax.collections
     heights = band.get_paths()[0].vertices[:, 1]
@@ -503,7 +504,7 @@ def test_copied_run_folder_and_run_without_checkpoint(run_dir, tmp_path):
     for folder in copy.glob("checkpoint-*"):
         shutil.rmtree(folder)
     (copy / "emergence.jsonl").unlink()
-    run = report.load_run(copy)
+    run = runs.load_run(copy)
     assert run.state_file is None and run.global_step == 10
     assert math.isclose(run.series["reward"][10], log_entry(10)["reward"], rel_tol=1e-6)
 
@@ -513,9 +514,9 @@ def test_newest_trainer_state_wins_and_half_written_one_is_skipped(tmp_path):
     write_state(run / "checkpoint-8", range(1, 9))
     write_state(run / "checkpoint-12", range(1, 13), text='{"global_step": 12, "log_hi')  # being written
     write_state(run / "checkpoint-4", range(1, 5))
-    assert report.load_run(run).state_file == "checkpoint-8/trainer_state.json"
+    assert runs.load_run(run).state_file == "checkpoint-8/trainer_state.json"
     write_state(run, range(1, 13))  # the finished run's own state
-    loaded = report.load_run(run)
+    loaded = runs.load_run(run)
     assert loaded.state_file == "trainer_state.json" and max(loaded.series["loss"]) == 12
 
 
@@ -661,7 +662,7 @@ def test_report_on_a_real_tiny_run(tiny_run, tmp_path):
     assert sorted({r["step"] for r in rows}) == [0, 1, 2]
     samples = [sample for sample in page.samples if sample["step"] is not None]
     assert len(samples) == len(rows)  # 3 canaries, 3 shown per step
-    run = report.load_run(tiny_run)
+    run = runs.load_run(tiny_run)
     logged_usage = {
         e["step"]: e["emergence/think_usage"] for e in state["log_history"] if "emergence/think_usage" in e
     }
