@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pexpect
 import pytest
@@ -24,7 +23,7 @@ import pytest
 from reson.cli import main as reson
 from reson.core.data import format_prompt
 from reson.core.generation import Generation, HFEngine, MLXEngine, Request, Sampling, decode_stream
-from reson.tools.chat import Renderer, conversation_prompt, interactive
+from reson.tools.chat import Renderer, Session, conversation_prompt, interactive
 from reson.tools.chat import main as chat
 from reson.tools.convert import main as convert
 
@@ -197,8 +196,8 @@ def test_each_question_is_asked_on_its_own_unless_history_is_asked_for(monkeypat
 
     monkeypatch.setattr(builtins, "input", fake_input)
     engine = Recorder()
-    args = SimpleNamespace(model_name_or_path="m", template="r1_zero", history=history, sampling=Sampling(), seed=0)
-    assert interactive(engine, args) == 0
+    session = Session(model="m", template="r1_zero", sampling=Sampling(), history=history)
+    assert interactive(engine, session) == 0
     assert engine.prompts[0] == format_prompt("What is 2+3?")
     if history:
         assert engine.prompts[1] == format_prompt("What is 2+3?") + " 5 User: And times 2?. Assistant:"

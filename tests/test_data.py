@@ -21,7 +21,6 @@ from reson.core.data import (
     mix,
     sample_rows,
     to_hf_dataset,
-    train_test_split,
     with_prompts,
 )
 
@@ -330,14 +329,6 @@ def test_canaries_are_held_out_from_training_subsets():
     assert not {r["question"] for r in canary_rows(rows, 5, seed=2, exclude=renamed)} & {r["question"] for r in train}
     with pytest.raises(ValueError, match="asked for 6 canary rows but there are 5 rows left after excluding 95"):
         canary_rows(rows, 6, seed=2, exclude=train)
-
-
-def test_train_test_split_partitions_the_rows():
-    rows = rows_of(50)
-    train, test = train_test_split(rows, 10, seed=4)
-    assert len(test) == 10 and len(train) == 40
-    assert sorted(r["id"] for r in train + test) == sorted(r["id"] for r in rows)
-    assert train_test_split(rows, 10, seed=4) == (train, test)
 
 
 def test_mix_draws_the_given_proportions_and_counts():

@@ -491,7 +491,8 @@ def test_a_second_evaluation_into_a_busy_folder_stops_naming_the_first(
         [
             sys.executable,
             "-c",
-            f"from reson.core import folders; held = folders.lock({str(out)!r}, 'an evaluation'); "
+            f"from reson.core import folders; held = folders.claim({str(out)!r}, folders.EVALUATION, '--output_dir', "
+            "resume=True); "
             "print('held', flush=True); import time; time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

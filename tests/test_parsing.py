@@ -12,9 +12,9 @@ from reson.core.parsing import (
     CONTRADICTION,
     Parsed,
     answer_items,
+    boxed_spans,
     extract_answer,
     gold_from_solution,
-    last_boxed,
     normalize_unicode,
     parse_gsm8k_gold,
     parse_number,
@@ -103,9 +103,10 @@ def test_extract_answer(text, expected, why):
     assert extract_answer(text) == expected
 
 
-def test_last_boxed_none_and_deep_nesting():
-    assert last_boxed("no box") is None
-    assert last_boxed("\\boxed{" + "{" * 50 + "x" + "}" * 50 + "}") == "{" * 50 + "x" + "}" * 50
+def test_boxes_none_and_deep_nesting():
+    assert boxed_spans("no box") == []
+    nested = "{" * 50 + "x" + "}" * 50
+    assert [content for _, _, content in boxed_spans("\\boxed{" + nested + "}")] == [nested]
 
 
 NUMBERS = [

@@ -182,8 +182,8 @@ def test_missing_gold_column_is_a_clear_error():
         rewards.accuracy(["<think>a</think> 5"], prompts=[""])
 
 
-def test_unparseable_gold_is_counted_and_warned_once(caplog):
-    rewards._WARNED["gold"] = False
+def test_unparseable_gold_is_counted_and_warned_once(caplog, monkeypatch):
+    monkeypatch.setattr(rewards._UNPARSEABLE, "warned", False)
     before = rewards.unparseable_gold_count()
     with caplog.at_level(logging.WARNING, logger="reson.core.rewards"):
         assert rewards.accuracy([think("5")] * 3, answer=["", "  ", None]) == [None, None, None]

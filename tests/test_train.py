@@ -325,6 +325,24 @@ def test_the_guard_refuses_non_finite_gradients_and_exploded_weights():
         guard.on_optimizer_step(None, state, control, model=model)
 
 
+def test_the_divergence_message_names_the_starting_weight_when_the_floor_sets_the_limit():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from reson.training.callbacks import DivergenceGuard, TrainingDiverged
+
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.fill_(0.5)
+        model.bias.fill_(0.25)
+    guard, state, control = DivergenceGuard(), TrainerState(global_step=2), TrainerControl()
+    guard.on_train_begin(None, state, control, model=model)  # 100 x 0.5 is under the floor: the limit is 1000
+    with torch.no_grad():
+        model.weight.fill_(2000.0)
+    with pytest.raises(TrainingDiverged, match=r"is 2e\+03 \(at the start: 0.5; the limit is 1e\+03\)"):
+        guard.on_optimizer_step(None, state, control, model=model)
+
+
 # --- resume: the config's values win, and are recorded --------------------------------------------------------
 
 

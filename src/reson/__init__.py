@@ -1,3 +1,1 @@
 """reson: teach a base language model to reason with pure reinforcement learning (R1-Zero with GRPO)."""
-
-__version__ = "0.1.0"

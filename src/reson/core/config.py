@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import hashlib
 import importlib.util
 import os
-import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -423,28 +420,7 @@ def _where(key: str | None, sources: dict[str, str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Help, and writing a config out
-
-
-def help_text(build: Callable[[], str], name: str) -> str:
-    """``build()``'s help text, cached on disk per version of reson, TRL and transformers (and of this file and the
-    caller's): listing TRL's fields needs TRL, whose import (torch included) takes about three seconds."""
-    caller = Path(sys.modules[build.__module__].__file__)
-    key = hashlib.sha256(
-        "|".join([version("trl"), version("transformers"), Path(__file__).read_text(), caller.read_text()]).encode()
-    ).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reson" / f"{name}-{key}.txt"
-    if cache.is_file():
-        return cache.read_text()
-    text = build()
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, cache)
-    except OSError:  # a read-only home: no cache, the same help
-        pass
-    return text
+# Writing a config out
 
 
 def resolved_values(config: ResonConfig) -> dict[str, Any]:

@@ -176,13 +176,6 @@ def with_prompts(rows: list[dict], template: str = "r1_zero", tokenizer=None) ->
     return [{**row, "prompt": format_prompt(row["question"], template, tokenizer)} for row in rows]
 
 
-def train_test_split(rows: list[dict], test_size: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Split a one-split dataset: the test rows are `canary_rows(rows, test_size, seed)`, the rest is train."""
-    test = canary_rows(rows, test_size, seed)
-    test_ids = {row["id"] for row in test}
-    return [row for row in rows if row["id"] not in test_ids], test
-
-
 def sample_rows(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
     """`n` rows, the first `n` of a seeded permutation: same seed, same rows; a larger `n` is a superset."""
     if n < 0 or n > len(rows):

@@ -55,6 +55,15 @@ class FolderLock:
         self.folder = folder
         self._handle = handle
 
+    def name_holder(self, what: str) -> None:
+        """Write who holds the lock into the lock file, for a second process to name in its refusal."""
+        command = " ".join(["reson", *sys.argv[1:]]) if sys.argv else what
+        self._handle.seek(0)
+        self._handle.truncate()
+        holder = f"pid {os.getpid()} on {socket.gethostname()} ({what}: {command[:200]}; since {time.ctime()})"
+        self._handle.write(holder + "\n")
+        self._handle.flush()
+
     def release(self) -> None:
         if self._handle is not None:
             self._handle.close()  # closing the descriptor drops the flock
@@ -62,7 +71,9 @@ class FolderLock:
 
 
 def lock(folder: str | Path, what: str) -> FolderLock:
-    """Lock ``folder`` (created if missing) for ``what`` this process does; FolderError naming the holder if busy."""
+    """Lock ``folder`` (created if missing) for ``what`` this process does; FolderError naming the holder if busy.
+    The lock file names this process only once ``FolderLock.name_holder`` is called: `claim` calls it when the folder
+    is accepted, so a refused command leaves the file naming the last process that held the folder."""
     import fcntl
 
     folder = Path(folder)
@@ -77,11 +88,6 @@ def lock(folder: str | Path, what: str) -> FolderLock:
         raise FolderError(
             f"{folder} is in use by {holder}: wait for it to finish, stop it, or choose another folder."
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    command = " ".join(["reson", *sys.argv[1:]]) if sys.argv else what
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({what}: {command[:200]}; since {time.ctime()})\n")
-    handle.flush()
     return FolderLock(folder, handle)
 
 
@@ -106,6 +112,7 @@ def claim(folder: str | Path, kind: str, flag: str, resume: bool = False, overwr
     except BaseException:
         held.release()
         raise
+    held.name_holder(kind)
     return held
 
 

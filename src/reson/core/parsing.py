@@ -188,12 +188,6 @@ def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     return sorted(spans)
 
 
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last complete ``\boxed{...}`` (or ``\fbox{...}``) in ``text``; None when there is none."""
-    spans = boxed_spans(text)
-    return spans[-1][2] if spans else None
-
-
 def final_boxed_group(text: str) -> list[tuple[int, int, str]]:
     r"""The boxes of the final answer: the last box and the boxes just before it that list more answers with it
     ("$\boxed{1}$ and $\boxed{-2}$"); an earlier box separated by other text is an intermediate result."""

@@ -153,7 +153,6 @@ class Gold:
 
 _GOLD_CACHE: dict[str, Gold] = {}
 _UNPARSEABLE_GOLDS: set[str] = set()  # gold texts math-verify could not parse
-_WARNED = {"gold": False}
 
 
 def prepare_gold(gold) -> Gold:
@@ -230,7 +229,7 @@ def _bracketed(text: str) -> bool:
     return text[:1] in "([{" or text.startswith(("\\{", "\\left", "\\begin", "\\langle"))
 
 
-def compare(span: str, gold: Gold) -> tuple[float | None | object, str]:
+def compare_answer(span: str, gold: Gold) -> tuple[float | None | object, str]:
     """Decide accuracy without sympy where possible: (1.0, 0.0, or _VERIFY, the prediction math-verify compares)."""
     items = answer_items(span, equations=gold.equation)
     if not items or CONTRADICTION in items:
@@ -269,7 +268,7 @@ def _quick_accuracy(completion: str, prompt: str, gold: Gold) -> tuple[float | N
     span = _strip_math_delimiters(span)
     if not span:
         return 0.0, span, ""
-    result, pred = compare(span, gold)
+    result, pred = compare_answer(span, gold)
     if result is _VERIFY and gold.text in _UNPARSEABLE_GOLDS:
         return None, span, pred
     return result, span, pred
@@ -321,13 +320,21 @@ def score_accuracy(
     return results, spans
 
 
-_UNPARSEABLE_COUNT = {"rows": 0}
+@dataclass
+class _Tally:
+    """Rows so far whose gold answer could not be parsed, and whether that was said (once per process)."""
+
+    rows: int = 0
+    warned: bool = False
+
+
+_UNPARSEABLE = _Tally()
 
 
 def _note_unparseable(gold) -> None:
-    _UNPARSEABLE_COUNT["rows"] += 1
-    if not _WARNED["gold"]:
-        _WARNED["gold"] = True
+    _UNPARSEABLE.rows += 1
+    if not _UNPARSEABLE.warned:
+        _UNPARSEABLE.warned = True
         logger.warning(
             "accuracy: gold answer %r cannot be parsed; such rows get reward None (skipped) and are counted in "
             "reson.core.rewards.unparseable_gold_count(). Check the dataset's answer column.",
@@ -344,7 +351,7 @@ def clear_caches() -> None:
 
 def unparseable_gold_count() -> int:
     """How many rows so far had a gold answer that could not be parsed (scored None)."""
-    return _UNPARSEABLE_COUNT["rows"]
+    return _UNPARSEABLE.rows
 
 
 def score(

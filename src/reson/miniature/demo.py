@@ -12,7 +12,7 @@ Phases, each reusing what an earlier run already finished in the same output fol
 2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
 3. **GRPO.** `reson train` with the `grpo_cpu_tiny` recipe: the real rewards, TRL trainer and emergence canaries.
 4. **After.** The same evaluation of the trained model.
-5. **Summary.** The before/after table (also `compare.md`) and the run report with the emergence plots.
+5. **Summary.** The before/after table (also `compare-<run>.md`) and the run report with the emergence plots.
 """
 
 from __future__ import annotations

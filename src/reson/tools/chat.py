@@ -6,7 +6,8 @@
 
 - **Backend.** `--backend auto` (the default) follows the model folder: an MLX folder (from `reson convert`) runs on
   MLX, a transformers folder on transformers (`hf`). The MLX path imports neither torch nor trl, so a Mac needs only
-  requirements-mac.txt. Generation is `reson.core.generation`'s, the engine evaluation and training use.
+  requirements-mac.txt. Generation is `reson.core.generation`'s, the engine of `reson eval` and the training
+  canaries (TRL generates the rollouts itself).
 - **Prompt.** The question goes through the training template (`--template`, default: the run's own, else `r1_zero`,
   the plain-text DeepSeek-R1-Zero prompt), exactly as `reson train` and `reson eval` build it. Each question is asked
   on its own, as in training; `--history` keeps earlier turns in the prompt instead ("... Assistant: <completion>
@@ -28,6 +29,7 @@ import contextlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -203,11 +205,23 @@ class Renderer:
 # Modes
 
 
-def answer_one(engine, args, prompt: str, seed: int, out: TextIO) -> generation.Generation:
+@dataclass(frozen=True)
+class Session:
+    """What a chat runs with, checked and resolved from the command line: the model's name (for the banner), the
+    prompt template, how to decode, the first seed, and whether earlier turns stay in the prompt."""
+
+    model: str
+    template: str
+    sampling: generation.Sampling
+    seed: int = 0
+    history: bool = False
+
+
+def answer_one(engine, sampling: generation.Sampling, prompt: str, seed: int, out: TextIO) -> generation.Generation:
     renderer = Renderer(out, color=out.isatty(), prompt=prompt)
     result = None
     try:
-        with contextlib.closing(engine.stream(prompt, args.sampling, seed)) as steps:
+        with contextlib.closing(engine.stream(prompt, sampling, seed)) as steps:
             for item in steps:
                 if isinstance(item, generation.Generation):
                     result = item
@@ -216,15 +230,15 @@ def answer_one(engine, args, prompt: str, seed: int, out: TextIO) -> generation.
     finally:
         renderer.finish()
     if result.truncated:
-        out.write(f"(stopped after --max_completion_length {args.sampling.max_new_tokens} tokens)\n")
+        out.write(f"(stopped after --max_completion_length {sampling.max_new_tokens} tokens)\n")
     return result
 
 
-def interactive(engine, args) -> int:
+def interactive(engine, session: Session) -> int:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
-    turns = "earlier turns kept (--history)" if args.history else "each question on its own"
-    print(f"{args.model_name_or_path} on {engine.name}, template {args.template}, {turns}. {HELP}")
+    turns = "earlier turns kept (--history)" if session.history else "each question on its own"
+    print(f"{session.model} on {engine.name}, template {session.template}, {turns}. {HELP}")
     history: list[tuple[str, str]] = []
     asked = 0
     while True:
@@ -245,14 +259,14 @@ def interactive(engine, args) -> int:
         if question.startswith("/"):
             print(f"unknown command {question!r}. {HELP}")
             continue
-        prompt = conversation_prompt(history, question, args.template, engine.tokenizer)
+        prompt = conversation_prompt(history, question, session.template, engine.tokenizer)
         try:
-            completion = answer_one(engine, args, prompt, args.seed + asked, sys.stdout)
+            completion = answer_one(engine, session.sampling, prompt, session.seed + asked, sys.stdout)
         except KeyboardInterrupt:
             print("(interrupted; this answer is not kept in the conversation)")
             continue
         asked += 1
-        if args.history:
+        if session.history:
             history.append((question, completion.text))
 
 
@@ -276,13 +290,13 @@ def row_prompt(row: dict, template: str, tokenizer) -> str:
     )
 
 
-def batch(engine, args, rows: list[dict]) -> int:
-    out = open(args.output_file, "w") if args.output_file else sys.stdout  # noqa: SIM115
+def batch(engine, session: Session, rows: list[dict], output_file: str | None) -> int:
+    out = open(output_file, "w") if output_file else sys.stdout  # noqa: SIM115
     try:
         for i, row in enumerate(rows):
-            prompt = row_prompt(row, args.template, engine.tokenizer)
+            prompt = row_prompt(row, session.template, engine.tokenizer)
             start = time.perf_counter()
-            [completion] = engine.generate([generation.Request(prompt, args.seed + i)], args.sampling)
+            [completion] = engine.generate([generation.Request(prompt, session.seed + i)], session.sampling)
             parsed = split_completion(completion.text, prompt)
             record = {
                 **row,
@@ -314,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Check the inputs, before the model loads
     run = models.run_config(args.model_name_or_path)
-    args.template = args.template or run.get("template", "r1_zero")
+    template = args.template or run.get("template", "r1_zero")
     length = args.max_completion_length
     if length is None:
         length = run.get("max_completion_length", generation.DEFAULT_MAX_COMPLETION_LENGTH)
@@ -333,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = read_rows(Path(args.prompts))
         models.check_model(args.model_name_or_path)
         backend = generation.resolve_backend(args.backend, args.model_name_or_path)
-        if args.template == "chat" and not has_chat_template(args.model_name_or_path):
+        if template == "chat" and not has_chat_template(args.model_name_or_path):
             raise ValueError(
                 f"--template chat: {args.model_name_or_path} has no chat template; use --template r1_zero (the "
                 "training template)."
@@ -341,18 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, JsonlError) as error:  # ModelPathError, BackendError and FolderError are ValueErrors
         print(f"reson chat: {error}", file=sys.stderr)
         return 2
-    args.sampling = generation.Sampling(max_new_tokens=length, temperature=args.temperature)
+    sampling = generation.Sampling(max_new_tokens=length, temperature=args.temperature)
+    session = Session(args.model_name_or_path, template, sampling, args.seed, args.history)
 
     # Load the model
     engine = generation.load_engine(backend, args.model_name_or_path)
 
     # Chat
     if rows is not None:
-        return batch(engine, args, rows)
+        return batch(engine, session, rows, args.output_file)
     if args.prompt is not None:
-        answer_one(engine, args, format_prompt(args.prompt, args.template, engine.tokenizer), args.seed, sys.stdout)
+        answer_one(engine, sampling, format_prompt(args.prompt, template, engine.tokenizer), args.seed, sys.stdout)
         return 0
-    return interactive(engine, args)
+    return interactive(engine, session)
 
 
 def has_chat_template(model: str) -> bool:

@@ -71,7 +71,7 @@ import sys
 from dataclasses import dataclass
 
 from reson.core import models
-from reson.core.config import ConfigError, ResonConfig, load_config
+from reson.core.config import ConfigError, ResonConfig, load_config, resolved_values
 from reson.core.help import HelpFormatter
 from reson.core.machine import nvidia_smi
 from reson.core.models import Architecture
@@ -446,7 +446,7 @@ def settings_from_config(
     in), for one of ``num_gpus`` GPUs."""
     b = config.per_device_train_batch_size
     # TRL's generation_batch_size counts completions over all processes; left out, it is b x steps per process
-    explicit = config._values.get("generation_batch_size")
+    explicit = resolved_values(config)["generation_batch_size"]  # as given, before TRL derives it
     generation = max(explicit // num_gpus, 1) if explicit else b * config.steps_per_generation
     # The weights' dtype: --dtype, else the recipe's model_init_kwargs.dtype, else GRPOTrainer's default for a model
     # given by name, float32; `auto` takes the model config's dtype.

@@ -93,11 +93,13 @@ class DivergenceGuard(TrainerCallback):
     """
 
     def __init__(self):
+        self.start = math.nan  # the largest weight at the start
         self.limit = math.inf
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None:
-            self.limit = max(WEIGHT_GROWTH_LIMIT * largest_weight(model), WEIGHT_FLOOR)
+            self.start = largest_weight(model)
+            self.limit = max(WEIGHT_GROWTH_LIMIT * self.start, WEIGHT_FLOOR)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -115,8 +117,8 @@ class DivergenceGuard(TrainerCallback):
         largest = largest_weight(model)
         if not largest <= self.limit:  # NaN compares false too
             raise TrainingDiverged(
-                f"after step {step} the largest weight is {largest:.3g} (at the start: "
-                f"{self.limit / WEIGHT_GROWTH_LIMIT:.3g})"
+                f"after step {step} the largest weight is {largest:.3g} (at the start: {self.start:.3g}; the limit "
+                f"is {self.limit:.3g})"
             )
 
 

@@ -18,9 +18,6 @@ from reson.core.config import ConfigError, ResonConfig, resolved_values
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
-# What a resumed run would otherwise take from the checkpoint instead of the config (transformers' Trainer restores
-# the optimizer's learning rate and the state's step intervals): reson applies the config's values instead.
-RESTORED_FROM_CHECKPOINT = ("learning_rate", "save_steps", "logging_steps", "eval_steps")
 
 
 def checkpoint_step(path: str | Path) -> int | None:
