@@ -230,6 +230,16 @@ def test_dataset_with_an_unknown_key(tmp_path):
     assert "datasets in" in message and "wieght" in message and "name, split, weight" in message
 
 
+def test_a_reward_import_path_is_checked_before_any_model_loads(tmp_path, monkeypatch):
+    reward = "def brevity(completions, **kwargs):\n    return [0.0] * len(completions)\n"
+    (tmp_path / "house_rewards.py").write_text(reward)
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write_recipe(tmp_path, rewards=["accuracy", "house_rewards.brevity"], reward_weights=[1, 1]))
+    assert config.rewards == ["accuracy", "house_rewards.brevity"]
+    message = error_for(write_recipe(tmp_path, rewards=["accuracy", "house_rewards.verbosity"]))
+    assert "rewards in" in message and "verbosity in house_rewards is missing" in message
+
+
 def test_reward_weights_length_mismatch(tmp_path):
     message = error_for(write_recipe(tmp_path, reward_weights=[1.0]))
     assert "reward_weights in" in message and "1 weights for 2 rewards" in message and "one weight per" in message

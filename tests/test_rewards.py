@@ -227,10 +227,32 @@ def test_registry_names_and_pickling():
     assert clone([think("<answer>5</answer>")], answer=["5"]) == [1.0]
     with pytest.raises(ValueError, match="accuracy, format"):
         get_reward("acc")
-    with pytest.raises(ValueError, match="'length'"):
+    with pytest.raises(ValueError, match="'length'.*dotted import path"):
         reward_funcs(["accuracy", "length"], timeout=1.0)
     with pytest.raises(ValueError, match="positive"):
         Accuracy(timeout=0)
+
+
+def test_a_reward_by_import_path(tmp_path, monkeypatch):
+    """As TRL's grpo script: `module.function`, a module in the current folder included; checked on lookup."""
+    (tmp_path / "my_rewards.py").write_text(
+        "def brevity(completions, **kwargs):\n    return [1.0 / (1 + len(c)) for c in completions]\n"
+        "class Shout:\n    pass\n"
+        "LOUD = 3\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "my_rewards", raising=False)
+    [brevity] = reward_funcs(["my_rewards.brevity"])
+    assert brevity.__name__ == "brevity" and brevity(["abc"]) == [0.25]
+    assert str(tmp_path) not in sys.path  # the folder was on the path for the import only
+    for path, said in (
+        ("my_rewards.nope", "nope in my_rewards is missing"),
+        ("my_rewards.LOUD", "is not callable"),
+        ("my_rewards.Shout", "is a class"),
+        ("no_such_module.f", "cannot import no_such_module"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            get_reward(path)
 
 
 def test_score_agrees_with_the_rewards():

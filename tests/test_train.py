@@ -74,6 +74,9 @@ class LengthReward:
         return [len(c) / 50 for c in completions]
 
 
+length = LengthReward()  # the short run names it by import path, test_train.length, as a user names their own
+
+
 def emergence_steps(output_dir: Path) -> collections.Counter:
     lines = (output_dir / "emergence.jsonl").read_text().splitlines()
     return collections.Counter(json.loads(line)["step"] for line in lines)
@@ -84,7 +87,6 @@ def emergence_steps(output_dir: Path) -> collections.Counter:
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, tiny_model_path, shared_data):
-    from reson.core import rewards
     from reson.training.train import train
 
     root = tmp_path_factory.mktemp("short_run")
@@ -93,14 +95,13 @@ def short_run(tmp_path_factory, tiny_model_path, shared_data):
         root / "out",
         shared_data,
         max_steps=4,
-        rewards=["accuracy", "format", "length"],
+        rewards=["accuracy", "format", "test_train.length"],
         reward_weights=[1.0, 0.2, 1.0],
         learning_rate=1e-3,
         report_to=["tensorboard", "wandb"],
     )
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}  # WANDB_DIR: reson train sets it to the run folder
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(rewards.REWARDS, "length", LengthReward)
         for key, value in env.items():
             mp.setenv(key, value)
         output_dir = train(load_config(CPU_RECIPE, overrides=overrides))
@@ -136,14 +137,11 @@ def test_parameters_change(short_run, tiny_model_path):
 def test_final_model_tokenizer_and_resolved_config_are_saved(short_run, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reson.core import rewards
-
-    monkeypatch.setitem(rewards.REWARDS, "length", LengthReward)
     _, output_dir = short_run
     assert AutoModelForCausalLM.from_pretrained(output_dir).config.model_type == "qwen2"
     assert "</think>" in AutoTokenizer.from_pretrained(output_dir).get_vocab()
     resolved = load_config(output_dir / RUN_CONFIG, overrides={"output_dir": str(output_dir / "again")})
-    assert resolved.max_steps == 4 and resolved.rewards == ["accuracy", "format", "length"]
+    assert resolved.max_steps == 4 and resolved.rewards == ["accuracy", "format", "test_train.length"]
 
 
 @pytest.mark.slow
@@ -198,7 +196,7 @@ def test_the_model_card_names_the_base_recipe_and_canary_results(short_run):
     card = (output_dir / "README.md").read_text()
     assert "base_model: null" in card  # a local base model has no hub name to link
     assert "4 steps of 2 prompts x 4 completions up to 12 tokens" in card
-    assert "rewards: accuracy x 1.0, format x 0.2, length x 1.0" in card
+    assert "rewards: accuracy x 1.0, format x 0.2, test_train.length x 1.0" in card
     assert "| metric | step 0 | step 4 |" in card
     assert f"reson chat --model_name_or_path {output_dir}" in card
     assert (output_dir / "chat_template.jinja").is_file()

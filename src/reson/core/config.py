@@ -33,7 +33,7 @@ from trl import GRPOConfig, TrlParser
 
 from reson.core import data, folders, models
 from reson.core.machine import cuda_problem
-from reson.core.rewards import DEFAULT_TIMEOUT, REWARDS
+from reson.core.rewards import DEFAULT_TIMEOUT, REWARDS, get_reward
 
 COMMAND_LINE = "the command line"
 RECIPES = Path(__file__).resolve().parents[1] / "configs"  # the recipes shipped with the package
@@ -86,7 +86,10 @@ class ResonConfig(GRPOConfig):
     )
     rewards: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
-        metadata={"help": "Reward functions by name (accuracy, format), weighed in this order by `reward_weights`."},
+        metadata={
+            "help": "Reward functions by name (accuracy, format) or import path (my_lib.rewards.my_reward), weighed "
+            "in this order by `reward_weights`."
+        },
     )
     reward_timeout: float = field(
         default=DEFAULT_TIMEOUT,
@@ -170,9 +173,14 @@ def check_fields(config: ResonConfig) -> None:
         raise ConfigError(str(error).removeprefix("model_name_or_path "), "model_name_or_path") from None
     if config.output_dir is None:
         raise ConfigError("missing: set the folder for checkpoints, logs and the final model.", "output_dir")
-    unknown = [name for name in config.rewards if name not in REWARDS]
-    if not config.rewards or unknown:
-        raise ConfigError(f"unknown reward(s) {unknown or '(none)'}: choose from {', '.join(REWARDS)}.", "rewards")
+    if not config.rewards:
+        raise ConfigError(f"empty: list the rewards by name ({', '.join(REWARDS)}) or import path.", "rewards")
+    for name in config.rewards:
+        if name not in REWARDS:  # an import path: imported and checked now, before any model loads
+            try:
+                get_reward(name)
+            except ValueError as error:
+                raise ConfigError(str(error), "rewards") from None
     if config.reward_weights is not None and len(config.reward_weights) != len(config.rewards):
         raise ConfigError(
             f"{len(config.reward_weights)} weights for {len(config.rewards)} rewards ({', '.join(config.rewards)}): "

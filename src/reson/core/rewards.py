@@ -22,8 +22,11 @@ limit, which the training config, evaluation and ``reson score`` all read.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -429,22 +432,37 @@ accuracy = Accuracy()
 format_reward = Format()
 
 
-def get_reward(name: str, **options) -> Callable:
-    """A reward by name (``REWARDS``), built with ``options``; ValueError listing the valid names otherwise."""
-    if name not in REWARDS:
-        raise ValueError(f"unknown reward {name!r}; choose from: {', '.join(sorted(REWARDS))}")
-    return REWARDS[name](**options)
+def get_reward(name: str, timeout: float = DEFAULT_TIMEOUT) -> Callable:
+    """A reward by name: one of ``REWARDS`` (given ``timeout`` where it grades with math-verify), or, as TRL's own
+    ``grpo`` script takes them, a dotted import path to a callable following TRL's reward contract
+    (``my_lib.rewards.length_reward``; a module in the current folder is found too). ValueError saying what to change
+    otherwise, before any model loads."""
+    if name in REWARDS:
+        reward = REWARDS[name]
+        return reward(timeout=timeout) if getattr(reward, "uses_timeout", False) else reward()
+    if "." not in name.strip("."):
+        raise ValueError(
+            f"unknown reward {name!r}: choose from {', '.join(REWARDS)}, or give a dotted import path "
+            "(my_lib.rewards.my_reward)."
+        )
+    module_name, attribute = name.rsplit(".", 1)
+    sys.path.insert(0, os.getcwd())  # as TRL's script: a rewards module beside the recipe, run from its folder
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # ImportError, or the module's own failure: one line either way
+        raise ValueError(f"reward {name!r}: cannot import {module_name} ({type(error).__name__}: {error}).") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    reward = getattr(module, attribute, None)
+    if reward is None or not callable(reward) or isinstance(reward, type):
+        found = "a class" if isinstance(reward, type) else "not callable" if reward is not None else "missing"
+        raise ValueError(
+            f"reward {name!r}: {attribute} in {module_name} is {found}; point at a function (or an instance) taking "
+            "(completions, **kwargs) and returning one float, or None, per completion."
+        )
+    return reward
 
 
 def reward_funcs(names: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> list[Callable]:
-    """The reward callables for ``names`` in order, ready for ``GRPOTrainer(reward_funcs=...)``."""
-    if isinstance(names, str):
-        names = [names]
-    unknown = [n for n in names if n not in REWARDS]
-    if unknown:
-        raise ValueError(
-            f"unknown reward(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(sorted(REWARDS))}"
-        )
-    return [
-        get_reward(n, timeout=timeout) if getattr(REWARDS[n], "uses_timeout", False) else get_reward(n) for n in names
-    ]
+    """The reward callables for ``names`` in order (``get_reward``), ready for ``GRPOTrainer(reward_funcs=...)``."""
+    return [get_reward(name, timeout) for name in ([names] if isinstance(names, str) else names)]
