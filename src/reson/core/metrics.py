@@ -131,6 +131,22 @@ def shown(key: str, value: float) -> float:
     return 100.0 * value if is_rate(key) else value
 
 
+def cell(key: str, value: float | None) -> str:
+    """A metric's value as a table shows it: rates in percent, counts whole, one decimal otherwise."""
+    if value is None:
+        return "–"
+    if key == "num_problems":
+        return str(int(value))
+    return f"{shown(key, value):.1f}"
+
+
+def change(key: str, before: float | None, after: float | None) -> str:
+    """The change of a metric from ``before`` to ``after``, in its table unit (points for rates)."""
+    if before is None or after is None or key == "num_problems":
+        return ""
+    return f"{shown(key, after) - shown(key, before):+.1f}"
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 

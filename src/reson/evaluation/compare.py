@@ -48,22 +48,6 @@ def _metric_keys(runs: list[dict], dataset: str) -> list[str]:
     return [k for k in ordered if k in present]
 
 
-def cell(key: str, value: float | None) -> str:
-    """A metric's value as a table shows it: rates in percent, counts whole, one decimal otherwise."""
-    if value is None:
-        return "–"
-    if key == "num_problems":
-        return str(int(value))
-    return f"{metrics.shown(key, value):.1f}"
-
-
-def change(key: str, before: float | None, after: float | None) -> str:
-    """The change of a metric from ``before`` to ``after``, in its table unit (points for rates)."""
-    if before is None or after is None or key == "num_problems":
-        return ""
-    return f"{metrics.shown(key, after) - metrics.shown(key, before):+.1f}"
-
-
 def compare_table(runs: list[dict], labels: list[str], title: str | None = None) -> str:
     """A markdown table of every dataset's metrics, one column per run (and a change column for two runs)."""
     if len(runs) != len(labels):
@@ -82,9 +66,9 @@ def compare_table(runs: list[dict], labels: list[str], title: str | None = None)
                 values = [run["datasets"].get(dataset, {}).get(field, {}).get(key, {}).get("accuracy") for run in runs]
                 rows.append(("accuracy", f"accuracy, {name} {key} (%)", values))
         for key, row_label, values in rows:
-            cells = [dataset, row_label, *(cell(key, v) for v in values)]
+            cells = [dataset, row_label, *(metrics.cell(key, v) for v in values)]
             if two:
-                cells.append(change(key, values[0], values[1]))
+                cells.append(metrics.change(key, values[0], values[1]))
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for label, run in zip(labels, runs, strict=True):

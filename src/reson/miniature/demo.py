@@ -25,7 +25,6 @@ from pathlib import Path
 
 from reson.core import metrics
 from reson.core.machine import pin_cpu_kernels
-from reson.evaluation.compare import cell, change
 
 logger = logging.getLogger("reson.miniature.demo")
 
@@ -51,7 +50,12 @@ def before_after_table(before: dict, after: dict) -> str:
     b, a = before["datasets"][DATASET]["metrics"], after["datasets"][DATASET]["metrics"]
     lines = ["| metric | base model | after GRPO | change |", "|---|---:|---:|---:|"]
     for key in TABLE_ROWS:
-        cells = (metrics.label(key), cell(key, b[key]), cell(key, a[key]), change(key, b[key], a[key]))
+        cells = (
+            metrics.label(key),
+            metrics.cell(key, b[key]),
+            metrics.cell(key, a[key]),
+            metrics.change(key, b[key], a[key]),
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -9,8 +9,7 @@ from reson.core import folders, models
 from reson.core.config import ResonConfig, save_resolved_config
 from reson.core.data import HUB_DATASETS, chat_template, format_prompt
 from reson.core.jsonl import read_jsonl
-from reson.core.metrics import label, summarize
-from reson.evaluation.compare import cell
+from reson.core.metrics import cell, label, summarize
 
 CANARY_ROWS = ("accuracy", "think_usage", "self_correction_rate_among_thinking", "avg_think_tokens")
 
