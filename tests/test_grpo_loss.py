@@ -27,12 +27,13 @@ LENGTHS = [3, 2, 4, 1]
 MAX_COMPLETION_LENGTH = 4
 
 
-def toy_trainer(recipe: str, tiny_model_path, tmp_path):
+def toy_trainer(recipe: str, tiny_model_path, tmp_path, monkeypatch):
     """A GRPOTrainer on the tiny model with the recipe's loss, advantage and reward settings; completions come from
     a rollout function (no generation) and the rewards are fixed per completion."""
     from datasets import Dataset
     from trl import GRPOTrainer
 
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is what TRL offers to skip generation
     shipped = load_config(recipe, overrides={"model_name_or_path": "Qwen/Qwen2.5-0.5B"}, machine=False)
     settings = {key: getattr(shipped, key) for key in ("loss_type", "scale_rewards", "beta", "epsilon")}
     settings.update(reward_weights=shipped.reward_weights, epsilon_high=shipped.epsilon_high)
@@ -81,7 +82,7 @@ def toy_trainer(recipe: str, tiny_model_path, tmp_path):
 def test_the_recipe_runs_dr_grpo(recipe, tiny_model_path, tmp_path, monkeypatch):
     import torch
 
-    trainer, shipped = toy_trainer(recipe, tiny_model_path, tmp_path)
+    trainer, shipped = toy_trainer(recipe, tiny_model_path, tmp_path, monkeypatch)
     weights = shipped.reward_weights
     eps_low, eps_high = shipped.epsilon, shipped.epsilon_high or shipped.epsilon
 
