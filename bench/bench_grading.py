@@ -3,6 +3,7 @@
     python bench/bench_grading.py                      # every source, both halves
     python bench/bench_grading.py --split heldout      # only the half the grader was not tuned on
     python bench/bench_grading.py --show 20            # also print reson's disagreements, 20 per source
+    python bench/bench_grading.py --data_dir DIR       # the full datasets from DIR (default: ../shared/data)
 
 Ground truth nobody on the project wrote (tests/data/grading, see its PROVENANCE.md):
 
@@ -15,9 +16,14 @@ Ground truth nobody on the project wrote (tests/data/grading, see its PROVENANCE
 Each row is graded in the same run by reson (`reson.core.rewards.score`), plain math-verify (``verify(parse(gold),
 parse(completion))`` in the main thread, its own timeouts) and TRL's `trl.rewards.accuracy_reward`. Per source it
 prints n and, per grader, how many verdicts agree, the false positives (graded right, truly wrong) and the false
-negatives. Then two checks on the datasets' reference solutions, as `reson.core.data` loads them: every solution
-scores 1.0 against its own gold, and none scores 1.0 against another problem's gold (the negative control; pairs whose
-two golds math-verify finds equal are left out).
+negatives.
+
+Then three checks on the full datasets' reference solutions, as `reson.core.data` loads them from `--data_dir` (a
+folder laid out like shared/data: `../shared/data` beside the clone, `RESON_DATA_DIR`, or what `reson data` writes;
+the test suite carries only a subset, tests/data): how many rows each file yields against the counts of the
+shared/data files (`FULL_SET_ROWS`: the loader leaves out the rows whose gold is ambiguous), every solution scores 1.0
+against its own gold, and none scores 1.0 against another problem's gold (the negative control; pairs whose two golds
+math-verify finds equal are left out).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUND_TRUTH = ROOT / "tests" / "data" / "grading"
-DATA_DIR = Path(os.environ.get("RESON_DATA_DIR") or ROOT.parent / "shared" / "data")
+DEFAULT_DATA_DIR = Path(os.environ.get("RESON_DATA_DIR") or ROOT.parent / "shared" / "data")
 UNIT_TEST_FILES = (
     "math_verify_tests.jsonl",
     "math_repo_equivalence.jsonl",
@@ -42,6 +48,14 @@ UNIT_TEST_FILES = (
     "trl_rewards_tests.jsonl",
 )
 REFERENCE_SETS = (("gsm8k", "test"), ("gsm8k", "train"), ("math500", "test"), ("math", "test"), ("math", "train"))
+# (rows in the file, rows it yields) for the files of shared/data (its PROVENANCE.md has their sha256)
+FULL_SET_ROWS = {
+    ("gsm8k", "test"): (1319, 1319),
+    ("gsm8k", "train"): (7473, 7473),
+    ("math500", "test"): (500, 500),
+    ("math", "test"): (5000, 4992),  # less 8 solutions whose boxes disagree (ambiguous golds)
+    ("math", "train"): (7500, 7487),  # less 11 ambiguous golds and 2 solutions that end in an empty \boxed{}
+}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -140,16 +154,18 @@ def tally(truths: list[bool], verdicts: list[bool | None]) -> dict:
 # Reference solutions
 
 
-def reference_checks(timeout: float) -> list[dict]:
-    """Per reference set: own gold (must all be 1.0) and the negative control (must all be 0.0)."""
+def reference_checks(timeout: float, data_dir: Path) -> list[dict]:
+    """Per reference set: rows read and yielded, own gold (must all be 1.0) and the negative control (must all be
+    0.0)."""
     from math_verify import parse, verify
 
-    from reson.core.data import load_problems
+    from reson.core.data import LOCAL_FILES, load_problems
     from reson.core.rewards import score
 
     results = []
     for name, split in REFERENCE_SETS:
-        rows = load_problems(name, split, str(DATA_DIR))
+        lines = len(read_jsonl(data_dir / LOCAL_FILES[name][split]))
+        rows = load_problems(name, split, str(data_dir))
         solutions = [r["solution"] for r in rows]
         golds = [r["answer"] for r in rows]
         own = score(solutions, golds, timeout=timeout)
@@ -171,7 +187,8 @@ def reference_checks(timeout: float) -> list[dict]:
         results.append(
             {
                 "set": f"{name}/{split}",
-                "rows": len(rows),
+                "rows": (lines, len(rows)),
+                "expected_rows": FULL_SET_ROWS[(name, split)],
                 "own_misses": misses,
                 "negative_pairs": len(pairs),
                 "false_positives": false_positives,
@@ -186,6 +203,12 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=0, help="print up to N of reson's disagreements per source")
     parser.add_argument("--no_references", action="store_true", help="skip the reference-solution checks")
     parser.add_argument("--timeout", type=float, default=None, help="reson's limit per answer (default: its own)")
+    parser.add_argument(
+        "--data_dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="the full datasets, laid out like shared/data (default: RESON_DATA_DIR, else ../shared/data)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     from reson.core import rewards
@@ -232,10 +255,13 @@ def main() -> None:
         print(f"  {what} {name}: gold {row['gold']!r} extracted {extracted!r} | ...{tail}")
 
     if not args.no_references:
-        print("\nreference solutions (as reson.core.data loads them):")
-        for result in reference_checks(timeout):
+        print(f"\nreference solutions (as reson.core.data loads them from {args.data_dir}):")
+        for result in reference_checks(timeout, args.data_dir):
+            (lines, loaded), expected = result["rows"], result["expected_rows"]
+            unexpected = "" if (lines, loaded) == expected else f" (shared/data: {expected[1]} of {expected[0]})"
             print(
-                f"  {result['set']}: {result['rows']} rows, {len(result['own_misses'])} not 1.0 against their own gold"
+                f"  {result['set']}: {loaded} of {lines} rows{unexpected}, "
+                f"{len(result['own_misses'])} not 1.0 against their own gold"
                 f"{' ' + str(result['own_misses'][:5]) if result['own_misses'] else ''}; negative control: "
                 f"{len(result['false_positives'])} of {result['negative_pairs']} scored 1.0 against another gold"
                 f"{' ' + str(result['false_positives'][:5]) if result['false_positives'] else ''}",

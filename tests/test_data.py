@@ -1,4 +1,5 @@
-"""Data loading, normalization, subsets and templates, offline against ../shared/data (no hub access)."""
+"""Data loading, normalization, subsets and templates, offline against the suite's own subset of the datasets
+(tests/data, see its PROVENANCE.md; no hub access). The full sets' counts are checked by bench/bench_grading.py."""
 
 from __future__ import annotations
 
@@ -24,15 +25,17 @@ from reson.core.data import (
     with_prompts,
 )
 
-# Rows each local file yields. MATH train has 7,500 problems, two of whose solutions end in an empty \boxed{}.
+# (lines in the file, rows it yields) for each file of tests/data. The subset holds every MATH row the loader leaves
+# out of the full sets: in train, 2 solutions that end in an empty \boxed{} and 11 whose boxes disagree (ambiguous
+# golds), in test 8 ambiguous golds; every other row loads.
 EXPECTED_ROWS = {
-    ("gsm8k", "train"): 7473,
-    ("gsm8k", "test"): 1319,
-    ("math", "train"): 7487,  # 7,500 less 2 empty boxes and 11 solutions whose boxes disagree (ambiguous golds)
-    ("math", "test"): 4992,  # 5,000 less 8 ambiguous golds
-    ("math500", "test"): 500,
-    ("aime24", "test"): 30,
-    ("amc23", "test"): 40,
+    ("gsm8k", "train"): (306, 306),
+    ("gsm8k", "test"): (55, 55),
+    ("math", "train"): (55, 42),  # less 2 empty boxes and 11 ambiguous golds
+    ("math", "test"): (59, 51),  # less 8 ambiguous golds
+    ("math500", "test"): (40, 40),
+    ("aime24", "test"): (6, 6),
+    ("amc23", "test"): (11, 11),
 }
 MATH_SUBJECTS = {
     "Algebra",
@@ -81,13 +84,14 @@ def test_math_golds_are_the_final_boxed_answers_and_ambiguous_ones_are_left_out(
     assert rows["test/algebra/1878.json"]["answer"] == "-2, 1"
     assert "test/prealgebra/177.json" not in rows and "test/algebra/1730.json" not in rows
     [message] = [r.getMessage() for r in caplog.records if "boxes several different answers" in r.getMessage()]
-    assert "skipped 8 of 5000 rows" in message and "test/algebra/1730.json" in message
+    assert "skipped 8 of 59 rows" in message and "test/algebra/1730.json" in message
 
 
 @pytest.mark.parametrize(("name", "split"), list(EXPECTED_ROWS))
 def test_every_local_file_loads_by_name_with_normalized_fields(shared_data, name, split):
     rows = load_problems(name, split, data_dir=str(shared_data))
-    assert len(rows) == EXPECTED_ROWS[(name, split)]
+    lines, loaded = EXPECTED_ROWS[(name, split)]
+    assert len(raw(shared_data / LOCAL_FILES[name][split])) == lines and len(rows) == loaded
     assert len({r["id"] for r in rows}) == len(rows)
     for row in rows:
         assert {"id", "source", "question", "answer"} <= row.keys()
@@ -102,6 +106,10 @@ def test_every_local_file_loads_by_name_with_normalized_fields(shared_data, name
             assert "\\boxed" in row["solution"]
         else:
             assert "level" not in row and "subject" not in row
+    if name in ("math", "math500"):  # "Level 3" and 3 both read as 3; "Level ?" as None
+        assert {r["subject"] for r in rows} == MATH_SUBJECTS and {r["level"] for r in rows} - {None} == {1, 2, 3, 4, 5}
+        unknown = [r["id"] for r in rows if r["level"] is None]
+        assert unknown == (["train/geometry/377.json", "train/geometry/471.json"] if split == "train" else [])
 
 
 def test_env_data_dir_resolves_names_and_hub_ids(shared_data, monkeypatch):
@@ -291,7 +299,7 @@ def test_math_rows_with_empty_boxes_are_skipped_in_one_warning(shared_data, capl
     with caplog.at_level(logging.WARNING, logger="reson.core.data"):
         rows = load_problems("math", "train", data_dir=str(shared_data))
     messages = [r.getMessage() for r in caplog.records if "could not be parsed" in r.getMessage()]
-    assert len(messages) == 1 and "skipped 2 of 7500" in messages[0] and "train/number_theory/7115.json" in messages[0]
+    assert len(messages) == 1 and "skipped 2 of 55" in messages[0] and "train/number_theory/7115.json" in messages[0]
     assert "train/number_theory/7115.json" not in {r["id"] for r in rows}
     no_brace = {
         r["id"]: r["answer"] for r in rows if r["id"] in {"train/algebra/24014.json", "train/algebra/25040.json"}

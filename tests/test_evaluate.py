@@ -1,5 +1,5 @@
 """`reson eval` and `reson compare`: metric maths against brute force, hand-made completions with known scores,
-end-to-end runs on the tiny model with the shared data files, kill-and-resume, and bad input."""
+end-to-end runs on the tiny model with the suite's data files (tests/data), kill-and-resume, and bad input."""
 
 from __future__ import annotations
 
@@ -351,12 +351,12 @@ def test_bad_input_fails_before_any_model_loads(tmp_path, tiny_model_path, share
         evaluate.evaluate(str(tmp_path / "no_model"), [gsm8k], tmp_path / "a")
     with pytest.raises(EvalError, match="has no config.json"):
         evaluate.evaluate(str(tmp_path), [gsm8k], tmp_path / "a")
-    with pytest.raises(EvalError, match="aime24 .test. has only 30 problems"):
+    with pytest.raises(EvalError, match="aime24 .test. has only 6 problems"):
         evaluate.evaluate(
             str(tiny_model_path),
             [str(shared_data / "competition" / "aime24_test.jsonl")],
             tmp_path / "a",
-            num_problems=31,
+            num_problems=7,
         )
     with pytest.raises(EvalError, match="no such file"):
         evaluate.evaluate(str(tiny_model_path), [str(tmp_path / "nope.jsonl")], tmp_path / "a")

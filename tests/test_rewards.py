@@ -314,8 +314,9 @@ CROSS_EQUAL_BY_VALUE = {"test/algebra/1837.json"}
 
 
 def test_math500_reference_solutions(shared_data):
+    """The suite's 40 MATH-500 rows; bench/bench_grading.py checks all 500, and GSM8K's and MATH's, the same way."""
     rows = [json.loads(line) for line in (shared_data / "math" / "math500_test.jsonl").read_text().splitlines()]
-    assert len(rows) == 500
+    assert len(rows) == 40
     completions = [think(row["solution"]) for row in rows]
     accuracy = Accuracy(timeout=5.0)
     own = accuracy(completions, answer=[row["answer"] for row in rows])

@@ -28,6 +28,10 @@ COMMANDS = {
     "plan": ("reson.tools.plan", "predict a training recipe's peak GPU memory"),
     "convert": ("reson.tools.convert", "convert a trained model to MLX, optionally quantized"),
     "chat": ("reson.tools.chat", "chat with a model, interactively or in batch (MLX or transformers)"),
+    "data": (
+        "reson.tools.download",
+        "download GSM8K, MATH and friends into a folder for --data_dir (offline machines)",
+    ),
 }
 PACKAGE = Path(__file__).resolve().parent
 

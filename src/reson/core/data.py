@@ -155,7 +155,7 @@ def load_problems(
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: data_dir {data_dir} should be laid out like shared/data.")
             return _normalize(_read_file(path), name, split, str(path))
-        return _normalize(_load_hub(repo, config, hub_splits[split]), name, split, repo)
+        return _normalize(load_hub(repo, config, hub_splits[split]), name, split, repo)
     path = Path(name_or_path).expanduser()
     if is_file_spec(name_or_path):
         if not path.is_file():
@@ -164,7 +164,7 @@ def load_problems(
         return _normalize(_read_file(path), source, file_split, str(path))
     if "/" in name_or_path:  # any other hub dataset in GSM8K or MATH form
         repo, _, config = name_or_path.partition(":")
-        return _normalize(_load_hub(repo, config or None, split), repo, split, repo)
+        return _normalize(load_hub(repo, config or None, split), repo, split, repo)
     raise ValueError(
         f"unknown dataset {name_or_path!r}: use one of {', '.join(DATASET_NAMES)}, a hub id (owner/name), "
         f"or a path to a {'/'.join(FILE_SUFFIXES)} file."
@@ -255,7 +255,9 @@ def _read_file(path: Path) -> list[dict]:
     return read_jsonl(path, strict=True).records
 
 
-def _load_hub(repo: str, config: str | None, split: str) -> list[dict]:
+def load_hub(repo: str, config: str | None, split: str) -> list[dict]:
+    """Raw records of one split of a hub dataset through `datasets.load_dataset` (`repo` may be a local folder laid
+    out like the hub repo)."""
     try:
         import datasets
     except ImportError as e:
