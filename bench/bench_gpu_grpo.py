@@ -44,8 +44,32 @@ RUNS = {
     "0.5b_16gb": ("grpo_qwen2.5_0.5b_16gb", "t4-16gb"),
 }
 STEPS = 2
+OVERRIDES = {  # what this check changes: no vLLM here (its share is held by a stand-in), two steps, no saving
+    "use_vllm": False,
+    "generation_kwargs": None,
+    "max_steps": STEPS,
+    "report_to": "none",
+    "save_strategy": "no",
+    "logging_steps": 1,
+    "disable_tqdm": True,
+    "num_canaries": 0,
+    "rewards": ["accuracy"],  # stands for the check's one random reward: advantages that are not zero
+    "reward_weights": None,
+    "model_init_kwargs": None,  # the model is built here, in fp32 as the recipes load it
+}
 PROMPT_LENGTH = 256  # the planner's default: the R1-Zero template plus a GSM8K question
 GENERATE = (32, 64)  # sequences and new tokens of the generation timing
+
+
+def training_config(recipe: str, overrides: dict, cuda: bool):
+    """The recipe's config to train with, parsed for the device it will train on: on a GPU with this machine's checks
+    (bf16 native, ...), on a CPU with use_cpu. Never parsed as for a CPU and switched back afterwards: TRL resolves and
+    caches the device while parsing, and the Trainer would then put the model on the CPU."""
+    from reson.core.config import load_config
+
+    if not cuda:
+        overrides = {**overrides, "use_cpu": True, "bf16": False, "fp16": False}
+    return load_config(recipe, overrides=overrides)
 
 
 def check(size: str, tiny: bool) -> dict:
@@ -63,20 +87,7 @@ def check(size: str, tiny: bool) -> dict:
 
     recipe, card = RUNS[size]
     cuda = torch.cuda.is_available() and not tiny
-    overrides = {  # what this check changes: no vLLM here (its share is held by a stand-in), two steps, no saving
-        "use_vllm": False,
-        "generation_kwargs": None,
-        "max_steps": STEPS,
-        "output_dir": f"/tmp/gpu_check_{size}",
-        "report_to": "none",
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "disable_tqdm": True,
-        "num_canaries": 0,
-        "rewards": ["accuracy"],  # stands for the check's one random reward: advantages that are not zero
-        "reward_weights": None,
-        "model_init_kwargs": None,  # the model is built here, in fp32 as the recipes load it
-    }
+    overrides = {**OVERRIDES, "output_dir": f"/tmp/gpu_check_{size}"}
     prompt_length = PROMPT_LENGTH
     arch = models.KNOWN_MODELS[load_config(recipe, machine=False).model_name_or_path]
     if tiny:  # the same path at toy size on a CPU
@@ -86,14 +97,10 @@ def check(size: str, tiny: bool) -> dict:
             gradient_accumulation_steps=2,
             num_generations=4,
             max_completion_length=16,
-            bf16=False,
-            fp16=False,
-            use_cpu=True,
         )
         prompt_length = 32
-    config = load_config(recipe, overrides=overrides, machine=False)
-    config.use_cpu = not cuda
-    recipe_config = load_config(recipe, machine=False)
+    config = training_config(recipe, overrides, cuda)
+    recipe_config = load_config(recipe, machine=False)  # read only: what the planner is given
     card_bytes = plan.GPUS[card]
     share = int(recipe_config.vllm_gpu_memory_utilization * card_bytes) if recipe_config.use_vllm and cuda else 0
     stand_in = None
@@ -170,6 +177,10 @@ def check(size: str, tiny: bool) -> dict:
         "planned_training_phase_gib": round(predicted.training_phase / GIB, 2),
         "usable_gib": round(predicted.limit / GIB, 2),
     }
+    placed = next(trainer.model.parameters()).device.type
+    if cuda and placed != "cuda":  # a GPU is here but the model is not on it: nothing measured would mean anything
+        return {**result, "fits": False, "error": f"the model is on the {placed}, not the GPU: nothing was timed"}
+    result["model_device"] = placed
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     try:

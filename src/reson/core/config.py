@@ -287,7 +287,8 @@ def load_config(
     then ``argv`` (``["--key", "value", ...]``, TRL's command-line syntax); later sources win.
 
     Raises ConfigError before any model loads. ``machine=False`` leaves out the checks that depend on this machine
-    (for `reson plan`, which reads GPU recipes on a laptop).
+    (for `reson plan` and the notebook, which read GPU recipes on a laptop): such a config is for reading only, never
+    for training, since it was parsed as for the CPU and TRL caches the device it resolves while parsing.
     """
     parser = config_parser()
     sources: dict[str, str] = {}
