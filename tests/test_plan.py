@@ -438,6 +438,20 @@ def test_cli_json(tmp_path, capsys):
     assert data["peak"] == max(data["generation_phase"], data["training_phase"]) and data["fits"] is True
 
 
+def test_json_on_stdout_is_only_json_with_wandb_offline(tmp_path):
+    """transformers prints "[INFO] Running in WANDB offline mode" when it imports its integrations: to stderr here."""
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    for command in (
+        ["plan", "--config", str(_recipe(tmp_path)), "--json"],
+        ["train", "--config", "grpo_debug", "--check"],
+    ):
+        run = subprocess.run(
+            [sys.executable, "-m", "reson", *command], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout) if command[0] == "plan" else yaml.safe_load(run.stdout)["loss_type"] == "dr_grpo"
+
+
 def test_cli_unknown_gpu_lists_the_valid_ones(tmp_path, capsys):
     assert plan.main(["--config", str(_recipe(tmp_path)), "--gpu", "h100"]) == 2
     err = capsys.readouterr().err

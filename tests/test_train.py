@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reson.core.config import load_config
 from reson.core.folders import RUN_CONFIG, FolderError
@@ -478,10 +479,11 @@ def test_config_error_exits_2_with_one_line(tmp_path, capsys, tiny_model_path):
 def test_check_prints_the_whole_resolved_config_without_training(tmp_path, capsys, tiny_model_path):
     argv = ["--config", CPU_RECIPE, "--model_name_or_path", str(tiny_model_path), "--check"]
     assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 0
-    out = capsys.readouterr().out
-    assert "valid" in out and not (tmp_path / "out").exists()
-    for field in ("num_canaries:", "learning_rate:", "adam_beta1:", "vllm_importance_sampling_mode:"):
-        assert field in out  # TRL's fields too
+    printed = capsys.readouterr()
+    assert "valid" in printed.err and not (tmp_path / "out").exists()
+    resolved = yaml.safe_load(printed.out)  # stdout is the YAML alone
+    for field in ("num_canaries", "learning_rate", "adam_beta1", "vllm_importance_sampling_mode"):
+        assert field in resolved  # TRL's fields too
 
 
 def test_console_line_is_compact():

@@ -51,6 +51,14 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def import_command(name: str):
+    """The module of command ``name``. What its libraries print while importing goes to stderr: a command's stdout is
+    for what it prints itself, often data (`reson plan --json`, batch chat); transformers, for one, prints a line when
+    WANDB_MODE is offline."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return importlib.import_module(COMMANDS[name][0])
+
+
 def command_help(name: str) -> str:
     """`reson <name> --help`, cached: built once by running the command's own `--help`."""
     sources = sorted(PACKAGE.rglob("*.py"))
@@ -64,9 +72,10 @@ def command_help(name: str) -> str:
     cache = folder / f"{name}-{key.hexdigest()[:16]}"
     if cache.is_file():
         return cache.read_text()
+    module = import_command(name)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        importlib.import_module(COMMANDS[name][0]).main(["--help"])
+        module.main(["--help"])
     text = out.getvalue()
     with contextlib.suppress(OSError):  # a read-only home: no cache, the same help
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest in (["--help"], ["-h"]):
         print(command_help(name), end="")
         return 0
-    module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest) or 0
+    return import_command(name).main(rest) or 0
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ from dataclasses import dataclass
 
 from reson.core import models
 from reson.core.config import ConfigError, ResonConfig, load_config, resolved_values
-from reson.core.help import HelpFormatter
+from reson.core.help import HelpFormatter, own_stdout
 from reson.core.machine import nvidia_smi
 from reson.core.models import Architecture
 
@@ -538,6 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with own_stdout() as out:
+        return _main(args, out)
+
+
+def _main(args: argparse.Namespace, out) -> int:
     try:
         if args.num_gpus < 1:
             raise PlanError(f"--num_gpus {args.num_gpus}: give 1 or more")
@@ -559,9 +564,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = estimate(arch, settings, gpu_bytes)
     if args.json:
-        print(json.dumps({"model": str(model), "gpu": args.gpu, **dataclasses.asdict(plan)}, indent=2))
+        print(json.dumps({"model": str(model), "gpu": args.gpu, **dataclasses.asdict(plan)}, indent=2), file=out)
     else:
-        print(format_plan(plan, arch, settings, str(model), args.gpu))
+        print(format_plan(plan, arch, settings, str(model), args.gpu), file=out)
     return 0 if plan.fits else 1
 
 

@@ -51,6 +51,7 @@ from reson.core.config import (
     save_resolved_config,
 )
 from reson.core.data import canary_rows, load_problems, mix, to_hf_dataset, with_prompts
+from reson.core.help import own_stdout
 from reson.core.rewards import reward_funcs
 from reson.core.verifier import warm_up
 from reson.training import checkpoints
@@ -179,10 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     # ---- Logging, config, then the run ----
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config, rest)
-        if args.check:
-            print(yaml.safe_dump(resolved_values(config), sort_keys=False, width=119) + f"{args.config}: valid")
+        if args.check:  # the resolved config on stdout, as YAML a program can read
+            with own_stdout() as out:
+                config = load_config(args.config, rest)
+                print(yaml.safe_dump(resolved_values(config), sort_keys=False, width=119), file=out)
+            print(f"{args.config}: valid", file=sys.stderr)
             return 0
+        config = load_config(args.config, rest)
         train(config, resume=True if args.resume else None, overwrite=args.overwrite)
     except (ConfigError, folders.FolderError) as err:
         print(f"reson train: {err}", file=sys.stderr)
