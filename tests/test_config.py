@@ -296,6 +296,16 @@ def test_a_stop_string_needs_vllm_and_no_masking(tmp_path):
     assert "mask_truncated_completions in" in message and "mask_truncated_completions: false" in message
 
 
+def test_generation_kwargs_from_the_command_line_are_checked_as_json(tmp_path):
+    # the command line gives TRL's JSON string, which TRL reads only after reson's checks: they read it the same way
+    stop = ["--generation_kwargs", '{"stop": ["</answer>"]}']
+    assert "use_vllm: true" in error_for(write_recipe(tmp_path), stop)
+    assert "is not JSON" in error_for(write_recipe(tmp_path), ["--generation_kwargs", "{stop: x"])
+    # what the notebook passes to turn a vLLM recipe's generation over to transformers
+    config = load_config("grpo_qwen2.5_3b_h100", ["--use_vllm", "false", "--generation_kwargs", "{}"], machine=False)
+    assert not config.use_vllm and config.generation_kwargs == {}
+
+
 def test_bf16_without_a_gpu_that_runs_it(tmp_path):
     import torch
 

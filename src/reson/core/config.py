@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import difflib
 import importlib.util
+import json
 import os
 import types
 import typing
@@ -204,7 +205,13 @@ def check_fields(config: ResonConfig) -> None:
         raise ConfigError("must be a positive number of problems, or null for all of them.", "num_train_problems")
     if config.torch_threads is not None and config.torch_threads < 1:
         raise ConfigError("must be a positive number of threads, or null for torch's default.", "torch_threads")
-    stops = (config.generation_kwargs or {}).get("stop") or (config.generation_kwargs or {}).get("stop_strings")
+    kwargs = config.generation_kwargs or {}
+    if isinstance(kwargs, str):  # from the command line: JSON, as TRL's __post_init__ will read it after these checks
+        try:
+            kwargs = json.loads(kwargs)
+        except ValueError:
+            raise ConfigError(f"{kwargs!r} is not JSON: give a mapping such as '{{}}'.", "generation_kwargs") from None
+    stops = (kwargs.get("stop") or kwargs.get("stop_strings")) if isinstance(kwargs, dict) else None
     if stops and not config.use_vllm:
         raise ConfigError(
             "stop strings work with vLLM generation only (TRL's transformers path gives generate() no tokenizer, so "
