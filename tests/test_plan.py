@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from reson.core.config import RECIPES, load_config
+from reson.core.machine import visible_gpu
 from reson.core.models import KNOWN_MODELS, Architecture, architecture
 from reson.tools import plan
 from reson.tools.plan import GIB, Settings, estimate
@@ -337,17 +338,17 @@ def test_every_gpu_recipe_fits_its_gpu(recipe, gpu, capsys):
     assert plan.main(["--config", recipe, "--gpu", gpu]) == 0, capsys.readouterr().out
 
 
-# What the notebook runs on each GPU, from the line nvidia-smi prints (name, MiB, compute capability): the largest
-# model that fits, in the precision the GPU has, checked against the planner's table entry for that GPU.
+# What the notebook runs on each GPU, from the line nvidia-smi prints (name, MiB, compute capability, driver): the
+# largest model that fits, in the precision the GPU has, checked against the planner's table entry for that GPU.
 GPU_CHOICES = [
-    ("NVIDIA H200, 143771, 9.0", "h200-141gb", "grpo_qwen2.5_3b_h100"),
-    ("NVIDIA H100 80GB HBM3, 81559, 9.0", "h100-80gb", "grpo_qwen2.5_3b_h100"),
-    ("NVIDIA A100-SXM4-80GB, 81920, 8.0", "a100-80gb", "grpo_qwen2.5_3b_h100"),
-    ("NVIDIA A100-SXM4-40GB, 40960, 8.0", "a100-40gb", "grpo_qwen2.5_1.5b_40gb"),
-    ("NVIDIA L40S, 46068, 8.9", "l40s-48gb", "grpo_qwen2.5_1.5b_40gb"),
-    ("Tesla V100-SXM2-32GB, 32768, 7.0", "v100-32gb", "grpo_qwen2.5_1.5b_40gb"),
-    ("NVIDIA L4, 23034, 8.9", "l4-24gb", "grpo_qwen2.5_0.5b_16gb"),
-    ("Tesla T4, 15360, 7.5", "t4-16gb", "grpo_qwen2.5_0.5b_16gb"),
+    ("NVIDIA H200, 143771, 9.0, 580.82.07", "h200-141gb", "grpo_qwen2.5_3b_h100"),
+    ("NVIDIA H100 80GB HBM3, 81559, 9.0, 580.82.07", "h100-80gb", "grpo_qwen2.5_3b_h100"),
+    ("NVIDIA A100-SXM4-80GB, 81920, 8.0, 580.82.07", "a100-80gb", "grpo_qwen2.5_3b_h100"),
+    ("NVIDIA A100-SXM4-40GB, 40960, 8.0, 580.82.07", "a100-40gb", "grpo_qwen2.5_1.5b_40gb"),
+    ("NVIDIA L40S, 46068, 8.9, 580.82.07", "l40s-48gb", "grpo_qwen2.5_1.5b_40gb"),
+    ("Tesla V100-SXM2-32GB, 32768, 7.0, 580.82.07", "v100-32gb", "grpo_qwen2.5_1.5b_40gb"),
+    ("NVIDIA L4, 23034, 8.9, 580.82.07", "l4-24gb", "grpo_qwen2.5_0.5b_16gb"),
+    ("Tesla T4, 15360, 7.5, 550.54.15", "t4-16gb", "grpo_qwen2.5_0.5b_16gb"),
 ]
 
 
@@ -368,7 +369,7 @@ def fake_nvidia_smi(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("line", "gpu", "expected"), GPU_CHOICES)
 def test_the_recipe_for_each_gpu_is_the_largest_that_fits(line, gpu, expected, fake_nvidia_smi, capsys):
     fake_nvidia_smi(line)
-    found = plan.visible_gpu()
+    found = visible_gpu()
     assert found.memory == plan.GPUS[gpu] and found.name == line.split(",")[0]
     recipe, overrides = plan.choose_recipe(found.memory, found.native_bf16)
     assert recipe == expected
@@ -381,14 +382,14 @@ def test_the_recipe_for_each_gpu_is_the_largest_that_fits(line, gpu, expected, f
 
 
 def test_no_gpu_when_nvidia_smi_is_missing_fails_or_devices_are_hidden(fake_nvidia_smi, monkeypatch, tmp_path):
-    fake_nvidia_smi("NVIDIA L4, 23034, 8.9")
+    fake_nvidia_smi("NVIDIA L4, 23034, 8.9, 580.82.07")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert plan.visible_gpu() is None
+    assert visible_gpu() is None
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
-    assert plan.visible_gpu() is None
+    assert visible_gpu() is None
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert plan.visible_gpu() is None
+    assert visible_gpu() is None
 
 
 def test_choose_recipe_gives_none_below_the_smallest_recipe():

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MIB = 1024**2
+GPU_FIELDS = ("name", "memory.total", "compute_cap", "driver_version")  # what nvidia-smi is asked about a GPU
 
 
 def nvidia_smi(*fields: str) -> list[list[str]] | None:
@@ -24,6 +29,42 @@ def nvidia_smi(*fields: str) -> list[list[str]] | None:
         return None
     rows = [[value.strip() for value in line.split(",")] for line in output.splitlines() if line.strip()]
     return [row for row in rows if len(row) == len(fields)] or None
+
+
+@dataclass(frozen=True)
+class VisibleGPU:
+    name: str
+    memory: int  # bytes, as nvidia-smi reports them
+    capability: tuple[int, int]  # compute capability: (7, 5) for a T4, (9, 0) for an H100
+    driver: str  # the NVIDIA driver's version, "580.82.07"
+
+    @property
+    def native_bf16(self) -> bool:
+        """Compute capability 8.0 or newer (Ampere on); torch emulates bf16 slowly before that."""
+        return self.capability >= (8, 0)
+
+
+def parse_gpu(row: Sequence[str]) -> VisibleGPU | None:
+    """A GPU from one row of ``nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version`` (the values of
+    ``"Tesla T4, 15360, 7.5, 550.54.15"``); None where a value is not a number ("[N/A]" on some virtual GPUs)."""
+    name, mib, capability, driver = (value.strip() for value in row)
+    major, _, minor = capability.partition(".")
+    if not (major.isdigit() and minor.isdigit() and driver.split(".")[0].isdigit()):
+        return None
+    try:
+        memory = int(float(mib)) * MIB
+    except ValueError:
+        return None
+    return VisibleGPU(name, memory, (int(major), int(minor)), driver)
+
+
+def visible_gpu() -> VisibleGPU | None:
+    """The first GPU this process may use, from nvidia-smi (no torch needed, so a notebook can ask before installing
+    anything); None without one, or when CUDA_VISIBLE_DEVICES hides them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return None
+    rows = nvidia_smi(*GPU_FIELDS)
+    return parse_gpu(rows[0]) if rows else None
 
 
 def cuda_problem() -> str:

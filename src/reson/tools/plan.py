@@ -66,14 +66,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from dataclasses import dataclass
 
 from reson.core import models
 from reson.core.config import ConfigError, ResonConfig, load_config, resolved_values
 from reson.core.help import HelpFormatter, own_stdout
-from reson.core.machine import nvidia_smi
 from reson.core.models import Architecture
 
 GIB = 1024**3
@@ -366,28 +364,6 @@ def _gib(n: int) -> str:
 
 class PlanError(ValueError):
     """Bad input to the planner; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class VisibleGPU:
-    name: str
-    memory: int  # bytes, as nvidia-smi reports them
-    native_bf16: bool  # compute capability 8.0 or newer (Ampere on); torch emulates bf16 slowly before that
-
-
-def visible_gpu() -> VisibleGPU | None:
-    """The first GPU this process may use, from nvidia-smi (no torch needed, so a notebook can ask before installing
-    anything); None without one, or when CUDA_VISIBLE_DEVICES hides them all."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
-        return None
-    rows = nvidia_smi("name", "memory.total", "compute_cap")
-    if rows is None:
-        return None
-    name, mib, capability = rows[0]
-    try:
-        return VisibleGPU(name, int(float(mib)) * MIB, float(capability) >= 8.0)
-    except ValueError:  # "[N/A]" on some virtual GPUs
-        return None
 
 
 # The GPU recipes from the largest model down: `choose_recipe` takes the first that fits the GPU.
