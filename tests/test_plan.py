@@ -16,6 +16,7 @@ from reson.core.config import RECIPES, load_config
 from reson.core.machine import visible_gpu
 from reson.core.models import KNOWN_MODELS, Architecture, architecture
 from reson.tools import plan
+from reson.tools.install_plan import VLLM_OFF
 from reson.tools.plan import GIB, Settings, estimate
 
 # A made-up decoder small enough to count by hand: h=8, L=2, a=2 heads, k=1 kv head, d=4, I=16, V=32, tied.
@@ -394,6 +395,30 @@ def test_no_gpu_when_nvidia_smi_is_missing_fails_or_devices_are_hidden(fake_nvid
 
 def test_choose_recipe_gives_none_below_the_smallest_recipe():
     assert plan.choose_recipe(8 * GIB, native_bf16=True) is None
+
+
+@pytest.mark.parametrize(
+    ("gpu", "native_bf16", "expected"),
+    [
+        # no vLLM on the machine: the vLLM recipes are sized generating with transformers, and still fit
+        ("h100-80gb", True, ("grpo_qwen2.5_3b_h100", list(VLLM_OFF))),
+        ("a100-40gb", True, ("grpo_qwen2.5_1.5b_40gb", list(VLLM_OFF))),
+        # a recipe that never used vLLM is left as it is
+        ("t4-16gb", False, ("grpo_qwen2.5_0.5b_16gb", [])),
+    ],
+)
+def test_choose_recipe_without_vllm_sizes_transformers_generation(gpu, native_bf16, expected):
+    assert plan.choose_recipe(plan.GPUS[gpu], native_bf16, without_vllm=VLLM_OFF) == expected
+
+
+def test_the_plan_takes_recipe_fields_after_its_own_flags(capsys):
+    args = ["--config", "grpo_qwen2.5_1.5b_40gb", "--gpu", "a100-40gb"]
+    assert plan.main([*args, *VLLM_OFF]) == 0
+    out = capsys.readouterr().out
+    assert "generation by transformers" in out and "vLLM reservation" not in out and "generation KV cache" in out
+    # a misspelt field is refused as `reson train` refuses it, not taken for one of the planner's flags
+    assert plan.main([*args, "--use_vlm", "false"]) == 2
+    assert "use_vllm" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------------

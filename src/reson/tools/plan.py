@@ -67,6 +67,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reson.core import models
@@ -370,10 +371,12 @@ class PlanError(ValueError):
 RECIPE_LADDER = ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb")
 
 
-def choose_recipe(gpu_bytes: int, native_bf16: bool) -> tuple[str, list[str]] | None:
+def choose_recipe(gpu_bytes: int, native_bf16: bool, without_vllm: Sequence[str] = ()) -> tuple[str, list[str]] | None:
     """The shipped recipe for a GPU of ``gpu_bytes`` memory: the largest model whose planned peak fits, with the
     command-line overrides its precision needs (fp16 on a GPU without native bf16, bf16 where the recipe is fp16 and
-    the GPU runs bf16); None when no recipe fits (the miniature then runs on the CPU)."""
+    the GPU runs bf16); None when no recipe fits (the miniature then runs on the CPU). ``without_vllm``: the overrides
+    that turn vLLM off, where none can run (`reson.tools.install_plan`'s ``overrides``); a recipe that generates with
+    vLLM is then sized, and returned, with them."""
     for recipe in RECIPE_LADDER:
         config = load_config(recipe, machine=False)
         if config.bf16 and not native_bf16:
@@ -382,6 +385,9 @@ def choose_recipe(gpu_bytes: int, native_bf16: bool) -> tuple[str, list[str]] | 
             overrides = ["--bf16", "true", "--fp16", "false"]
         else:
             overrides = []
+        if config.use_vllm and without_vllm:
+            overrides += without_vllm
+            config = load_config(recipe, argv=without_vllm, machine=False)
         arch = models.architecture(config.model_name_or_path)
         if estimate(arch, settings_from_config(config), gpu_bytes).fits:
             return recipe, overrides
@@ -496,8 +502,11 @@ def _dtype_name(weight_bytes: int) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reson plan",
-        description="Predict a GRPO recipe's peak GPU memory, term by term, and what to change if it does not fit.",
+        usage="reson plan --config RECIPE [--gpu GPU] [options] [--FIELD VALUE ...]",
+        description="Predict a GRPO recipe's peak GPU memory, term by term, and what to change if it does not fit. "
+        "Any other --FIELD VALUE overrides the recipe as on `reson train`'s command line (--use_vllm false).",
         formatter_class=HelpFormatter,
+        allow_abbrev=False,  # an override such as --num_generations must never pass for one of these flags
     )
     parser.add_argument("--config", required=True, help="training recipe: a YAML file or a shipped recipe's name")
     parser.add_argument(
@@ -513,12 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, fields = build_parser().parse_known_args(argv)
     with own_stdout() as out:
-        return _main(args, out)
+        return _main(args, fields, out)
 
 
-def _main(args: argparse.Namespace, out) -> int:
+def _main(args: argparse.Namespace, fields: list[str], out) -> int:
     try:
         if args.num_gpus < 1:
             raise PlanError(f"--num_gpus {args.num_gpus}: give 1 or more")
@@ -526,7 +535,9 @@ def _main(args: argparse.Namespace, out) -> int:
             raise PlanError(f"--prompt_length {args.prompt_length}: give a positive number of tokens")
         gpu_bytes = resolve_gpu(args.gpu)
         overrides = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
-        config = load_config(args.config, overrides, machine=False)  # the same parsing and checks as reson train
+        config = load_config(
+            args.config, [*overrides, *fields], machine=False
+        )  # the same parsing and checks as reson train
         model = config.model_name_or_path
         arch = models.architecture(model)
         if arch is None:
