@@ -178,6 +178,13 @@ def test_without_a_gpu_the_torch_there_is_kept_and_no_vllm():
     assert install_plan(MachineState(None, "3.12.3")).torch == "torch==2.13.0"  # nothing yet: the tested one
 
 
+def test_the_floor_is_the_train_extras():
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    assert f"torch>={'.'.join(map(str, ip.TORCH_FLOOR))}" in extra
+
+
 def test_the_plan_installs_no_torch_newer_than_the_tested_one():
     # requirements.txt is the set CI tests; the plan never goes past its torch
     pins = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch==")]
