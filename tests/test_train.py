@@ -121,6 +121,7 @@ def test_steps_run_and_the_loss_is_logged(short_run):
     assert [e["step"] for e in losses] == [1, 2, 3, 4]  # canary logs do not swallow a step's own log
     assert all(math.isfinite(e["loss"]) for e in losses)
     assert all("rewards/length/mean" in e and "rewards/accuracy/mean" in e for e in losses)
+    assert all(0.0 <= e["completions/truncated_ratio"] <= e["completions/clipped_ratio"] for e in losses)
 
 
 @pytest.mark.slow
@@ -493,6 +494,7 @@ def test_console_line_is_compact():
         "rewards/accuracy/mean": 0.3125,
         "rewards/format/mean": 0.75,
         "completions/mean_length": 23.44,
+        "completions/truncated_ratio": 0.0625,
         "completions/clipped_ratio": 0.125,
         "sampling/importance_sampling_ratio/mean": 0.9912,
         "step_time": 0.614,
@@ -500,8 +502,8 @@ def test_console_line_is_compact():
     }
     line = format_log_line(10, 150, logs)
     assert line == (
-        "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.12 | IS ratio 0.991 | "
-        "loss 0.0100 | 0.61 s/step"
+        "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | truncated 0.06 | no EOS 0.12 | "
+        "IS ratio 0.991 | loss 0.0100 | 0.61 s/step"
     )
     canary = format_log_line(
         50,

@@ -25,9 +25,10 @@ class TrainingDiverged(RuntimeError):
 
 
 def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
-    """``step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.00 | loss 0.0100 | 0.61 s/step``
-    for a training log (plus the vLLM importance-sampling ratio when there is one), a canary line for an emergence
-    log, None for anything else."""
+    """``step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | truncated 0.00 | no EOS 0.12 | loss 0.01 |
+    0.61 s/step`` for a training log (plus the vLLM importance-sampling ratio when there is one), a canary line for an
+    emergence log, None for anything else. "truncated": cut at max_completion_length; "no EOS": TRL's clipped_ratio,
+    which also counts completions stopped at a stop string."""
     if any(key.startswith("emergence/") for key in logs):
         return (
             f"step {step}/{max_steps} | canaries: acc {logs.get('emergence/canary_accuracy', 0):.3f} | "
@@ -43,7 +44,8 @@ def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
         ("acc", "rewards/accuracy/mean", ".3f"),
         ("format", "rewards/format/mean", ".3f"),
         ("len", "completions/mean_length", ".1f"),
-        ("clipped", "completions/clipped_ratio", ".2f"),
+        ("truncated", "completions/truncated_ratio", ".2f"),
+        ("no EOS", "completions/clipped_ratio", ".2f"),
         ("IS ratio", "sampling/importance_sampling_ratio/mean", ".3f"),
         ("loss", "loss", ".4f"),
     ):

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from trl import GRPOTrainer
 
 from reson.core import folders, models
 from reson.core.config import (
@@ -58,6 +57,7 @@ from reson.training import checkpoints
 from reson.training.callbacks import CurrentSettingsOnResume, DivergenceGuard, TrainingDiverged, use_console
 from reson.training.card import save_final_model
 from reson.training.emergence import EmergenceCallback, EmergenceLog
+from reson.training.trainer import ResonTrainer
 
 logger = logging.getLogger("reson.train")
 
@@ -120,7 +120,7 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
 
     # ---- Trainer ----
     emergence = EmergenceCallback(canaries, tokenizer, output_dir, config)
-    trainer = GRPOTrainer(
+    trainer = ResonTrainer(
         model=config.model_name_or_path,
         reward_funcs=rewards,
         args=config,

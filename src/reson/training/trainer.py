@@ -1,0 +1,25 @@
+"""`ResonTrainer`: TRL's GRPOTrainer plus what it has no hook for, and nothing else.
+
+- ``completions/truncated_ratio``: the share of completions that reached ``max_completion_length`` without EOS.
+  TRL's ``completions/clipped_ratio`` counts every completion that ended without EOS: with the vLLM recipes' stop at
+  ``</answer>`` that is every answered one too, so it heads towards 100 % as training succeeds. Truncation, the share
+  whose answer was cut off, is the figure to watch (TRL #5697, #6263: too short a limit zeroes the reward).
+"""
+
+from __future__ import annotations
+
+import torch
+from trl import GRPOTrainer
+
+TRUNCATED = "completions/truncated_ratio"
+
+
+class ResonTrainer(GRPOTrainer):
+    def _generate(self, prompts: list):
+        generated = super()._generate(prompts)
+        completion_ids = generated[1]  # one list of token ids per completion, this process's share
+        ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        cut = [len(ids) >= self.max_completion_length and (not ids or ids[-1] not in ends) for ids in completion_ids]
+        shares = self.accelerator.gather(torch.tensor(cut, device=self.accelerator.device))
+        self._metrics["train" if self.model.training else "eval"][TRUNCATED].append(shares.float().mean().item())
+        return generated
