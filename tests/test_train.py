@@ -7,10 +7,12 @@ import collections
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -311,18 +313,75 @@ def test_the_guard_refuses_non_finite_gradients_and_exploded_weights():
     from reson.training.callbacks import DivergenceGuard, TrainingDiverged
 
     model = torch.nn.Linear(2, 2)
+    args = SimpleNamespace(fp16=False)
     guard, state, control = DivergenceGuard(), TrainerState(global_step=6), TrainerControl()
-    guard.on_train_begin(None, state, control, model=model)
+    guard.on_train_begin(args, state, control, model=model)
     model.weight.grad = torch.ones(2, 2)
-    guard.on_pre_optimizer_step(None, state, control, model=model)  # finite: fine
-    guard.on_optimizer_step(None, state, control, model=model)
+    guard.on_pre_optimizer_step(args, state, control, model=model)  # finite: fine
+    guard.on_optimizer_step(args, state, control, model=model)
     model.weight.grad[0, 0] = float("nan")
-    with pytest.raises(TrainingDiverged, match="gradients of step 7 are not finite"):
-        guard.on_pre_optimizer_step(None, state, control, model=model)
+    with pytest.raises(TrainingDiverged, match="gradients of step 7 are not finite$"):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
     with torch.no_grad():
         model.weight.mul_(1e6)
     with pytest.raises(TrainingDiverged, match="after step 7 the largest weight"):
-        guard.on_optimizer_step(None, state, control, model=model)
+        guard.on_optimizer_step(args, state, control, model=model)
+
+
+def test_in_fp16_the_guard_lets_the_loss_scaler_skip_overflowing_steps_but_not_forever():
+    """The scaler skips a step whose gradients overflow and halves its scale; ten in a row is an overflow it cannot
+    cure (a finite step in between starts the count again)."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from reson.training.callbacks import FP16_SKIPPED_STEPS, DivergenceGuard, TrainingDiverged
+
+    model = torch.nn.Linear(2, 2)
+    args, guard, state, control = SimpleNamespace(fp16=True), DivergenceGuard(), TrainerState(), TrainerControl()
+    guard.on_train_begin(args, state, control, model=model)
+    model.weight.grad = torch.full((2, 2), float("inf"))
+    for _ in range(FP16_SKIPPED_STEPS - 1):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
+    model.weight.grad = torch.ones(2, 2)
+    guard.on_pre_optimizer_step(args, state, control, model=model)  # the scale found: the count starts again
+    model.weight.grad = torch.full((2, 2), float("inf"))
+    for _ in range(FP16_SKIPPED_STEPS - 1):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
+    with pytest.raises(TrainingDiverged, match=f"not finite \\({FP16_SKIPPED_STEPS} steps in a row\\)"):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
+
+
+def test_a_loss_that_is_not_finite_stops_the_step(monkeypatch):
+    """A forward pass that overflows (fp16 with Qwen) gives a NaN loss: stopped before its gradients reach the
+    weights, whatever the loss scaler would do with them."""
+    import torch
+    from trl import GRPOTrainer
+
+    from reson.training.callbacks import TrainingDiverged
+    from reson.training.trainer import ResonTrainer
+
+    trainer = ResonTrainer.__new__(ResonTrainer)  # the loss check alone, without building a trainer
+    trainer.state = SimpleNamespace(global_step=0)
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", lambda self, *args, **kwargs: torch.tensor(0.5))
+    assert trainer.compute_loss(None, {}).item() == 0.5
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", lambda self, *args, **kwargs: torch.tensor(float("nan")))
+    with pytest.raises(TrainingDiverged, match="the loss of step 1 is nan"):
+        trainer.compute_loss(None, {})
+
+
+def test_an_fp16_run_that_overflows_is_told_to_train_in_fp32_at_the_planned_cost(monkeypatch):
+    import torch
+
+    from reson.training.train import fp16_remedy
+
+    config = load_config("grpo_qwen2.5_0.5b_16gb", machine=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "set fp16: false to train in fp32" in fp16_remedy(config)
+    t4 = SimpleNamespace(total_memory=15360 * 2**20)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: t4)
+    said = fp16_remedy(config)
+    assert re.search(r"a peak of [\d.]+ GiB in fp32 against 10.3 GiB in fp16, of 13.5 usable on this GPU", said), said
 
 
 def test_the_divergence_message_names_the_starting_weight_when_the_floor_sets_the_limit():

@@ -430,3 +430,13 @@ def settings_from_config(
         num_gpus=num_gpus,
         strategy=strategy,
     )
+
+
+def plan_for(config: ResonConfig, gpu_bytes: int, **changes) -> Plan | None:
+    """The plan of a parsed training config on a GPU of ``gpu_bytes``, with ``changes`` to its `Settings`
+    (``compute_bytes=4``: the same run in fp32); None when the model's shape is unknown (not a local folder with a
+    config.json, nor a model of `reson.core.models.KNOWN_MODELS`)."""
+    arch = models.architecture(config.model_name_or_path)
+    if arch is None:
+        return None
+    return estimate(arch, dataclasses.replace(settings_from_config(config), **changes), gpu_bytes)

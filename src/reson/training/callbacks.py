@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 # starts near zero.
 WEIGHT_GROWTH_LIMIT = 100.0
 WEIGHT_FLOOR = 1e3
+# In fp16, the loss scaler skips a step whose gradients overflow and halves its scale: a few such steps are how it
+# finds its scale. This many in a row (a scale 1024 times smaller) is an overflow no scale cures.
+FP16_SKIPPED_STEPS = 10
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,14 +92,16 @@ class DivergenceGuard(TrainerCallback):
     """Stop the run, with ``TrainingDiverged``, before a bad step can be saved or sampled from.
 
     Before each optimizer step the (clipped) gradients must be finite: a NaN or infinite gradient norm makes every
-    gradient NaN. After each step every weight must be finite, and the largest within ``WEIGHT_GROWTH_LIMIT`` times
-    the largest at the start. A checkpoint is saved only after its step passed both, so every checkpoint the run
-    keeps holds weights that evaluate to something.
+    gradient NaN. In fp16 the loss scaler skips such a step itself (that is how it finds its scale), so only
+    `FP16_SKIPPED_STEPS` of them in a row stop the run. After each step every weight must be finite, and the largest
+    within ``WEIGHT_GROWTH_LIMIT`` times the largest at the start. A checkpoint is saved only after its step passed
+    both, so every checkpoint the run keeps holds weights that evaluate to something.
     """
 
     def __init__(self):
         self.start = math.nan  # the largest weight at the start
         self.limit = math.inf
+        self.skipped = 0  # fp16 steps in a row whose gradients overflowed
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None:
@@ -105,8 +110,11 @@ class DivergenceGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            raise TrainingDiverged(f"the gradients of step {state.global_step + 1} are not finite")
+        finite = not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        self.skipped = 0 if finite else self.skipped + 1
+        if not finite and (not args.fp16 or self.skipped >= FP16_SKIPPED_STEPS):
+            steps = f" ({self.skipped} steps in a row)" if args.fp16 else ""
+            raise TrainingDiverged(f"the gradients of step {state.global_step + 1} are not finite{steps}")
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         self._check_weights(model, state.global_step + 1)

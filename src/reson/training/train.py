@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from reson.core import folders, models
+from reson.core import folders, memory, models
 from reson.core.config import (
     ConfigError,
     ResonConfig,
@@ -139,14 +139,34 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
             raise
         good = checkpoints.latest_checkpoint(output_dir)
         keep = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
+        remedy = fp16_remedy(config) if config.fp16 else "Lower learning_rate or max_grad_norm"
         raise TrainingDiverged(
-            f"training diverged: {err}; {keep} (its weights passed the check). Lower learning_rate or max_grad_norm "
-            "and resume from it (--resume applies the new values)."
+            f"training diverged: {err}; {keep} (its weights passed the check). {remedy} and resume from it (--resume "
+            "applies the new values)."
         ) from None
 
     # ---- Save: model, tokenizer, state, resolved config, model card ----
     save_final_model(trainer, config, note)
     return output_dir
+
+
+def fp16_remedy(config: ResonConfig) -> str:
+    """What to do when an fp16 run stops on non-finite numbers: train in fp32, at the memory `reson plan` predicts for
+    it on this GPU."""
+    remedy = (
+        "In fp16 this is most likely an overflow (Qwen-family models are known to overflow fp16's range in the "
+        "forward pass): set fp16: false to train in fp32"
+    )
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_properties(0).total_memory
+        half, full = memory.plan_for(config, gpu), memory.plan_for(config, gpu, compute_bytes=4)
+        if half is not None and full is not None:
+            fits = "fits" if full.fits else "does not fit: also lower max_completion_length or num_generations"
+            remedy += (
+                f" (reson plan: a peak of {memory.gib(full.peak)} GiB in fp32 against {memory.gib(half.peak)} GiB in "
+                f"fp16, of {memory.gib(full.limit)} usable on this GPU: it {fits})"
+            )
+    return remedy + ", or use a GPU with native bf16,"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """`ResonTrainer`: TRL's GRPOTrainer plus what it has no hook for, and nothing else.
 
+- A loss that is not finite stops the run (``TrainingDiverged``) before its gradients reach the weights: in fp16 a
+  Qwen-family model can overflow in the forward pass (all-"!" output, NaN from the first layer), which no loss scale
+  cures; `reson train` then says to train in fp32.
 - ``completions/truncated_ratio``: the share of completions that reached ``max_completion_length`` without EOS.
   TRL's ``completions/clipped_ratio`` counts every completion that ended without EOS: with the vLLM recipes' stop at
   ``</answer>`` that is every answered one too, so it heads towards 100 % as training succeeds. Truncation, the share
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import torch
 from trl import GRPOTrainer
+
+from reson.training.callbacks import TrainingDiverged
 
 TRUNCATED = "completions/truncated_ratio"
 
@@ -23,3 +28,9 @@ class ResonTrainer(GRPOTrainer):
         shares = self.accelerator.gather(torch.tensor(cut, device=self.accelerator.device))
         self._metrics["train" if self.model.training else "eval"][TRUNCATED].append(shares.float().mean().item())
         return generated
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(f"the loss of step {self.state.global_step + 1} is {loss.item()}")
+        return loss
