@@ -260,7 +260,8 @@ def test_non_finite_weights_stop_the_run_and_keep_the_good_checkpoint(tmp_path, 
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from reson.training.train import TrainingDiverged, train
+    from reson.training.faults import TrainingDiverged
+    from reson.training.train import train
 
     class Poison(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -310,7 +311,8 @@ def test_the_guard_refuses_non_finite_gradients_and_exploded_weights():
     import torch
     from transformers import TrainerControl, TrainerState
 
-    from reson.training.callbacks import DivergenceGuard, TrainingDiverged
+    from reson.training.callbacks import DivergenceGuard
+    from reson.training.faults import TrainingDiverged
 
     model = torch.nn.Linear(2, 2)
     args = SimpleNamespace(fp16=False)
@@ -334,7 +336,8 @@ def test_in_fp16_the_guard_lets_the_loss_scaler_skip_overflowing_steps_but_not_f
     import torch
     from transformers import TrainerControl, TrainerState
 
-    from reson.training.callbacks import FP16_SKIPPED_STEPS, DivergenceGuard, TrainingDiverged
+    from reson.training.callbacks import FP16_SKIPPED_STEPS, DivergenceGuard
+    from reson.training.faults import TrainingDiverged
 
     model = torch.nn.Linear(2, 2)
     args, guard, state, control = SimpleNamespace(fp16=True), DivergenceGuard(), TrainerState(), TrainerControl()
@@ -357,7 +360,7 @@ def test_a_loss_that_is_not_finite_stops_the_step(monkeypatch):
     import torch
     from trl import GRPOTrainer
 
-    from reson.training.callbacks import TrainingDiverged
+    from reson.training.faults import TrainingDiverged
     from reson.training.trainer import ResonTrainer
 
     trainer = ResonTrainer.__new__(ResonTrainer)  # the loss check alone, without building a trainer
@@ -372,7 +375,7 @@ def test_a_loss_that_is_not_finite_stops_the_step(monkeypatch):
 def test_an_fp16_run_that_overflows_is_told_to_train_in_fp32_at_the_planned_cost(monkeypatch):
     import torch
 
-    from reson.training.train import fp16_remedy
+    from reson.training.faults import fp16_remedy
 
     config = load_config("grpo_qwen2.5_0.5b_16gb", machine=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -388,7 +391,8 @@ def test_the_divergence_message_names_the_starting_weight_when_the_floor_sets_th
     import torch
     from transformers import TrainerControl, TrainerState
 
-    from reson.training.callbacks import DivergenceGuard, TrainingDiverged
+    from reson.training.callbacks import DivergenceGuard
+    from reson.training.faults import TrainingDiverged
 
     model = torch.nn.Linear(2, 2)
     with torch.no_grad():

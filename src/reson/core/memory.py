@@ -440,3 +440,21 @@ def plan_for(config: ResonConfig, gpu_bytes: int, **changes) -> Plan | None:
     if arch is None:
         return None
     return estimate(arch, dataclasses.replace(settings_from_config(config), **changes), gpu_bytes)
+
+
+def first_knob(config: ResonConfig, gpu_bytes: int) -> str:
+    """The planner's first knob for a run that ran out of memory: its advice where the plan does not fit, else one
+    turn of the first knob of the out-of-memory list that changes anything (the prediction fell short of the run)."""
+    arch = models.architecture(config.model_name_or_path)
+    settings = settings_from_config(config)
+    if arch is None:
+        return "lower num_generations, then max_completion_length, then per_device_train_batch_size"
+    advice = advise(arch, settings, gpu_bytes)
+    if advice:
+        return " ".join(advice)
+    for field, turn in KNOBS:
+        changed = turn(settings)
+        if changed is not None:
+            peak = _estimate(arch, changed, gpu_bytes).peak
+            return f"{_describe(field, settings, changed)} (predicted peak {gib(peak)} GiB)"
+    return "use a GPU with more memory"

@@ -1,5 +1,6 @@
-"""Callbacks `reson train` adds to TRL's trainer: the console line, the divergence guard, and the config's settings
-on resume. The emergence canaries have their own module (`reson.training.emergence`).
+"""Callbacks `reson train` adds to TRL's trainer: the console line, the divergence guard, stopping on SIGTERM or
+SIGINT, and the config's settings on resume. The emergence canaries have their own module
+(`reson.training.emergence`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from reson.core.preemption import StopRequest
+from reson.training.faults import TrainingDiverged
+
 logger = logging.getLogger(__name__)
 
 # A run has diverged when its largest weight grows past this many times its largest weight at the start (a healthy
@@ -21,10 +25,6 @@ WEIGHT_FLOOR = 1e3
 # In fp16, the loss scaler skips a step whose gradients overflow and halves its scale: a few such steps are how it
 # finds its scale. This many in a row (a scale 1024 times smaller) is an overflow no scale cures.
 FP16_SKIPPED_STEPS = 10
-
-
-class TrainingDiverged(RuntimeError):
-    """The gradients or the weights became non-finite or exploded; the run stopped before saving them."""
 
 
 def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
@@ -137,6 +137,19 @@ def largest_weight(model) -> float:
     with torch.no_grad():  # aminmax: no full-size temporary, unlike abs()
         extremes = torch.stack([torch.stack(p.detach().aminmax()).abs().float() for p in model.parameters()])
         return float(extremes.amax()) if not extremes.isnan().any() else math.nan
+
+
+class StopOnRequest(TrainerCallback):
+    """After SIGTERM or SIGINT (`reson.core.preemption`): the step in flight finishes, a checkpoint of it is saved (its
+    weights checked by the divergence guard first, which runs after this), and training ends."""
+
+    def __init__(self, request: StopRequest):
+        self.request = request
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.request.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
 
 
 class CurrentSettingsOnResume(TrainerCallback):
