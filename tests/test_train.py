@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -604,3 +605,146 @@ def test_a_disk_too_small_for_the_run_is_said_at_the_start(tmp_path, monkeypatch
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
     checkpoints.warn_if_disk_is_short(config)
     assert caplog.text == ""
+
+
+# --- preemption, a full disk, out of memory: one line each, nothing written lost ---------------------------------
+
+
+def start_and_wait_for_step(command: list[str], log: Path, step: int) -> subprocess.Popen:
+    """Start a training process and return once its console has printed `step` (the run is between steps)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 240
+    while f"step {step}/" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_in_flight_and_resume_ends_where_an_uninterrupted_run_does(
+    tmp_path, tiny_model_path, shared_data
+):
+    from safetensors.torch import load_file
+
+    def command(name: str) -> list[str]:
+        overrides = tiny_overrides(tiny_model_path, tmp_path / name, shared_data, max_steps=6, save_steps=100)
+        return [sys.executable, "-m", "reson", "train", "--config", CPU_RECIPE, *as_argv(overrides)]
+
+    straight = subprocess.run(command("straight"), capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = start_and_wait_for_step(command("stopped"), tmp_path / "first.log", 2)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 143
+    said = (tmp_path / "first.log").read_text().strip().splitlines()[-1]
+    step = int(re.search(r"stopped by SIGTERM after step (\d+);", said).group(1))
+    assert f"checkpoint-{step} is the resume point" in said and "--resume" in said, said
+    assert latest_checkpoint(tmp_path / "stopped").name == f"checkpoint-{step}" and 2 <= step < 6
+    assert not (tmp_path / "stopped" / "model.safetensors").exists()  # not a finished run
+
+    resumed = subprocess.run([*command("stopped"), "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert emergence_steps(tmp_path / "stopped") == emergence_steps(tmp_path / "straight")
+    expected, got = (load_file(tmp_path / name / "model.safetensors") for name in ("straight", "stopped"))
+    assert all((expected[key] == got[key]).all() for key in expected)  # bit for bit: nothing lost, nothing redone
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once_and_the_run_still_resumes(tmp_path, tiny_model_path, shared_data):
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=6, save_steps=1)
+    command = [sys.executable, "-m", "reson", "train", "--config", CPU_RECIPE, *as_argv(overrides)]
+    first = start_and_wait_for_step(command, tmp_path / "first.log", 2)
+    first.send_signal(signal.SIGTERM)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) in (-signal.SIGTERM, 143)  # at once; or the step was already saved
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_keeps_the_last_checkpoint_and_says_what_it_needs(
+    tmp_path, tiny_model_path, shared_data, monkeypatch, capsys
+):
+    """The second checkpoint's weights hit ENOSPC half-written: the run stops in one line, the partial checkpoint is
+    gone, the first is whole, and --resume once there is space finishes the run."""
+    import errno
+
+    import transformers.modeling_utils as writer  # where save_pretrained writes safetensors
+
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=4, num_canaries=0)
+    real_save, saves = writer.safe_save_file, []
+
+    def full_disk(tensors, filename, *args, **kwargs):
+        saves.append(filename)
+        if len(saves) == 2:  # the second checkpoint: half a file, then no space
+            Path(filename).write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        return real_save(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "safe_save_file", full_disk)
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"the disk of {output_dir} is full (No space left on device;" in said and "GB free" in said, said
+    assert "a checkpoint of this run takes about" in said and "the partial checkpoint-4 was removed" in said
+    assert "checkpoint-2 is the resume point" in said and "--resume" in said
+    assert not (output_dir / "checkpoint-4").exists() and latest_checkpoint(output_dir).name == "checkpoint-2"
+    monkeypatch.setattr(writer, "safe_save_file", real_save)  # space freed
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides), "--resume"]) == 0
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def out_of_memory(*args, **kwargs):
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.57 GiB total capacity)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("target", "phase"),
+    [
+        ("trl.GRPOTrainer._generate", "in generation at step 1"),
+        ("trl.GRPOTrainer._calculate_rewards", "in scoring the completions (rewards and log-probabilities) at step 1"),
+        ("trl.GRPOTrainer.compute_loss", "in the training step's forward and backward at step 1"),
+        ("reson.training.emergence.EmergenceCallback.run", "in the canaries' generation at step 0"),
+    ],
+)
+def test_out_of_memory_says_the_phase_the_step_the_plan_and_its_first_knob(
+    target, phase, tmp_path, tiny_model_path, shared_data, monkeypatch, capsys
+):
+    import torch
+
+    monkeypatch.setattr(target, out_of_memory)
+    t4 = SimpleNamespace(total_memory=15360 * 2**20)  # the planner's figures for the GPU the run is on
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: t4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    overrides = tiny_overrides(tiny_model_path, tmp_path / "out", shared_data, max_steps=2, use_cpu=True)
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said[-1]) > 0 and said[-1].startswith(f"reson train: out of GPU memory {phase} (tried to allocate 2.00")
+    assert "reson plan predicted a peak of" in said[-1] and "its first knob: num_generations 4 -> 2" in said[-1]
+    assert "Nothing written is lost: no checkpoint was written yet." in said[-1]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_the_final_model_leaves_no_partial_model(
+    tmp_path, tiny_model_path, shared_data, monkeypatch, capsys
+):
+    import errno
+
+    import transformers.modeling_utils as writer
+
+    def full_disk(tensors, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=2, save_steps=100, num_canaries=0)
+    monkeypatch.setattr(writer, "safe_save_file", full_disk)  # the final model is the first thing saved
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    assert "is full" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (output_dir / "model.safetensors").exists()  # nothing that looks like a finished run
+    assert not (output_dir / ".final-model").exists()
