@@ -35,6 +35,7 @@ Fraction(2469, 2)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -59,6 +60,25 @@ class Parsed:
     think: str | None
     answer: str
     closed: bool
+
+
+def completion_text(completion) -> str:
+    """The text of a completion given as a string or as a message list (the last message's content); a part or a
+    content that is not text counts as no text."""
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, Sequence) and completion:
+        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else completion[-1]
+        if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
+            return "".join(
+                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+        return content if isinstance(content, str) else ""
+    return ""
 
 
 def prompt_opens_think(prompt: str | None) -> bool:

@@ -37,6 +37,7 @@ from reson.core.parsing import (
     Number,
     answer_items,
     answer_key,
+    completion_text,
     extract_answer,
     gold_from_solution,
     normalize_unicode,
@@ -51,25 +52,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 5.0  # seconds per answer (math-verify's own default); ordinary answers verify in ~2 ms
 MAX_ANSWER_CHARS = 1000  # longer final-answer spans score 0.0 without reaching sympy (MATH-500's longest gold: 53)
 MAX_NESTING = 40  # deeper bracket nesting scores 0.0 without reaching sympy
-
-
-def completion_text(completion) -> str:
-    """The text of a completion given as a string or as a message list (the last message's content); a part or a
-    content that is not text counts as no text."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    if isinstance(completion, Sequence) and completion:
-        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else completion[-1]
-        if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
-            return "".join(
-                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-            )
-        return content if isinstance(content, str) else ""
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
