@@ -111,6 +111,26 @@ ACCURACY = [
     (think("Voilà: ½ → 18 ✓"), "18", 1.0, "unicode around the number"),
     (think("word " * 20_000 + "<answer>17</answer>"), "18", 0.0, "100,000 characters ending in a wrong answer"),
     (think("x" * 100_000 + " <answer>18</answer>"), "18", 1.0, "100,000 characters before a right answer"),
+    # a completion that goes on to write the next turn itself is graded on what it says before that turn
+    (
+        think("<answer>5</answer>") + "\nUser: and 6? Assistant: <think>x</think> <answer>6</answer>",
+        "5",
+        1.0,
+        "an invented turn after the answer is not graded",
+    ),
+    (
+        think("<answer>5</answer>") + "\nUser: and 6? Assistant: <think>x</think> <answer>6</answer>",
+        "6",
+        0.0,
+        "the made-up turn's answer earns nothing",
+    ),
+    (
+        " 2+3=5. User: what is 7? Assistant: <think>7</think> <answer>7</answer>",
+        "7",
+        0.0,
+        "a turn invented mid-thinking: the block never closed in the model's own turn",
+    ),
+    (think("Going to User:Azjps, it is 12.") + " <answer>12</answer>", "12", 1.0, "'User:' mid-sentence is text"),
     (think("<answer>18</answer>"), "", None, "empty gold: not applicable"),
     (think("<answer>18</answer>"), None, None, "missing gold: not applicable"),
 ]
@@ -142,6 +162,19 @@ FORMAT = [
     ("", "", 0.0, "empty completion"),
     ("<think>ünï</think> ½", "", 1.0, "unicode"),
     ("<think>" + "x" * 100_000 + "</think> 5", "", 1.0, "a 100,000-character think block"),
+    (
+        "<think>2+3=5</think> 5\nUser: and 6?\nAssistant: <think>6</think> 6",
+        "",
+        1.0,
+        "an invented turn is not graded (it would repeat the think block)",
+    ),
+    (" 2+3=5 </think> 5 User: thanks", PREFILLED, 1.0, "a prefilled prompt, a made-up user turn"),
+    (
+        " 2+3 is. User: help? Assistant: <think>5</think> 5",
+        PREFILLED,
+        0.25,
+        "a turn invented inside the thinking: the model's own block never closed",
+    ),
 ]
 
 

@@ -38,6 +38,7 @@ from reson.core.parsing import (
     answer_items,
     answer_key,
     completion_text,
+    cut_invented_turn,
     extract_answer,
     gold_from_solution,
     normalize_unicode,
@@ -60,7 +61,7 @@ MAX_NESTING = 40  # deeper bracket nesting scores 0.0 without reaching sympy
 
 def format_score(completion: str, prompt: str = "") -> float:
     """Grade the ``<think>content</think>answer`` structure of one completion (see ``Format``)."""
-    completion = completion or ""
+    completion = cut_invented_turn(completion or "", prompt)  # a turn the model made up is not graded
     prefilled = prompt_opens_think(prompt)
     opens, closes = completion.count(THINK_OPEN), completion.count(THINK_CLOSE)
     if opens + prefilled + closes == 0:
@@ -104,6 +105,9 @@ class Format:
       ``<think>``, or the answer uses ``<answer>`` tags other than as one ``<answer>non-empty</answer>`` pair.
     - **1.0**: exactly ``<think>`` (or the prefilled tag), non-empty thinking, one ``</think>``, then a non-empty
       answer; ``<answer>`` tags optional but, when present, exactly one pair with non-empty content.
+
+    Only the completion up to a turn the model invented itself is graded (``reson.core.parsing.cut_invented_turn``):
+    "... </answer>\nUser: ..." is graded as "... </answer>".
 
     Accuracy is not looked at: a well-formed wrong answer earns 1.0 here and 0.0 from ``accuracy``.
     """
