@@ -316,9 +316,10 @@ class Grade:
 def grade_answer(answer: str | None, nums, target) -> Grade:
     """Grade an answer span (``final_answer``'s) against a row; never raises on the answer."""
     row = read_row(nums, target)
-    if row is None:
-        return Grade(None, BAD_ROW, answer)
-    numbers, goal = row
+    return Grade(None, BAD_ROW, answer) if row is None else _grade(answer, *row)
+
+
+def _grade(answer: str | None, numbers: tuple[int, ...], goal: int) -> Grade:
     if answer is None or not answer.strip():
         return Grade(0.0, NO_ANSWER, answer)
     try:
@@ -340,9 +341,8 @@ def grade_answer(answer: str | None, nums, target) -> Grade:
 
 def grade(completion: str, nums, target, prompt: str = "") -> Grade:
     """Grade one completion against a row (module docstring); never raises on the completion."""
-    if read_row(nums, target) is None:
-        return Grade(None, BAD_ROW, None)
-    return grade_answer(final_answer(completion, prompt), nums, target)
+    row = read_row(nums, target)
+    return Grade(None, BAD_ROW, None) if row is None else _grade(final_answer(completion, prompt), *row)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
