@@ -14,7 +14,9 @@ Rows have the shape of the hub's ``Jiayi-Pan/Countdown-Tasks-3to4``: ``{"nums": 
 - decimals (``5.2*10`` glues two given numbers into a third; ``3.0`` is not how 3 is given) and digit
   concatenation (``12`` from 1 and 2; ``1 2`` is two numbers with no operator between them);
 - a leading zero (``08``), the power operator (``**``, ``^``), ``//``, ``%``, implicit multiplication (``2(3+1)``),
-  LaTeX (``\times``), names, calls and anything else.
+  LaTeX (``\times``), the letter ``x`` for times (no public Countdown reward or sample reads it, and letters
+  otherwise never belong to an answer), names, calls, digits of other scripts (``int()`` would read ``٣``) and
+  anything else.
 
 Arithmetic is exact (``fractions.Fraction``): ``6/4*8+1`` is 13, and an intermediate fraction is allowed. Bounds, so
 any text answers in bounded time from any thread (no signals, no worker process): ``MAX_EXPRESSION_CHARS``
@@ -24,13 +26,14 @@ loop, so depth costs no recursion. Text outside the grammar or the bounds raises
 
 **The answer** (``final_answer``): the completion is split as for math (``reson.core.parsing.split_completion``: a
 ``<think>`` prefilled by the prompt, a turn the model invented itself cut off). The answer is the last ``<answer>``
-span after the think block (a last tag left unclosed runs to the end), as for math; several spans are not a hedge
-that pays, because only the last one is graded (and the format reward already marks them down). Without ``<answer>``
-tags after the think block, the last non-empty line there is the answer when it is written only in the grammar's
-characters (``</think>\n55 + 36 - 7 - 19``): the format reward treats the tags as optional and the math grader falls
-back the same way, so a well-formed correct completion is not scored 0.0 for a missing tag. A line with words in it
-is no answer: a candidate named in prose ("so 8+6-1, or maybe 6/4*8+1") is never read. An equation in the thinking
-alone earns nothing, and an unclosed think block has no answer.
+span after the think block (a last tag left unclosed runs to the end; the last ``parsing.MAX_PARSE_CHARS``
+characters are read), as for math, with one full stop allowed at its end (a sentence's: no decimal ends it). Several
+spans are not a hedge that pays, because only the last one is graded (and the format reward already marks them
+down). Without ``<answer>`` tags after the think block, the last non-empty line there is the answer when it is
+written only in the grammar's characters (``</think>\n55 + 36 - 7 - 19``): the format reward treats the tags as
+optional and the math grader falls back the same way, so a well-formed correct completion is not scored 0.0 for a
+missing tag. A line with words in it is no answer: a candidate named in prose ("so 8+6-1, or maybe 6/4*8+1") is
+never read. An equation in the thinking alone earns nothing, and an unclosed think block has no answer.
 
 **Correct** (``grade``): the expression uses exactly the given numbers (as a multiset: each once, none missing, none
 extra) and equals the target exactly. ``expr = value`` (or ``value = expr``) is accepted when the expression equals
@@ -461,7 +464,7 @@ def _splits(numbers: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, 
     return out
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=20_000)  # parts of up to half a problem: for 3-4 numbers, single numbers and pairs
 def _values(numbers: tuple[int, ...]) -> dict:
     """Every value an expression over the sorted multiset can take, each with one expression: {value: (text,
     precedence)}. Exhaustive; used for parts of up to half a problem."""
