@@ -77,7 +77,7 @@ def check(size: str, tiny: bool) -> dict:
     from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
     from trl import GRPOTrainer
 
-    from reson.core import models
+    from reson.core import memory, models
     from reson.core.config import load_config
     from reson.core.data import format_prompt, to_hf_dataset
     from reson.core.generation import HFEngine, Request, Sampling
@@ -106,7 +106,7 @@ def check(size: str, tiny: bool) -> dict:
     stand_in = None
     if cuda:
         total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(min((card_bytes - plan.CUDA_CONTEXT) / total, 1.0))
+        torch.cuda.set_per_process_memory_fraction(min((card_bytes - memory.CUDA_CONTEXT) / total, 1.0))
         stand_in = torch.empty(share, dtype=torch.uint8, device="cuda")  # what colocated vLLM would hold
 
     rows = problems("train", 256, seed=0)
@@ -163,10 +163,10 @@ def check(size: str, tiny: bool) -> dict:
         callbacks=[clock],
         rollout_func=worst_case,
     )
-    settings = plan.settings_from_config(recipe_config, prompt_length=prompt_length)
+    settings = memory.settings_from_config(recipe_config, prompt_length=prompt_length)
     if tiny:  # the tiny run's shapes
-        settings = plan.settings_from_config(config, prompt_length=prompt_length)
-    predicted = plan.estimate(arch, settings, card_bytes)
+        settings = memory.settings_from_config(config, prompt_length=prompt_length)
+    predicted = memory.estimate(arch, settings, card_bytes)
     result = {
         "size": size,
         "recipe": recipe,
@@ -194,7 +194,7 @@ def check(size: str, tiny: bool) -> dict:
     if cuda:  # the stand-in is part of both: the vLLM share the recipe reserves
         result["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
         result["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / GIB, 2)
-        result["peak_reserved_plus_context_gib"] = round(result["peak_reserved_gib"] + plan.CUDA_CONTEXT / GIB, 2)
+        result["peak_reserved_plus_context_gib"] = round(result["peak_reserved_gib"] + memory.CUDA_CONTEXT / GIB, 2)
 
     sequences, new_tokens = GENERATE if not tiny else (4, 8)
     engine = HFEngine(trainer.model, tokenizer, batch_size=sequences)

@@ -13,7 +13,9 @@ the pathological inputs; from any other thread it would run without a timeout.
 
 Prints completions/s for each reward, their ratio, on the mixed batches and on the same batches without the
 pathological completions, and the worst single call of each: reson's reward called on one pathological completion,
-counted from the call to its return (the wait for a worker included).
+counted from the call to its return (the wait for a worker included). Before reson's timed passes, one untimed pass
+over the ordinary completions warms math-verify in the verifier processes (its LaTeX parser, their cache of parsed
+gold answers), so that neither timed pass pays that once-per-process cost alone.
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def run_reson(batches: list[list[dict]], timeout: float) -> dict:
     verifier.warm_up()
     startup = time.monotonic() - start
     reward = rewards.Accuracy(timeout=timeout)
+    clean = [[r for r in rows if not r["pathological"]] for rows in batches]
+    for rows in clean:  # warm math-verify in the workers, untimed (module docstring)
+        reward([r["completion"] for r in rows], answer=[r["answer"] for r in rows])
+    rewards.clear_caches()
     seconds, worst_call, scores = 0.0, 0.0, []
     for rows in batches:
         start = time.monotonic()
@@ -93,7 +99,6 @@ def run_reson(batches: list[list[dict]], timeout: float) -> dict:
         start = time.monotonic()
         reward([f"<think>x</think> {bad}"], answer=["7"])
         worst_call = max(worst_call, time.monotonic() - start)
-    clean = [[r for r in rows if not r["pathological"]] for rows in batches]
     rewards.clear_caches()
     tasks_before = pool.tasks
     clean_seconds = 0.0

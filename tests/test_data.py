@@ -271,9 +271,19 @@ def test_files_without_the_needed_columns_name_file_and_columns(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(ValueError, match=r"empty\.jsonl has no rows"):
         load_problems(str(tmp_path / "empty.jsonl"))
-    (tmp_path / "broken.jsonl").write_text('{"question": "a", "answer": "1"}\n{"question": \n')
-    with pytest.raises(ValueError, match=r"broken\.jsonl, line 2: not a JSON object"):
+    (tmp_path / "broken.jsonl").write_bytes(b'{"question": \n\xff\xfe not UTF-8\n')  # nothing usable left
+    with pytest.raises(ValueError, match=r"broken\.jsonl has no rows"):
         load_problems(str(tmp_path / "broken.jsonl"))
+
+
+def test_damaged_and_non_utf8_lines_are_skipped_and_named(tmp_path, caplog):
+    good = b'{"question": "What is 2+2?", "answer": "#### 4"}\n'
+    (tmp_path / "mixed_test.jsonl").write_bytes(good + b'{"question": \n' + b"\xff\xfe\n" + good)
+    with caplog.at_level(logging.WARNING, logger="reson.core.data"):
+        rows = load_problems(str(tmp_path / "mixed_test.jsonl"))
+    assert [row["answer"] for row in rows] == ["4", "4"]
+    said = [r.getMessage() for r in caplog.records]
+    assert any("mixed_test.jsonl: skipped 2 line(s)" in m and "line 2, line 3" in m for m in said), said
 
 
 def test_unparseable_gold_rows_are_skipped_with_one_warning(tmp_path, caplog):
@@ -289,7 +299,7 @@ def test_unparseable_gold_rows_are_skipped_with_one_warning(tmp_path, caplog):
     assert [(r["id"], r["answer"]) for r in rows] == [("gold/test/0", "7"), ("gold/test/2", "1234")]
     warnings = [r for r in caplog.records if r.name == "reson.core.data"]
     assert len(warnings) == 1 and "skipped 3 of 5 rows" in warnings[0].getMessage()
-    assert "gold/test/1" in warnings[0].getMessage()
+    assert "line 2, line 4, line 5" in warnings[0].getMessage()  # the file and the lines of the rows skipped
     boxless = [{"problem": "p", "solution": "no box here"}, {"problem": "q", "solution": "so \\boxed{}"}]
     with pytest.raises(ValueError, match="none of its 2 rows has a parseable question and gold answer"):
         load_problems(write_jsonl(tmp_path / "boxless.jsonl", boxless))

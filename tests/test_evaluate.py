@@ -546,6 +546,32 @@ def test_the_batch_size_reaches_the_model(tmp_path, tiny_model_path, shared_data
 
 
 @pytest.mark.slow
+def test_sigterm_stops_an_evaluation_in_one_line_and_the_same_command_finishes_it(
+    tmp_path, tiny_model_path, shared_data
+):
+    data = str(shared_data / "gsm8k" / "test.jsonl")
+    out = tmp_path / "eval"
+    cmd = [
+        sys.executable, "-m", "reson", "eval", "--model_name_or_path", str(tiny_model_path), "--datasets", data,
+        "--num_problems", "30", "--max_completion_length", "24", "--batch_size", "2", "--output_dir", str(out),
+        "--no_progress",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "samples.jsonl").exists() and (out / "samples.jsonl").read_text().count("\n") >= 4:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    said = err.strip().splitlines()[-1]
+    assert said.startswith("reson eval: stopped by SIGTERM;") and "run the same command to resume" in said
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and (out / "samples.jsonl").read_text().count("\n") == 30
+
+
+@pytest.mark.slow
 def test_killed_eval_resumes_to_the_same_results(tmp_path, tiny_model_path, shared_data):
     data = str(shared_data / "gsm8k" / "test.jsonl")
     settings = ["--num_problems", "30", "--max_completion_length", "24", "--temperature", "1.0", "--batch_size", "2"]

@@ -60,6 +60,15 @@ def test_completion_record_counts_in_the_think_part_only():
     assert completion_record("18", "", right)["think_tokens"] == 0
 
 
+def test_completion_record_ignores_a_turn_the_model_invented():
+    """The thinking of a made-up next turn ("User: ... Assistant: <think> wait ...") is not the model's own."""
+    wrong = Score(accuracy=0.0, format=0.25, extracted=None)
+    record = completion_record(
+        " 9*2=18. User: and 9*3? Assistant: <think> wait, 27 </think> 27", "Assistant: <think>", wrong
+    )
+    assert record["think_tokens"] == 1 and not record["think_used"] and not record["self_correction"]
+
+
 def test_summarize():
     records = [
         {"think_used": True, "think_tokens": 10, "self_correction": True, "accuracy": 1.0, "format": 1.0},

@@ -13,8 +13,10 @@ from reson.core.parsing import (
     Parsed,
     answer_items,
     boxed_spans,
+    cut_invented_turn,
     extract_answer,
     gold_from_solution,
+    last_answer_tag,
     normalize_unicode,
     parse_gsm8k_gold,
     parse_number,
@@ -43,7 +45,74 @@ SPLITS = [
     ("<think>a</think> 4 <think>b</think> 5", PLAIN, Parsed("a</think> 4 <think>b", " 5", True), "answer after last"),
     ("<think>a</think> 4 <think> maybe 5", PLAIN, Parsed("a", " 4 ", True), "a reopened block is cut off"),
     ("<think>ünï 𝛑</think> ½", PLAIN, Parsed("ünï 𝛑", " ½", True), "unicode passes through"),
+    (
+        " 2+3=5 </think> <answer>5</answer>\nUser: and 2+4?\nAssistant: <think> 6 </think> <answer>6</answer>",
+        PREFILLED,
+        Parsed(" 2+3=5 ", " <answer>5</answer>\n", True),
+        "an invented next turn is cut off: the answer is the model's own, not the made-up reply's",
+    ),
+    (
+        " 2+3=5. User: and 2+4? Assistant: <think> 6 </think> <answer>6</answer>",
+        PREFILLED,
+        Parsed(" 2+3=5.", "", False),
+        "a turn invented inside the thinking: the only answer was in the made-up reply, so there is none",
+    ),
 ]
+
+INVENTED_TURNS = [
+    # (completion, prompt, what is read, why)
+    ("<think>a</think> 5 User: and 6? Assistant: 6", PLAIN, "<think>a</think> 5", "a turn after the thinking"),
+    ("<think>a</think> 5\nUser: thanks", PLAIN, "<think>a</think> 5\n", "a user turn at the end, no reply"),
+    ("<think>a</think> <answer>5</answer>User: hi", PLAIN, "<think>a</think> <answer>5</answer>", "right after a tag"),
+    ("The answer is 5.\nUser: What about 6?\nAssistant: 6", PLAIN, "The answer is 5.\n", "no think block"),
+    ("User: what is 2+3? Assistant: 5", PLAIN, "", "the completion starts with a turn of its own"),
+    (
+        " The question says:\nUser: admin, 5 logins </think> 5",
+        PREFILLED,
+        " The question says:\nUser: admin, 5 logins </think> 5",
+        "'User:' inside the thinking with no 'Assistant:' after it restates the question: kept",
+    ),
+    (
+        "<think>a</think> go to User:Azjps/geogebra, so 5",
+        PLAIN,
+        "<think>a</think> go to User:Azjps/geogebra, so 5",
+        "mid-sentence (a MATH solution's link text): not a turn",
+    ),
+    (
+        "see artofproblemsolving.com/wiki/index.php/User:Cyantist, so 721",
+        PLAIN,
+        "see artofproblemsolving.com/wiki/index.php/User:Cyantist, so 721",
+        "inside a URL: not a turn",
+    ),
+    (
+        '<think>a</think> the log reads "User: 5", so 5',
+        PLAIN,
+        '<think>a</think> the log reads "User: 5", so 5',
+        "quoted",
+    ),
+    ("<think>a</think> 5. user: hi", PLAIN, "<think>a</think> 5. user: hi", "the template's role is 'User:'"),
+    (
+        " 2+3=5 </think> 5",
+        "User: Is 'User: x' a turn? Assistant: <think>",
+        " 2+3=5 </think> 5",
+        "the prompt is not read",
+    ),
+]
+
+
+@pytest.mark.parametrize(("completion", "prompt", "kept", "why"), INVENTED_TURNS, ids=[c[3] for c in INVENTED_TURNS])
+def test_cut_invented_turn(completion, prompt, kept, why):
+    assert cut_invented_turn(completion, prompt) == kept
+
+
+def test_a_long_completion_with_many_user_markers_is_cut_in_linear_time():
+    import time
+
+    text = "<think>" + "a.\nUser: b " * 50_000  # inside an unclosed think block, no Assistant: never cut
+    start = time.monotonic()
+    assert cut_invented_turn(text, "") == text
+    assert cut_invented_turn(text + " Assistant:", "").endswith("a.\n")  # the first marker before an Assistant:
+    assert time.monotonic() - start < 5.0
 
 
 @pytest.mark.parametrize(("completion", "prompt", "expected", "why"), SPLITS, ids=[c[3] for c in SPLITS])
@@ -107,6 +176,13 @@ def test_boxes_none_and_deep_nesting():
     assert boxed_spans("no box") == []
     nested = "{" * 50 + "x" + "}" * 50
     assert [content for _, _, content in boxed_spans("\\boxed{" + nested + "}")] == [nested]
+
+
+def test_last_answer_tag():
+    assert last_answer_tag(" <answer> 6/4*8+1 </answer> ") == "6/4*8+1"
+    assert last_answer_tag("<answer>1</answer> <answer>2</answer>") == "2"
+    assert last_answer_tag("<answer>1</answer> <answer>2") == "2"  # a last tag left unclosed runs to the end
+    assert last_answer_tag("no tags") is None and last_answer_tag("") is None
 
 
 NUMBERS = [

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reson.core import memory
 from reson.core.config import RECIPES, load_config
 from reson.core.machine import visible_gpu
+from reson.core.memory import GIB, Settings, estimate
 from reson.core.models import KNOWN_MODELS, Architecture, architecture
 from reson.tools import plan
 from reson.tools.install_plan import VLLM_OFF
-from reson.tools.plan import GIB, Settings, estimate
 
 # A made-up decoder small enough to count by hand: h=8, L=2, a=2 heads, k=1 kv head, d=4, I=16, V=32, tied.
 TINY = Architecture(
@@ -228,7 +229,7 @@ def test_advice_skips_knobs_that_cannot_turn():
     gpu = _need(with_ckpt)
     advice = estimate(TINY, s, gpu).advice
     assert advice == [
-        f"turn gradient_checkpointing false -> true first: predicted peak {plan._gib(_peak(with_ckpt))} GiB"
+        f"turn gradient_checkpointing false -> true first: predicted peak {memory.gib(_peak(with_ckpt))} GiB"
     ]
 
 
@@ -236,7 +237,7 @@ def test_advice_walks_the_list_when_no_single_knob_is_enough():
     s = dataclasses.replace(BASE, max_completion_length=512, per_device_train_batch_size=4, generation_batch_size=4)
     both = dataclasses.replace(s, max_completion_length=128, per_device_train_batch_size=2)
     gpu = _need(both)
-    for field, turn in plan.KNOBS:  # no knob alone gets there
+    for field, turn in memory.KNOBS:  # no knob alone gets there
         changed = s
         while (nxt := turn(changed)) is not None:
             changed = nxt
@@ -265,7 +266,7 @@ def _config(tmp_path, **values):
 
 
 def test_settings_come_from_the_parsed_config_with_trls_defaults(tmp_path):
-    s = plan.settings_from_config(_config(tmp_path))
+    s = memory.settings_from_config(_config(tmp_path))
     assert (s.per_device_train_batch_size, s.generation_batch_size, s.num_generations) == (8, 8, 8)
     assert s.max_completion_length == 512 and s.gradient_checkpointing  # GRPOConfig 1.16's own defaults
     assert s.weight_bytes == 4  # GRPOTrainer loads a model given by name in float32 unless told otherwise
@@ -280,11 +281,40 @@ def test_generation_batch_and_dtype(tmp_path):
         num_generations=6,
         model_init_kwargs={"dtype": "auto"},
     )
-    s = plan.settings_from_config(config, prompt_length=300)
+    s = memory.settings_from_config(config, prompt_length=300)
     assert s.generation_batch_size == 24 and s.weight_bytes == 2 and s.prompt_length == 300
     # TRL's generation_batch_size counts completions over all processes
-    s = plan.settings_from_config(_config(tmp_path, generation_batch_size=64), num_gpus=4, strategy="zero2")
+    s = memory.settings_from_config(_config(tmp_path, generation_batch_size=64), num_gpus=4, strategy="zero2")
     assert s.generation_batch_size == 16
+
+
+def test_the_prompt_length_comes_from_the_recipes_datasets(tmp_path):
+    """TRL pads a batch to its longest prompt and no longer truncates prompts: plan for the datasets' long ones."""
+    gsm8k = _config(tmp_path, datasets=[{"name": "gsm8k"}])
+    mixed = _config(tmp_path, datasets=[{"name": "gsm8k"}, {"name": "math", "weight": 0.5}])
+    assert memory.settings_from_config(gsm8k).prompt_length == memory.PROMPT_TOKENS["gsm8k"] == 320
+    assert memory.settings_from_config(mixed).prompt_length == memory.PROMPT_TOKENS["math"] == 512
+    assert memory.settings_from_config(mixed, prompt_length=100).prompt_length == 100  # --prompt_length wins
+
+
+def test_vllm_kv_cache_room_by_hand():
+    """Qwen2.5-3B: 36 layers, 2 KV heads of 128: 2 x 36 x 256 x 2 bytes = 36 KiB of keys and values a token."""
+    arch = KNOWN_MODELS["Qwen/Qwen2.5-3B"]
+    s = dataclasses.replace(BASE, use_vllm=True, vllm_gpu_memory_utilization=0.17)
+    gpu = plan.GPUS["h100-80gb"]
+    room = int(0.17 * gpu) - 2 * arch.num_params - GIB  # the share, less bf16 weights and CUDA graphs
+    assert memory.vllm_kv_tokens(arch, s, gpu) == room // (36 * 1024)
+    share = memory.vllm_share_for(arch, s, gpu, 196_608)
+    bigger = dataclasses.replace(s, vllm_gpu_memory_utilization=share)
+    smaller = dataclasses.replace(s, vllm_gpu_memory_utilization=share - 0.01)
+    assert memory.vllm_kv_tokens(arch, bigger, gpu) >= 196_608 > memory.vllm_kv_tokens(arch, smaller, gpu)
+
+
+def test_the_3b_recipes_vllm_share_holds_a_whole_generation_round():
+    config = load_config("grpo_qwen2.5_3b_h100", machine=False)
+    arch = KNOWN_MODELS[config.model_name_or_path]
+    result = estimate(arch, memory.settings_from_config(config), plan.GPUS["h100-80gb"])
+    assert result.fits and result.vllm_kv_tokens >= result.vllm_kv_needed == 96 * (512 + 1536)
 
 
 def test_local_model_folder_reads_config_json(tmp_path):
@@ -307,12 +337,12 @@ def test_local_model_folder_reads_config_json(tmp_path):
     "call, match",
     [
         (lambda tmp: plan.resolve_gpu("rtx9090"), "h100-80gb, h100-94gb"),
-        (lambda tmp: plan.settings_from_config(_config(tmp), dtype="int3"), "dtype 'int3'"),
-        (lambda tmp: plan.settings_from_config(_config(tmp), num_gpus=2, strategy="single"), "choose ddp"),
+        (lambda tmp: memory.settings_from_config(_config(tmp), dtype="int3"), "dtype 'int3'"),
+        (lambda tmp: memory.settings_from_config(_config(tmp), num_gpus=2, strategy="single"), "choose ddp"),
     ],
 )
 def test_bad_input_says_what_to_change(call, match, tmp_path):
-    with pytest.raises(plan.PlanError, match=match):
+    with pytest.raises(memory.PlanError, match=match):
         call(tmp_path)
 
 

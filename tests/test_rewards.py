@@ -8,6 +8,7 @@ import logging
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 import reson.core.rewards as rewards
 from reson.core import verifier
+from reson.core.parsing import extract_answer
 from reson.core.rewards import REWARDS, Accuracy, Format, format_score, get_reward, reward_funcs, score
 
 LIMIT = 1.0  # per-completion limit used in the property tests (seconds)
@@ -111,6 +113,26 @@ ACCURACY = [
     (think("Voilà: ½ → 18 ✓"), "18", 1.0, "unicode around the number"),
     (think("word " * 20_000 + "<answer>17</answer>"), "18", 0.0, "100,000 characters ending in a wrong answer"),
     (think("x" * 100_000 + " <answer>18</answer>"), "18", 1.0, "100,000 characters before a right answer"),
+    # a completion that goes on to write the next turn itself is graded on what it says before that turn
+    (
+        think("<answer>5</answer>") + "\nUser: and 6? Assistant: <think>x</think> <answer>6</answer>",
+        "5",
+        1.0,
+        "an invented turn after the answer is not graded",
+    ),
+    (
+        think("<answer>5</answer>") + "\nUser: and 6? Assistant: <think>x</think> <answer>6</answer>",
+        "6",
+        0.0,
+        "the made-up turn's answer earns nothing",
+    ),
+    (
+        " 2+3=5. User: what is 7? Assistant: <think>7</think> <answer>7</answer>",
+        "7",
+        0.0,
+        "a turn invented mid-thinking: the block never closed in the model's own turn",
+    ),
+    (think("Going to User:Azjps, it is 12.") + " <answer>12</answer>", "12", 1.0, "'User:' mid-sentence is text"),
     (think("<answer>18</answer>"), "", None, "empty gold: not applicable"),
     (think("<answer>18</answer>"), None, None, "missing gold: not applicable"),
 ]
@@ -142,6 +164,19 @@ FORMAT = [
     ("", "", 0.0, "empty completion"),
     ("<think>ünï</think> ½", "", 1.0, "unicode"),
     ("<think>" + "x" * 100_000 + "</think> 5", "", 1.0, "a 100,000-character think block"),
+    (
+        "<think>2+3=5</think> 5\nUser: and 6?\nAssistant: <think>6</think> 6",
+        "",
+        1.0,
+        "an invented turn is not graded (it would repeat the think block)",
+    ),
+    (" 2+3=5 </think> 5 User: thanks", PREFILLED, 1.0, "a prefilled prompt, a made-up user turn"),
+    (
+        " 2+3 is. User: help? Assistant: <think>5</think> 5",
+        PREFILLED,
+        0.25,
+        "a turn invented inside the thinking: the model's own block never closed",
+    ),
 ]
 
 
@@ -264,6 +299,79 @@ def test_score_agrees_with_the_rewards():
     assert [s.extracted for s in scores] == ["5", "5", "\\frac{1}{2}"]
     with pytest.raises(ValueError, match="one gold answer"):
         score(completions, golds[:2])
+
+
+HOPELESS = [
+    # (answer span, hopeless, why): what can never be an answer scores 0.0 without math-verify; what can, still goes
+    ("10^{10^{10}}", True, "a tower: math-verify ran to the 5 s limit on it"),
+    ("9^{9^{9}}", True, "a braced tower"),
+    ("9^9^9^9^9", True, "an unbraced tower, read right to left"),
+    ("2^{2^{2^{2^{2^{2}}}}}", True, "a tower of 2s: 2^65536 has 19,729 digits"),
+    ("1^{9^{9^9}}", True, "a harmless base does not hide the tower in its exponent"),
+    ("{10}^{10^{10}}", True, "a braced base"),
+    ("(-2)^{100000}", True, "a bracketed, signed base; 30,103 digits"),
+    ("10^{-10^{10}}", True, "a negative exponent is as large"),
+    ("\\int_0^\\infty e^{-x^{9^{9^9}}} dx", True, "a tower inside an integral"),
+    ("1" * 50 + "^{" + "9" * 50 + "}", True, "a 50-digit exponent"),
+    ("1000000!", True, "a factorial math-verify ran to the limit on"),
+    ("(10^{6})!", True, "a factorial of a numeric power"),
+    ("99!!!", True, "a factorial of a factorial (math-verify: 4 s)"),
+    ("(10^{10^{10}})!", True, "a factorial of a tower"),
+    ("(" * 11 + "1" + ")" * 11, True, "parentheses 11 deep (math-verify: ~0.5 s at 10, ~3.5 s at 30)"),
+    ("1" * 101, True, "a 101-digit literal"),
+    ("x" * 1001, True, "longer than MAX_ANSWER_CHARS"),
+    ("96^{38}", False, "the largest power among the real answers"),
+    ("2^{10}", False, "a small power"),
+    ("2^{3}4^{5}", False, "two powers side by side are not a tower"),
+    ("2^{2^{3}}", False, "a small tower: 256"),
+    ("x^{x^{x^{x}}}", False, "a symbolic tower is sympy's to compare"),
+    ("e^{-x^2}", False, "a symbolic exponent"),
+    ("99999!", False, "below MAX_FACTORIAL"),
+    ("3!!", False, "a double factorial"),
+    ("5!=120", False, "a factorial beside 'not equal'"),
+    ("(" * 10 + "1" + ")" * 10, False, "10 deep is still read"),
+    ("1" * 100, False, "a 100-digit literal is still read"),
+    ("1e999999999", False, "not a power in LaTeX: math-verify answers it at once"),
+]
+
+
+@pytest.mark.parametrize(("pred", "expected", "why"), HOPELESS, ids=[h[2] for h in HOPELESS])
+def test_hopeless(pred, expected, why):
+    assert rewards.hopeless(pred) is expected
+
+
+def test_hopeless_answers_never_reach_math_verify(pool):
+    """bench_rewards' pathological answers and the fuzzer's towers score 0.0 at once: before the check each burnt
+    the whole 5 s limit in a verifier worker."""
+    import time
+
+    hostile = [h[0] for h in HOPELESS if h[1]] + ["\\boxed{" + "(" * 1000 + "1" + ")" * 1000 + "}"]
+    tasks = pool.tasks
+    for pred in hostile:
+        start = time.monotonic()
+        assert rewards.Accuracy(timeout=5.0)([think(f"\\boxed{{{pred}}}")], answer=["7"]) == [0.0]
+        assert time.monotonic() - start < 0.5
+    assert pool.tasks == tasks
+
+
+def test_no_real_answer_is_hopeless(shared_data):
+    """Every gold answer the project grades against, and every prediction the grading data calls right, is still
+    read: the limits stay far from real answers."""
+    golds = []
+    for path in sorted(shared_data.glob("**/*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        golds += [row.get("answer") or row.get("solution") for row in rows]  # a MATH solution's boxed answer
+    right = []  # predictions the grading data calls right, read as bench_grading.py wraps them
+    grading = Path(__file__).parent / "data" / "grading"
+    for path in sorted(grading.glob("*.jsonl")):
+        for row in map(json.loads, path.read_text().splitlines()):
+            golds.append(row.get("gold"))
+            if row.get("pred") and row.get("human_verdict", row.get("expected")):
+                right.append(extract_answer(f"<answer>{row['pred']}</answer>"))
+    spans = [rewards.prepare_gold(g).text for g in golds if isinstance(g, str)] + right
+    assert len(spans) > 2_000  # the full sets: bench_grading.py grades every reference solution against its gold
+    # (one Math-Verify test has a whole 1,809-character solution for a gold: length alone was a limit before)
+    assert [s for s in spans if s and len(s) <= rewards.MAX_ANSWER_CHARS and rewards.hopeless(s)] == []
 
 
 # ------------------------------------------------------------------------------------------------- properties

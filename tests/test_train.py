@@ -7,10 +7,13 @@ import collections
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -121,6 +124,7 @@ def test_steps_run_and_the_loss_is_logged(short_run):
     assert [e["step"] for e in losses] == [1, 2, 3, 4]  # canary logs do not swallow a step's own log
     assert all(math.isfinite(e["loss"]) for e in losses)
     assert all("rewards/length/mean" in e and "rewards/accuracy/mean" in e for e in losses)
+    assert all(0.0 <= e["completions/truncated_ratio"] <= e["completions/clipped_ratio"] for e in losses)
 
 
 @pytest.mark.slow
@@ -257,7 +261,8 @@ def test_non_finite_weights_stop_the_run_and_keep_the_good_checkpoint(tmp_path, 
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from reson.training.train import TrainingDiverged, train
+    from reson.training.faults import TrainingDiverged
+    from reson.training.train import train
 
     class Poison(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -307,28 +312,88 @@ def test_the_guard_refuses_non_finite_gradients_and_exploded_weights():
     import torch
     from transformers import TrainerControl, TrainerState
 
-    from reson.training.callbacks import DivergenceGuard, TrainingDiverged
+    from reson.training.callbacks import DivergenceGuard
+    from reson.training.faults import TrainingDiverged
 
     model = torch.nn.Linear(2, 2)
+    args = SimpleNamespace(fp16=False)
     guard, state, control = DivergenceGuard(), TrainerState(global_step=6), TrainerControl()
-    guard.on_train_begin(None, state, control, model=model)
+    guard.on_train_begin(args, state, control, model=model)
     model.weight.grad = torch.ones(2, 2)
-    guard.on_pre_optimizer_step(None, state, control, model=model)  # finite: fine
-    guard.on_optimizer_step(None, state, control, model=model)
+    guard.on_pre_optimizer_step(args, state, control, model=model)  # finite: fine
+    guard.on_optimizer_step(args, state, control, model=model)
     model.weight.grad[0, 0] = float("nan")
-    with pytest.raises(TrainingDiverged, match="gradients of step 7 are not finite"):
-        guard.on_pre_optimizer_step(None, state, control, model=model)
+    with pytest.raises(TrainingDiverged, match="gradients of step 7 are not finite$"):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
     with torch.no_grad():
         model.weight.mul_(1e6)
     with pytest.raises(TrainingDiverged, match="after step 7 the largest weight"):
-        guard.on_optimizer_step(None, state, control, model=model)
+        guard.on_optimizer_step(args, state, control, model=model)
+
+
+def test_in_fp16_the_guard_lets_the_loss_scaler_skip_overflowing_steps_but_not_forever():
+    """The scaler skips a step whose gradients overflow and halves its scale; ten in a row is an overflow it cannot
+    cure (a finite step in between starts the count again)."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from reson.training.callbacks import FP16_SKIPPED_STEPS, DivergenceGuard
+    from reson.training.faults import TrainingDiverged
+
+    model = torch.nn.Linear(2, 2)
+    args, guard, state, control = SimpleNamespace(fp16=True), DivergenceGuard(), TrainerState(), TrainerControl()
+    guard.on_train_begin(args, state, control, model=model)
+    model.weight.grad = torch.full((2, 2), float("inf"))
+    for _ in range(FP16_SKIPPED_STEPS - 1):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
+    model.weight.grad = torch.ones(2, 2)
+    guard.on_pre_optimizer_step(args, state, control, model=model)  # the scale found: the count starts again
+    model.weight.grad = torch.full((2, 2), float("inf"))
+    for _ in range(FP16_SKIPPED_STEPS - 1):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
+    with pytest.raises(TrainingDiverged, match=f"not finite \\({FP16_SKIPPED_STEPS} steps in a row\\)"):
+        guard.on_pre_optimizer_step(args, state, control, model=model)
+
+
+def test_a_loss_that_is_not_finite_stops_the_step(monkeypatch):
+    """A forward pass that overflows (fp16 with Qwen) gives a NaN loss: stopped before its gradients reach the
+    weights, whatever the loss scaler would do with them."""
+    import torch
+    from trl import GRPOTrainer
+
+    from reson.training.faults import TrainingDiverged
+    from reson.training.trainer import ResonTrainer
+
+    trainer = ResonTrainer.__new__(ResonTrainer)  # the loss check alone, without building a trainer
+    trainer.state = SimpleNamespace(global_step=0)
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", lambda self, *args, **kwargs: torch.tensor(0.5))
+    assert trainer.compute_loss(None, {}).item() == 0.5
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", lambda self, *args, **kwargs: torch.tensor(float("nan")))
+    with pytest.raises(TrainingDiverged, match="the loss of step 1 is nan"):
+        trainer.compute_loss(None, {})
+
+
+def test_an_fp16_run_that_overflows_is_told_to_train_in_fp32_at_the_planned_cost(monkeypatch):
+    import torch
+
+    from reson.training.faults import fp16_remedy
+
+    config = load_config("grpo_qwen2.5_0.5b_16gb", machine=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "set fp16: false to train in fp32" in fp16_remedy(config)
+    t4 = SimpleNamespace(total_memory=15360 * 2**20)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: t4)
+    said = fp16_remedy(config)
+    assert re.search(r"a peak of [\d.]+ GiB in fp32 against 10.3 GiB in fp16, of 13.5 usable on this GPU", said), said
 
 
 def test_the_divergence_message_names_the_starting_weight_when_the_floor_sets_the_limit():
     import torch
     from transformers import TrainerControl, TrainerState
 
-    from reson.training.callbacks import DivergenceGuard, TrainingDiverged
+    from reson.training.callbacks import DivergenceGuard
+    from reson.training.faults import TrainingDiverged
 
     model = torch.nn.Linear(2, 2)
     with torch.no_grad():
@@ -493,6 +558,7 @@ def test_console_line_is_compact():
         "rewards/accuracy/mean": 0.3125,
         "rewards/format/mean": 0.75,
         "completions/mean_length": 23.44,
+        "completions/truncated_ratio": 0.0625,
         "completions/clipped_ratio": 0.125,
         "sampling/importance_sampling_ratio/mean": 0.9912,
         "step_time": 0.614,
@@ -500,8 +566,8 @@ def test_console_line_is_compact():
     }
     line = format_log_line(10, 150, logs)
     assert line == (
-        "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.12 | IS ratio 0.991 | "
-        "loss 0.0100 | 0.61 s/step"
+        "step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | truncated 0.06 | no EOS 0.12 | "
+        "IS ratio 0.991 | loss 0.0100 | 0.61 s/step"
     )
     canary = format_log_line(
         50,
@@ -539,3 +605,146 @@ def test_a_disk_too_small_for_the_run_is_said_at_the_start(tmp_path, monkeypatch
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
     checkpoints.warn_if_disk_is_short(config)
     assert caplog.text == ""
+
+
+# --- preemption, a full disk, out of memory: one line each, nothing written lost ---------------------------------
+
+
+def start_and_wait_for_step(command: list[str], log: Path, step: int) -> subprocess.Popen:
+    """Start a training process and return once its console has printed `step` (the run is between steps)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 240
+    while f"step {step}/" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_in_flight_and_resume_ends_where_an_uninterrupted_run_does(
+    tmp_path, tiny_model_path, shared_data
+):
+    from safetensors.torch import load_file
+
+    def command(name: str) -> list[str]:
+        overrides = tiny_overrides(tiny_model_path, tmp_path / name, shared_data, max_steps=6, save_steps=100)
+        return [sys.executable, "-m", "reson", "train", "--config", CPU_RECIPE, *as_argv(overrides)]
+
+    straight = subprocess.run(command("straight"), capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = start_and_wait_for_step(command("stopped"), tmp_path / "first.log", 2)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 143
+    said = (tmp_path / "first.log").read_text().strip().splitlines()[-1]
+    step = int(re.search(r"stopped by SIGTERM after step (\d+);", said).group(1))
+    assert f"checkpoint-{step} is the resume point" in said and "--resume" in said, said
+    assert latest_checkpoint(tmp_path / "stopped").name == f"checkpoint-{step}" and 2 <= step < 6
+    assert not (tmp_path / "stopped" / "model.safetensors").exists()  # not a finished run
+
+    resumed = subprocess.run([*command("stopped"), "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert emergence_steps(tmp_path / "stopped") == emergence_steps(tmp_path / "straight")
+    expected, got = (load_file(tmp_path / name / "model.safetensors") for name in ("straight", "stopped"))
+    assert all((expected[key] == got[key]).all() for key in expected)  # bit for bit: nothing lost, nothing redone
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once_and_the_run_still_resumes(tmp_path, tiny_model_path, shared_data):
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=6, save_steps=1)
+    command = [sys.executable, "-m", "reson", "train", "--config", CPU_RECIPE, *as_argv(overrides)]
+    first = start_and_wait_for_step(command, tmp_path / "first.log", 2)
+    first.send_signal(signal.SIGTERM)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) in (-signal.SIGTERM, 143)  # at once; or the step was already saved
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_keeps_the_last_checkpoint_and_says_what_it_needs(
+    tmp_path, tiny_model_path, shared_data, monkeypatch, capsys
+):
+    """The second checkpoint's weights hit ENOSPC half-written: the run stops in one line, the partial checkpoint is
+    gone, the first is whole, and --resume once there is space finishes the run."""
+    import errno
+
+    import transformers.modeling_utils as writer  # where save_pretrained writes safetensors
+
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=4, num_canaries=0)
+    real_save, saves = writer.safe_save_file, []
+
+    def full_disk(tensors, filename, *args, **kwargs):
+        saves.append(filename)
+        if len(saves) == 2:  # the second checkpoint: half a file, then no space
+            Path(filename).write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        return real_save(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "safe_save_file", full_disk)
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"the disk of {output_dir} is full (No space left on device;" in said and "GB free" in said, said
+    assert "a checkpoint of this run takes about" in said and "the partial checkpoint-4 was removed" in said
+    assert "checkpoint-2 is the resume point" in said and "--resume" in said
+    assert not (output_dir / "checkpoint-4").exists() and latest_checkpoint(output_dir).name == "checkpoint-2"
+    monkeypatch.setattr(writer, "safe_save_file", real_save)  # space freed
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides), "--resume"]) == 0
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def out_of_memory(*args, **kwargs):
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.57 GiB total capacity)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("target", "phase"),
+    [
+        ("trl.GRPOTrainer._generate", "in generation at step 1"),
+        ("trl.GRPOTrainer._calculate_rewards", "in scoring the completions (rewards and log-probabilities) at step 1"),
+        ("trl.GRPOTrainer.compute_loss", "in the training step's forward and backward at step 1"),
+        ("reson.training.emergence.EmergenceCallback.run", "in the canaries' generation at step 0"),
+    ],
+)
+def test_out_of_memory_says_the_phase_the_step_the_plan_and_its_first_knob(
+    target, phase, tmp_path, tiny_model_path, shared_data, monkeypatch, capsys
+):
+    import torch
+
+    monkeypatch.setattr(target, out_of_memory)
+    t4 = SimpleNamespace(total_memory=15360 * 2**20)  # the planner's figures for the GPU the run is on
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: t4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    overrides = tiny_overrides(tiny_model_path, tmp_path / "out", shared_data, max_steps=2, use_cpu=True)
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said[-1]) > 0 and said[-1].startswith(f"reson train: out of GPU memory {phase} (tried to allocate 2.00")
+    assert "reson plan predicted a peak of" in said[-1] and "its first knob: num_generations 4 -> 2" in said[-1]
+    assert "Nothing written is lost: no checkpoint was written yet." in said[-1]
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_the_final_model_leaves_no_partial_model(
+    tmp_path, tiny_model_path, shared_data, monkeypatch, capsys
+):
+    import errno
+
+    import transformers.modeling_utils as writer
+
+    def full_disk(tensors, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+
+    output_dir = tmp_path / "out"
+    overrides = tiny_overrides(tiny_model_path, output_dir, shared_data, max_steps=2, save_steps=100, num_canaries=0)
+    monkeypatch.setattr(writer, "safe_save_file", full_disk)  # the final model is the first thing saved
+    assert main(["--config", CPU_RECIPE, *as_argv(overrides)]) == 1
+    assert "is full" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (output_dir / "model.safetensors").exists()  # nothing that looks like a finished run
+    assert not (output_dir / ".final-model").exists()

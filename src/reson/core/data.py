@@ -144,7 +144,7 @@ def load_problems(
         raise ValueError(f"size applies to 'synthetic' only; subsample {name_or_path!r} with sample_rows instead.")
     if name == "synthetic":
         n = SYNTHETIC_SIZES.get(split, 0) if size is None else size
-        return _normalize(synthetic.problems(split, n, seed), "synthetic", split, "synthetic")
+        return _normalize(synthetic.problems(split, n, seed), None, "synthetic", split, "synthetic")
     if name in HUB_DATASETS:
         repo, config, hub_splits = HUB_DATASETS[name]
         if split not in hub_splits:
@@ -154,17 +154,17 @@ def load_problems(
             path = Path(data_dir) / LOCAL_FILES[name][split]
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: data_dir {data_dir} should be laid out like shared/data.")
-            return _normalize(_read_file(path), name, split, str(path))
-        return _normalize(load_hub(repo, config, hub_splits[split]), name, split, repo)
+            return _normalize(*_read_file(path), name, split, str(path))
+        return _normalize(load_hub(repo, config, hub_splits[split]), None, name, split, repo)
     path = Path(name_or_path).expanduser()
     if is_file_spec(name_or_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is not a file: pass a .jsonl, .json or .parquet file of problems.")
         source, file_split = _describe_path(path, split)
-        return _normalize(_read_file(path), source, file_split, str(path))
+        return _normalize(*_read_file(path), source, file_split, str(path))
     if "/" in name_or_path:  # any other hub dataset in GSM8K or MATH form
         repo, _, config = name_or_path.partition(":")
-        return _normalize(load_hub(repo, config or None, split), repo, split, repo)
+        return _normalize(load_hub(repo, config or None, split), None, repo, split, repo)
     raise ValueError(
         f"unknown dataset {name_or_path!r}: use one of {', '.join(DATASET_NAMES)}, a hub id (owner/name), "
         f"or a path to a {'/'.join(FILE_SUFFIXES)} file."
@@ -239,8 +239,9 @@ def _permutation(size: int, seed: int) -> list[int]:
     return order
 
 
-def _read_file(path: Path) -> list[dict]:
-    """Raw records of a JSONL (or JSON array) or Parquet file."""
+def _read_file(path: Path) -> tuple[list[dict], list[str]]:
+    """Raw records of a JSONL (or JSON array) or Parquet file, and where each one is in the file ("line 12"). A JSONL
+    line that is not a JSON object (damaged, not UTF-8) is skipped and counted, with its line named."""
     if path.suffix not in FILE_SUFFIXES:
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(FILE_SUFFIXES)}.")
     if path.suffix == ".parquet":
@@ -248,11 +249,27 @@ def _read_file(path: Path) -> list[dict]:
             import pyarrow.parquet as pq
         except ImportError as e:
             raise ImportError(f"reading {path} needs pyarrow: pip install 'reson-llm[train]'.") from e
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    return read_jsonl(path, strict=True).records
+        records = pq.read_table(path).to_pylist()
+        return records, [f"row {i + 1}" for i in range(len(records))]
+    if path.read_bytes().lstrip()[:1] == b"[":
+        try:
+            records = json.loads(path.read_bytes())
+        except ValueError as error:  # not UTF-8, or not JSON
+            raise ValueError(f"{path}: not a JSON array of problems ({error}); fix the file.") from None
+        return records, [f"item {i + 1}" for i in range(len(records))]
+    lines = read_jsonl(path)
+    damaged = [*lines.skipped, *([len(path.read_bytes().split(b"\n"))] if lines.torn_tail else [])]
+    if damaged:
+        logger.warning(
+            f"{path}: skipped {len(damaged)} line(s) that are not a JSON object (damaged, or not UTF-8): "
+            f"{_listed([f'line {n}' for n in damaged])}."
+        )
+    return lines.records, [f"line {n}" for n in lines.numbers]
+
+
+def _listed(places: list[str]) -> str:
+    """The first five places, then ``...``."""
+    return ", ".join(places[:5]) + (", ..." if len(places) > 5 else "")
 
 
 def load_hub(repo: str, config: str | None, split: str) -> list[dict]:
@@ -283,10 +300,11 @@ def _describe_path(path: Path, split: str) -> tuple[str, str]:
     return path.stem, split
 
 
-def _normalize(records: list[dict], source: str, split: str, origin: str) -> list[dict]:
-    """Rows {id, source, question, answer[, solution, level, subject]}; unparseable gold answers are skipped."""
+def _normalize(records: list[dict], places: list[str] | None, source: str, split: str, origin: str) -> list[dict]:
+    """Rows {id, source, question, answer[, solution, level, subject]}; rows without a usable question or gold answer
+    are skipped and counted, named by their ``places`` in the file when given (``line 12``), else by their ids."""
     if not records:
-        raise ValueError(f"{origin} has no rows.")
+        raise ValueError(f"{origin} has no rows: give a file of problems (one JSON object a line).")
     columns = {key for record in records for key in record}
     question_key = "problem" if "problem" in columns else "question" if "question" in columns else None
     if question_key is None or not columns & {"answer", "solution"}:
@@ -299,6 +317,7 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
     rows, skipped, ambiguous, combined = [], [], [], 0
     for index, record in enumerate(records):
         row_id = str(record.get("unique_id") or f"{source}/{split}/{index}")
+        place = row_id if not places else f"{places[index]} ({row_id})" if record.get("unique_id") else places[index]
         question = record.get(question_key)
         solution = record.get("answer") if gsm8k_form else record.get("solution")
         solution = solution if isinstance(solution, str) else None
@@ -312,11 +331,11 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
             if answer is None and solution:
                 answer = _gold_string(gold_from_solution(solution))
                 if answer is None and gold_from_solution(solution, strict=False):
-                    ambiguous.append(row_id)
+                    ambiguous.append(place)
                     continue
                 combined += answer is not None and len({c for _, _, c in boxed_spans(solution)}) > 1
         if not isinstance(question, str) or not question.strip() or answer is None:
-            skipped.append(row_id)
+            skipped.append(place)
             continue
         row = {"id": row_id, "source": source, "question": question.strip(), "answer": answer}
         if solution:
@@ -326,17 +345,16 @@ def _normalize(records: list[dict], source: str, split: str, origin: str) -> lis
         if columns & {"subject", "type"}:
             row["subject"] = record.get("subject") or record.get("type")
         rows.append(row)
-    if skipped:
-        first = ", ".join(skipped[:3])
+    if skipped:  # no question, or no gold: a GSM8K answer without '####', a MATH solution without a box
         logger.warning(
             f"{origin}: skipped {len(skipped)} of {len(records)} rows whose question or gold answer could "
-            f"not be parsed (first: {first})."
+            f"not be parsed: {_listed(skipped)}."
         )
     if ambiguous:  # a wrong gold is a wrong reward: such rows are left out, not guessed
         logger.warning(
             f"{origin}: skipped {len(ambiguous)} of {len(records)} rows whose solution boxes several different "
             f"answers that are not one final list (a box used as notation, an alternative added after the answer): "
-            f"{', '.join(ambiguous[:5])}{', ...' if len(ambiguous) > 5 else ''}."
+            f"{_listed(ambiguous)}."
         )
     if combined:
         logger.info(f"{origin}: {combined} gold answers list several boxed answers of the final line (roots).")

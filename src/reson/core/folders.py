@@ -9,6 +9,7 @@ was told to overwrite it. ``check_output_file`` does the same for single output 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ EMERGENCE_FILE = "emergence.jsonl"  # the canary completions, one JSON line each
 RUN_FILE = "run.json"  # the settings the samples were made under
 SAMPLES_FILE = "samples.jsonl"  # one scored completion a line
 RESULTS_FILE = "results.json"  # the summary
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the errors of a full disk, a quota, a file-size limit
 TRAINING = "a training run"
 EVALUATION = "an evaluation"
 # files that mark each kind of folder
@@ -146,3 +148,12 @@ def write_json(path: str | Path, value) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def disk_full(folder: str | Path, error: OSError) -> str:
+    """Says that writing into ``folder`` failed for want of space, and how much is free."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    return f"the disk of {folder} is full ({error.strerror}; {free / 1e9:.2g} GB free)"

@@ -21,10 +21,12 @@ class JsonlError(ValueError):
 
 @dataclass
 class Lines:
-    """What a file held: the records, the numbers of the lines skipped as damaged, and whether the last line was cut
-    short (no newline at the end and not valid JSON)."""
+    """What a file held: the records and the number of the line each came from, the numbers of the lines skipped as
+    damaged (not a JSON object, not UTF-8), and whether the last line was cut short (no newline at the end and not
+    valid JSON)."""
 
     records: list[dict] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     torn_tail: bool = False
 
@@ -60,6 +62,7 @@ def read_jsonl(path: str | Path, strict: bool = False) -> Lines:
                 out.skipped.append(number)
             continue
         out.records.append(record)
+        out.numbers.append(number)
     return out
 
 

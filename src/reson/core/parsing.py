@@ -9,6 +9,9 @@ Two prompt styles are handled:
   think block and carries only the closing ``</think>``;
 - any other prompt: the completion opens the block itself (``<think> ... </think> answer``).
 
+A completion that goes on to write the next turn itself ("\nUser: ... Assistant:", as base models under the R1-Zero
+template do) is read only up to that turn (``cut_invented_turn``), for every reader of ``split_completion``.
+
 The final answer, in the text after the think block (``extract_answer``): the last ``<answer>`` span, else the final
 group of ``\boxed{}`` answers, else what the last sentence states: its last math span (``$\frac{1}{3}$``) or its
 last number read together with the expression around it (``2^{10}``, ``12-7=5``). A sentence inside ``<answer>``
@@ -35,6 +38,7 @@ Fraction(2469, 2)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -61,13 +65,82 @@ class Parsed:
     closed: bool
 
 
+def completion_text(completion) -> str:
+    """The text of a completion given as a string or as a message list (the last message's content); a part or a
+    content that is not text counts as no text."""
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, Sequence) and completion:
+        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else completion[-1]
+        if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
+            return "".join(
+                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+        return content if isinstance(content, str) else ""
+    return ""
+
+
 def prompt_opens_think(prompt: str | None) -> bool:
     """True when the prompt ends with ``<think>`` (whitespace aside): the completion then starts inside the block."""
     return bool(prompt) and prompt.rstrip().endswith(THINK_OPEN)
 
 
+# A turn the model goes on to write itself, as base models under the R1-Zero template do ("... </answer>\nUser: next
+# question. Assistant: <think> ..."): "User:" at the start of the completion or after white space or the end of a
+# sentence or a tag. Glued to a word it is text ("wiki/index.php/User:Cyantist", 'the log reads "User: 5"').
+_TURN_RE = re.compile(r"(?<![^\s.!?>])User:")
+_ASSISTANT = "Assistant:"
+
+
+def _after_a_break(text: str, start: int) -> bool:
+    """True when ``text[start:]`` begins a line, or follows the end of a sentence or a tag (spaces aside)."""
+    before = text[max(0, start - 64) : start].rstrip(" \t")
+    return not before or before[-1] in "\n\r.!?>"
+
+
+def cut_invented_turn(completion: str, prompt: str = "") -> str:
+    """``completion`` up to the first turn the model invented itself (the whole text when there is none).
+
+    A turn starts at "User:" (``_TURN_RE``) when an "Assistant:" follows it, or, outside the model's thinking, when
+    it begins a line or follows the end of a sentence or a tag ("5.\nUser: thanks", "</answer> User: next"). Inside
+    the thinking (which a prompt ending with ``<think>`` opens), and mid-sentence anywhere ("go to User:Azjps"), a
+    "User:" without an "Assistant:" after it may be the question's own words, and is kept. Only the completion is
+    read: the prompt's "User:" and "Assistant:" (and a question that contains them) are never looked at, except
+    for the ``<think>`` at its end.
+
+    >>> cut_invented_turn("2+3=5 </think> <answer>5</answer>\\nUser: and 2+4? Assistant: <think>", "... <think>")
+    '2+3=5 </think> <answer>5</answer>\\n'
+    """
+    if not completion or "User:" not in completion:
+        return completion or ""
+    think_start, think_end = 0, 0  # the thinking: [think_start, think_end)
+    first_close = completion.find(THINK_CLOSE)
+    if prompt_opens_think(prompt):
+        think_end = first_close if first_close != -1 else len(completion)
+    else:
+        opened = completion.find(THINK_OPEN)
+        if opened != -1 and (first_close == -1 or opened < first_close):
+            think_start, think_end = opened, first_close if first_close != -1 else len(completion)
+        elif first_close != -1:
+            think_end = first_close  # a lone </think>: the block opened at the start
+    last_assistant = completion.rfind(_ASSISTANT)
+    for match in _TURN_RE.finditer(completion):
+        start = match.start()
+        replied = last_assistant > start  # an "Assistant:" follows: a whole exchange made up
+        if replied or (not think_start <= start < think_end and _after_a_break(completion, start)):
+            return completion[:start].rstrip(" \t")
+    return completion
+
+
 def split_completion(completion: str, prompt: str = "") -> Parsed:
     """Split ``completion`` into its think part and its final-answer part.
+
+    The completion is first cut at a turn the model invented itself (``cut_invented_turn``): what it says as a made-up
+    user, or in its made-up reply, is neither thinking nor answer.
 
     - Prompt ending with ``<think>``: the completion starts inside the block, which ends at the last ``</think>``.
     - Otherwise, with a ``<think>`` in the completion: the block starts after the first ``<think>`` (text before it is
@@ -79,7 +152,7 @@ def split_completion(completion: str, prompt: str = "") -> Parsed:
     The answer is the text after the *last* ``</think>``, cut at any ``<think>`` reopened after it, so nothing said
     inside any think block can count as the final answer.
     """
-    completion = completion or ""
+    completion = cut_invented_turn(completion or "", prompt)
     if prompt_opens_think(prompt):
         start = 0
     else:
@@ -379,6 +452,15 @@ def _is_prose(span: str) -> bool:
         span = span[:start] + " " + span[end:]
     bare = _LATEX_TEXT_RE.sub(" ", span)
     return any(word.lower() not in _CONNECTIVES for word in _WORD_RE.findall(bare))
+
+
+def last_answer_tag(answer_text: str) -> str | None:
+    """The content of the last ``<answer>`` span of ``answer_text`` (a last tag left unclosed runs to the end),
+    stripped; None without one. Only the last ``MAX_PARSE_CHARS`` characters are read."""
+    if not answer_text or ANSWER_OPEN not in answer_text:
+        return None
+    tagged = _ANSWER_TAG_RE.findall(answer_text[-MAX_PARSE_CHARS:])
+    return tagged[-1].strip() if tagged else None
 
 
 def extract_answer(answer_text: str) -> str | None:

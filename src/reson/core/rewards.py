@@ -13,6 +13,8 @@ into the answers it gives (``answer_items``); the gold answer the same way. Then
 - plain numbers on both sides: compared exactly, as numbers or as sets of numbers (roots in any order), with no
   sympy (``0.5 = 1/2 = \frac{1}{2}``, ``$1,234 = 1234``, ``90° = 90``), so GSM8K and the miniature never wait;
 - the same text is the same answer;
+- what can never be a sensible answer and would only keep math-verify busy (``hopeless``: towers such as
+  ``10^{10^{10}}``, factorials such as ``1000000!``, deep nesting, huge literals) is wrong at once;
 - anything else goes to math-verify (``\sqrt{2}/2 = \frac{1}{\sqrt{2}}``, intervals, tuples, sets) in the verifier
   pool (``reson.core.verifier``), with a wall-clock bound of ``timeout`` seconds per answer: an overrun is wrong.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import re
 import sys
@@ -40,6 +43,8 @@ from reson.core.parsing import (
     Number,
     answer_items,
     answer_key,
+    completion_text,
+    cut_invented_turn,
     extract_answer,
     gold_from_solution,
     normalize_unicode,
@@ -52,27 +57,14 @@ from reson.core.parsing import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0  # seconds per answer (math-verify's own default); ordinary answers verify in ~2 ms
-MAX_ANSWER_CHARS = 1000  # longer final-answer spans score 0.0 without reaching sympy (MATH-500's longest gold: 53)
-MAX_NESTING = 40  # deeper bracket nesting scores 0.0 without reaching sympy
-
-
-def completion_text(completion) -> str:
-    """The text of a completion given as a string or as a message list (the last message's content); a part or a
-    content that is not text counts as no text."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    if isinstance(completion, Sequence) and completion:
-        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else completion[-1]
-        if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}]
-            return "".join(
-                part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-            )
-        return content if isinstance(content, str) else ""
-    return ""
+# What can never be a sensible answer, and would keep math-verify busy up to the time limit, scores 0.0 at once
+# (``hopeless``). The real answers the limits are set against: GSM8K's, MATH's and the grading data's golds and
+# predictions nest brackets at most 4 deep, hold no power above 96^38 and no digit run longer than 16.
+MAX_ANSWER_CHARS = 1000  # longer final-answer spans (MATH-500's longest gold: 53 characters)
+MAX_NESTING = 10  # deeper bracket nesting: math-verify takes ~0.45 s at 10, ~1.5 s at 20, ~3.5 s at 30
+MAX_POWER_DIGITS = 10_000  # a numeric power (or tower) of more digits: 10^{10^{10}}, 9^{9^9}, 2^{2^{2^{2^{2^2}}}}
+MAX_FACTORIAL = 100_000  # n! from this n on (1000000! and (10^{6})! run to the limit), and any n!!! (99!!! does)
+MAX_LITERAL_DIGITS = 100  # a longer run of digits
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -81,7 +73,7 @@ def completion_text(completion) -> str:
 
 def format_score(completion: str, prompt: str = "") -> float:
     """Grade the ``<think>content</think>answer`` structure of one completion (see ``Format``)."""
-    completion = completion or ""
+    completion = cut_invented_turn(completion or "", prompt)  # a turn the model made up is not graded
     prefilled = prompt_opens_think(prompt)
     opens, closes = completion.count(THINK_OPEN), completion.count(THINK_CLOSE)
     if opens + prefilled + closes == 0:
@@ -125,6 +117,9 @@ class Format:
       ``<think>``, or the answer uses ``<answer>`` tags other than as one ``<answer>non-empty</answer>`` pair.
     - **1.0**: exactly ``<think>`` (or the prefilled tag), non-empty thinking, one ``</think>``, then a non-empty
       answer; ``<answer>`` tags optional but, when present, exactly one pair with non-empty content.
+
+    Only the completion up to a turn the model invented itself is graded (``reson.core.parsing.cut_invented_turn``):
+    "... </answer>\nUser: ..." is graded as "... </answer>".
 
     Accuracy is not looked at: a well-formed wrong answer earns 1.0 here and 0.0 from ``accuracy``.
     """
@@ -209,6 +204,105 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
+_HUGE = float("inf")  # a power's value too large to compute (more than MAX_POWER_DIGITS digits)
+_DIGITS_RE = re.compile(r"\d+")
+_POWER_START_RE = re.compile(r"(?<![\d.])(?:\d+|[{(]\s*[-+]?\s*\d+\s*[})])\s*\^")
+_CLOSING = {"{": "}", "(": ")"}
+_MAX_TOWER = 16  # taller numeric towers are hopeless without reading them further
+
+
+def _power(base, exponent):
+    """``base ** exponent`` for non-negative integers, or _HUGE beyond MAX_POWER_DIGITS digits; None if unknown."""
+    if base is None or exponent is None:
+        return None
+    if base in (0, 1):
+        return base if exponent else 1
+    if exponent == 0:
+        return 1
+    if base is _HUGE or exponent is _HUGE or exponent > 10 * MAX_POWER_DIGITS:
+        return _HUGE
+    if exponent * math.log10(base) > MAX_POWER_DIGITS:
+        return _HUGE
+    return base**exponent
+
+
+def _read_power(text: str, position: int, height: int = 0) -> tuple[int | float | None, int]:
+    """The size of the numeric power at ``text[position:]`` (digits or a bracketed power, then optionally ``^`` and
+    an exponent read the same way, right to left: ``9^9^9`` is 9^(9^9); a sign is read past, only the size counts),
+    and where it ends. The size is None when the text there is not a plain number or numeric power (``2^{x}``),
+    _HUGE when it has more than MAX_POWER_DIGITS digits."""
+    while position < len(text) and text[position] in " +-":
+        position += 1
+    if height > _MAX_TOWER:
+        return _HUGE, len(text)
+    if position < len(text) and text[position] in _CLOSING:
+        closing = _CLOSING[text[position]]
+        value, end = _read_power(text, position + 1, height + 1)
+        while end < len(text) and text[end] == " ":
+            end += 1
+        if end >= len(text) or text[end] != closing:
+            return None, end
+        end += 1
+    else:
+        match = _DIGITS_RE.match(text, position)
+        if match is None:
+            return None, position
+        value, end = int(match.group()), match.end()
+    caret = end
+    while caret < len(text) and text[caret] == " ":
+        caret += 1
+    if caret < len(text) and text[caret] == "^":
+        exponent, end = _read_power(text, caret + 1, height + 1)
+        value = _power(value, exponent)
+    return value, end
+
+
+def hopeless(pred: str) -> bool:
+    """True for an answer that can never be a sensible one and would keep math-verify busy: longer than
+    ``MAX_ANSWER_CHARS``, brackets nested deeper than ``MAX_NESTING``, a digit run longer than
+    ``MAX_LITERAL_DIGITS``, a numeric power or tower of more than ``MAX_POWER_DIGITS`` digits, a factorial of
+    ``MAX_FACTORIAL`` or more (of a number or of a numeric power in brackets), or a factorial of a factorial
+    (``n!!!``). One pass over the text and its powers; nothing is evaluated beyond ``MAX_POWER_DIGITS`` digits."""
+    if len(pred) > MAX_ANSWER_CHARS or _nesting_depth(pred) > MAX_NESTING:
+        return True
+    if any(len(m) > MAX_LITERAL_DIGITS for m in _DIGITS_RE.findall(pred)):
+        return True
+    for match in _POWER_START_RE.finditer(pred):  # each power, inner ones too: 1^{9^{9^9}} is harmless only outside
+        if _read_power(pred, match.start())[0] is _HUGE:
+            return True
+    if "!" not in pred:
+        return False
+    if "!!!" in pred:
+        return True
+    opening = _matching_openings(pred)
+    for match in re.finditer(r"!", pred):
+        end = match.start()
+        while end > 0 and pred[end - 1] == " ":
+            end -= 1
+        if end and pred[end - 1] in ")}":
+            operand = pred[opening.get(end - 1, end - 1) + 1 : end - 1]
+        else:
+            digits = re.search(r"\d+$", pred[max(0, end - MAX_LITERAL_DIGITS - 1) : end])
+            operand = digits.group() if digits else ""
+        value, stop = _read_power(operand.strip(), 0) if operand.strip() else (None, 0)
+        if value is not None and stop == len(operand.strip()) and value >= MAX_FACTORIAL:
+            return True
+    return False
+
+
+def _matching_openings(text: str) -> dict[int, int]:
+    """Position of each closing ``)`` or ``}`` -> position of its opening bracket, in one pass."""
+    stacks: dict[str, list[int]] = {"(": [], "{": []}
+    pairs = {")": "(", "}": "{"}
+    out = {}
+    for i, char in enumerate(text):
+        if char in stacks:
+            stacks[char].append(i)
+        elif char in pairs and stacks[pairs[char]]:
+            out[i] = stacks[pairs[char]].pop()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Scoring
 
@@ -255,7 +349,7 @@ def compare_answer(span: str, gold: Gold) -> tuple[float | None | object, str]:
     if len(distinct) > 1 and len(gold.items) == 1 and not _bracketed(gold.text):
         return 0.0, span  # several different answers to one question: a hedge
     pred = ", ".join(distinct)
-    if len(pred) > MAX_ANSWER_CHARS or _nesting_depth(pred) > MAX_NESTING:
+    if hopeless(pred):
         return 0.0, pred
     return _VERIFY, pred
 

@@ -54,6 +54,7 @@ from reson.core.data import DATASET_NAMES, TEMPLATES, with_prompts
 from reson.core.help import HelpFormatter
 from reson.core.jsonl import append_jsonl
 from reson.core.metrics import completion_record, default_ks, group_answers, maj_at_k, pass_at_k, summarize
+from reson.core.preemption import EXIT_CODES, Interrupted, stop_requests
 from reson.core.rewards import DEFAULT_TIMEOUT, score
 from reson.evaluation import store
 
@@ -495,16 +496,27 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: v for k, v in vars(args).items() if k not in ("model_name_or_path", "datasets", "output_dir")}
     settings["progress"] = not settings.pop("no_progress")
     try:
-        results = evaluate(args.model_name_or_path, args.datasets, args.output_dir, **settings)
+        with stop_requests(interrupt=True):  # SIGTERM or Ctrl-C: the batches scored so far are on disk already
+            results = evaluate(args.model_name_or_path, args.datasets, args.output_dir, **settings)
     except EvalError as err:
         print(f"reson eval: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except Interrupted as stop:
         print(
-            f"\nreson eval: interrupted; finished batches are in {args.output_dir}. Run the same command to resume.",
+            f"\nreson eval: stopped by {stop}; the finished batches are in {args.output_dir}: run the same command to "
+            "resume.",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_CODES[stop.signum]
+    except OSError as err:
+        if err.errno not in folders.DISK_FULL:
+            raise
+        print(
+            f"reson eval: {folders.disk_full(args.output_dir, err)}; the finished batches are kept: free space and "
+            "run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 1
     print(format_summary(results))
     print(f"results: {Path(args.output_dir) / folders.RESULTS_FILE}")
     return 0

@@ -4,61 +4,8 @@
     reson plan --config grpo_qwen2.5_1.5b_40gb --gpu a100-40gb
     reson plan --config my_recipe.yaml --gpu a100-80gb --num_gpus 4 --strategy zero3
 
-The estimate follows what TRL 1.16's GRPOTrainer allocates on one training GPU. Notation: P parameters; h hidden
-size, L layers, a attention heads, k key/value heads, d = h / a head size, I MLP width, V vocabulary; w bytes per
-weight (2 for bf16/fp16 weights, 4 for fp32), c bytes per activation (2 when training in bf16/fp16, else 4);
-b = per_device_train_batch_size (completions per micro-batch); G completions generated per device per generation
-round (generation_batch_size, else b x steps_per_generation, else b x gradient_accumulation_steps);
-s_p prompt length, s_c = max_completion_length, s = s_p + s_c; N = b x s_c completion tokens per micro-batch;
-n GPUs sharing a ZeRO-2/3 or FSDP shard.
-
-    P                 = V h (x2 when embeddings are untied) + h + L (h(h+1) + 2 h k d + 2 k d + h h + 3 h I + 2 h)
-    weights           = w P                                  (/ n under zero3 and fsdp)
-    gradients         = w P                                  (/ n under zero2, zero3 and fsdp)
-    optimizer         = 2 w P  (AdamW's two moments, in the weights' dtype as torch keeps them; 2 P for 8-bit AdamW)
-                        DeepSpeed (zero2/zero3) with 16-bit weights: 8 P fp32 moments + 4 P fp32 master weights, / n
-    reference model   = w P when beta > 0 (no gradients, no optimizer)
-    autocast copies   = 2 P when fp32 weights train under bf16/fp16 autocast: TRL runs each forward inside
-                        accelerator.autocast(), and torch keeps the 16-bit copy of every weight it casts until the
-                        outermost autocast exits (~5.8 GiB for Qwen2.5-3B), at the end of each forward
-    CUDA context      = 1 GiB on every GPU: the CUDA context, cuBLAS and NCCL workspaces, outside torch's allocator
-    activations       = b s L A                              without gradient checkpointing
-                      = b s (L r h + A)                      with it (each layer's input, plus one layer recomputed)
-        A = 2 (4 h + r h + c h)    two RMSNorms: the fp32 upcast, the residual input, the normalised output
-          + c (2 h + 2 k d) + 4 a  attention: q, k, v and output kept by SDPA / flash attention, fp32 logsumexp
-          + c h                    o_proj's input
-          + 4 c I                  SwiGLU MLP: gate, silu(gate), up, their product
-        with r = w bytes per element of the residual stream; plus the final norm, b s (4 h + r h + c h).
-    loss logits       TRL 1.16 never materialises [N, V]: its fused LM head projects 4096-token x 32768-vocab tiles
-                      = c min(N, 4096) min(V, 32768) + 4 V h (fp32 LM-head gradient) + (4 + c) N h
-                      (a plain forward would hold 2 x 4 N V bytes: fp32 logits and their log-softmax; printed as
-                      a note, since Qwen's 151,936-token vocabulary makes it the largest term at long lengths)
-    generation        transformers generator: KV cache 2 L k d s G c, the prefill's widest layer G s_p c (3 I + 4 h)
-                      and the sampling logits 3 x 4 G V;
-                      vLLM colocate: vllm_gpu_memory_utilization x GPU memory, held all run (with sleep mode, released
-                      while training); vLLM server: nothing on the training GPUs.
-
-Phases do not overlap: generation runs after the optimizer step, when the gradients are freed (`zero_grad` sets them
-to None), and training frees the KV cache. So
-
-    persistent  = CUDA context + weights + optimizer + reference model (+ the vLLM colocate reservation without
-                  sleep mode)
-    generation  = persistent + generation terms (+ all of the weights, gathered, under zero3 and fsdp)
-    training    = persistent + gradients + activations + loss logits + autocast copies
-    peak        = max(generation, training)
-
-A recipe fits when the peak is at most 90% of the GPU's memory: the last 10% is left for allocator fragmentation
-and transient buffers, which `torch.cuda.max_memory_allocated` does not count. The prediction is meant to be within
-that margin of the reserved peak (`torch.cuda.max_memory_reserved` plus the CUDA context); `bench/bench_gpu_grpo.py`
-measures both on a GPU, and docs/benchmarks.md says where that has been checked. When it does
-not fit, the advice follows the out-of-memory list in order: num_generations (fewer completions per prompt, so fewer
-sequences per generation round), max_completion_length, per_device_train_batch_size (raise
-gradient_accumulation_steps to keep the effective batch), gradient checkpointing; it names the first of these that is
-enough on its own, or the shortest sequence of them that is. Deliberate simplifications: attention never materialises
-the s x s scores (SDPA and flash attention both avoid it), transient buffers of the backward pass and of the
-no-gradient log-prob passes are inside the 10% margin, and the prompt length comes from the recipe's
-`max_prompt_length` or `--prompt-length` (default 256 tokens: the R1-Zero template plus a GSM8K question).
-`bench/bench_gpu_grpo.py` compares the prediction with a measured peak.
+The estimate and its terms: `reson.core.memory` (its docstring has every formula). Here: the GPUs by name, the recipe
+for a GPU (`choose_recipe`, what the notebook uses; `reson.core.machine.visible_gpu` reads the GPU) and the command.
 """
 
 from __future__ import annotations
@@ -68,15 +15,24 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from reson.core import models
-from reson.core.config import ConfigError, ResonConfig, load_config, resolved_values
+from reson.core.config import ConfigError, load_config
 from reson.core.help import HelpFormatter, own_stdout
+from reson.core.memory import (
+    GIB,
+    HEADROOM,
+    MIB,
+    STRATEGIES,
+    Plan,
+    PlanError,
+    Settings,
+    estimate,
+    gib,
+    settings_from_config,
+    vllm_share_for,
+)
 from reson.core.models import Architecture
-
-GIB = 1024**3
-MIB = 1024**2
 
 # Memory as nvidia-smi reports it (MiB).
 GPUS = {
@@ -94,277 +50,6 @@ GPUS = {
     "v100-32gb": 32768 * MIB,
     "t4-16gb": 15360 * MIB,
 }
-HEADROOM = 0.10  # share of GPU memory left for allocator fragmentation and transient buffers
-CUDA_CONTEXT = GIB  # the CUDA context, cuBLAS and NCCL workspaces on every GPU, outside torch's allocator
-STRATEGIES = ("single", "ddp", "zero2", "zero3", "fsdp")
-DEFAULT_PROMPT_LENGTH = 256
-TOKEN_TILE, VOCAB_TILE = 4096, 32768  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
-DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "half": 2}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The training settings memory depends on, with TRL's field names."""
-
-    per_device_train_batch_size: int
-    generation_batch_size: int  # completions generated per device per generation round
-    num_generations: int
-    max_completion_length: int
-    prompt_length: int = DEFAULT_PROMPT_LENGTH
-    gradient_checkpointing: bool = False
-    weight_bytes: int = 2
-    compute_bytes: int = 2
-    beta: float = 0.0
-    optim: str = "adamw_torch"
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_enable_sleep_mode: bool = False
-    num_gpus: int = 1
-    strategy: str = "single"
-
-
-@dataclass
-class Plan:
-    terms: dict[str, int]  # bytes per GPU, each term once
-    activations_with_checkpointing: int
-    activations_without_checkpointing: int
-    unfused_logits: int  # what [N, V] fp32 logits + log-softmax would take
-    generation_phase: int
-    training_phase: int
-    peak: int
-    gpu_bytes: int
-    limit: int
-    fits: bool
-    advice: list[str] = dataclasses.field(default_factory=list)
-
-
-def optimizer_bytes(params: int, s: Settings) -> tuple[int, int]:
-    """(AdamW moments, fp32 master weights) for `params` parameters on one GPU, before sharding."""
-    if s.strategy in ("zero2", "zero3") and s.weight_bytes < 4:
-        return 8 * params, 4 * params  # DeepSpeed's mixed-precision optimizer keeps both in fp32
-    if "8bit" in s.optim:
-        return 2 * params, 0
-    return 2 * s.weight_bytes * params, 0
-
-
-def layer_activation_bytes(arch: Architecture, s: Settings) -> int:
-    """Bytes one decoder layer keeps for backward, per token (the `A` of the module docstring)."""
-    h, i, c, r = arch.hidden_size, arch.intermediate_size, s.compute_bytes, s.weight_bytes
-    norms = 2 * (4 * h + r * h + c * h)
-    attention = c * (2 * h + 2 * arch.kv_size) + 4 * arch.num_attention_heads
-    return norms + attention + c * h + 4 * c * i
-
-
-def activation_bytes(arch: Architecture, s: Settings, checkpointing: bool) -> int:
-    tokens = s.per_device_train_batch_size * (s.prompt_length + s.max_completion_length)
-    h, c, r = arch.hidden_size, s.compute_bytes, s.weight_bytes
-    per_layer = layer_activation_bytes(arch, s)
-    final_norm = tokens * (4 * h + r * h + c * h)
-    if checkpointing:
-        return tokens * (arch.num_hidden_layers * r * h + per_layer) + final_norm
-    return tokens * arch.num_hidden_layers * per_layer + final_norm
-
-
-def loss_logit_bytes(arch: Architecture, s: Settings) -> int:
-    """TRL's fused LM head: one logits tile, the fp32 LM-head gradient, the kept hidden states and their fp32 grad."""
-    n = s.per_device_train_batch_size * s.max_completion_length
-    h, c = arch.hidden_size, s.compute_bytes
-    return c * min(n, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE) + 4 * arch.vocab_size * h + (4 + c) * n * h
-
-
-def unfused_logit_bytes(arch: Architecture, s: Settings) -> int:
-    n = s.per_device_train_batch_size * s.max_completion_length
-    return 2 * 4 * n * arch.vocab_size
-
-
-def generation_bytes(arch: Architecture, s: Settings) -> dict[str, int]:
-    """Generation terms on a training GPU: the transformers generator's, or vLLM colocate's reservation."""
-    if s.use_vllm:
-        return {}  # the colocate reservation is handled by `estimate`; server mode uses other GPUs
-    g, c, h = s.generation_batch_size, s.compute_bytes, arch.hidden_size
-    seq = s.prompt_length + s.max_completion_length
-    return {
-        "generation KV cache": 2 * arch.num_hidden_layers * arch.kv_size * seq * g * c,
-        "generation prefill and sampling": g * s.prompt_length * c * (3 * arch.intermediate_size + 4 * h)
-        + 3 * 4 * g * arch.vocab_size,
-    }
-
-
-def estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
-    """Predict the peak memory of one training GPU, and what to change when it does not fit (module docstring)."""
-    plan = _estimate(arch, s, gpu_bytes)
-    if not plan.fits:
-        plan.advice = advise(arch, s, gpu_bytes)
-    return plan
-
-
-def _estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
-    p = arch.num_params
-    n = s.num_gpus if s.strategy in ("zero2", "zero3", "fsdp") else 1
-    full_shard = s.strategy in ("zero3", "fsdp")
-    moments, master = optimizer_bytes(p, s)
-    terms = {
-        "CUDA context and workspaces": CUDA_CONTEXT,
-        "weights": s.weight_bytes * p // (n if full_shard else 1),
-        "gradients": s.weight_bytes * p // n,
-        "optimizer states (AdamW moments)": moments // n,
-        "master weights (fp32)": master // n,
-        "reference model (beta > 0)": s.weight_bytes * p if s.beta > 0 else 0,
-    }
-    with_ckpt = activation_bytes(arch, s, checkpointing=True)
-    without_ckpt = activation_bytes(arch, s, checkpointing=False)
-    terms["activations"] = with_ckpt if s.gradient_checkpointing else without_ckpt
-    terms["loss logits (fused LM head)"] = loss_logit_bytes(arch, s)
-    autocast = s.weight_bytes == 4 and s.compute_bytes == 2
-    terms["autocast 16-bit weight copies"] = 2 * p // (n if full_shard else 1) if autocast else 0
-    gen = generation_bytes(arch, s)
-    terms.update(gen)
-    colocate = s.use_vllm and s.vllm_mode == "colocate"
-    vllm = int(s.vllm_gpu_memory_utilization * gpu_bytes) if colocate else 0
-    terms["vLLM reservation (colocate)"] = vllm
-
-    persistent = sum(
-        terms[k]
-        for k in (
-            "CUDA context and workspaces",
-            "weights",
-            "optimizer states (AdamW moments)",
-            "master weights (fp32)",
-        )
-    )
-    persistent += terms["reference model (beta > 0)"]
-    gathered = s.weight_bytes * p - terms["weights"] if full_shard else 0  # whole model gathered for generation
-    if colocate and s.vllm_enable_sleep_mode:
-        generation_phase = persistent + gathered + vllm
-        training_phase = persistent
-    else:
-        persistent += vllm
-        generation_phase = persistent + gathered + sum(gen.values())
-        training_phase = persistent
-    training_phase += terms["gradients"] + terms["activations"] + terms["loss logits (fused LM head)"]
-    training_phase += terms["autocast 16-bit weight copies"]
-    peak = max(generation_phase, training_phase)
-    limit = int((1 - HEADROOM) * gpu_bytes)
-    return Plan(
-        terms=terms,
-        activations_with_checkpointing=with_ckpt,
-        activations_without_checkpointing=without_ckpt,
-        unfused_logits=unfused_logit_bytes(arch, s),
-        generation_phase=generation_phase,
-        training_phase=training_phase,
-        peak=peak,
-        gpu_bytes=gpu_bytes,
-        limit=limit,
-        fits=peak <= limit,
-    )
-
-
-# The out-of-memory list, in the order to try it: (field, how one turn of the knob changes the settings)
-def _fewer_generations(s: Settings) -> Settings | None:
-    if s.num_generations < 4:
-        return None  # GRPO needs at least two completions per prompt to compare
-    g = max(s.num_generations // 2, 2)
-    generation = max(s.generation_batch_size * g // s.num_generations, g)  # same prompts, fewer completions each
-    batch = min(s.per_device_train_batch_size, generation)
-    return dataclasses.replace(
-        s, num_generations=g, generation_batch_size=generation, per_device_train_batch_size=batch
-    )
-
-
-def _shorter_completions(s: Settings) -> Settings | None:
-    return (
-        None
-        if s.max_completion_length < 128
-        else dataclasses.replace(s, max_completion_length=s.max_completion_length // 2)
-    )
-
-
-def _smaller_batch(s: Settings) -> Settings | None:
-    b = s.per_device_train_batch_size
-    return None if b < 2 else dataclasses.replace(s, per_device_train_batch_size=b // 2)
-
-
-def _checkpointing(s: Settings) -> Settings | None:
-    return None if s.gradient_checkpointing else dataclasses.replace(s, gradient_checkpointing=True)
-
-
-KNOBS = (
-    ("num_generations", _fewer_generations),
-    ("max_completion_length", _shorter_completions),
-    ("per_device_train_batch_size", _smaller_batch),
-    ("gradient_checkpointing", _checkpointing),
-)
-
-
-def _describe(field: str, before: Settings, after: Settings) -> str:
-    if field == "num_generations":
-        return (
-            f"num_generations {before.num_generations} -> {after.num_generations} (same prompts per step: "
-            f"{before.generation_batch_size} -> {after.generation_batch_size} completions per generation round)"
-        )
-    if field == "per_device_train_batch_size":
-        return (
-            f"per_device_train_batch_size {before.per_device_train_batch_size} -> "
-            f"{after.per_device_train_batch_size} (gradient_accumulation_steps x"
-            f"{before.per_device_train_batch_size // after.per_device_train_batch_size} keeps the effective batch)"
-        )
-    if field == "gradient_checkpointing":
-        return "gradient_checkpointing false -> true"
-    return f"{field} {getattr(before, field)} -> {getattr(after, field)}"
-
-
-def advise(arch: Architecture, s: Settings, gpu_bytes: int) -> list[str]:
-    """What to change, in the out-of-memory list's order, to make the recipe fit (empty when it fits)."""
-
-    def peak(settings: Settings) -> int:
-        return _estimate(arch, settings, gpu_bytes).peak
-
-    def turn_until_fits(settings: Settings, turn) -> Settings:
-        # Turn one knob (halving) while it lowers the peak and the recipe does not fit yet
-        while peak(settings) > limit and (changed := turn(settings)) is not None and peak(changed) < peak(settings):
-            settings = changed
-        return settings
-
-    limit = int((1 - HEADROOM) * gpu_bytes)
-    if peak(s) <= limit:
-        return []
-    # First: the earliest knob in the list that is enough on its own
-    for field, turn in KNOBS:
-        changed = turn_until_fits(s, turn)
-        if peak(changed) <= limit:
-            return [f"turn {_describe(field, s, changed)} first: predicted peak {_gib(peak(changed))} GiB"]
-    # Else: each knob in turn, as far as it helps, until the recipe fits
-    steps, settings = [], s
-    for field, turn in KNOBS:
-        changed = turn_until_fits(settings, turn)
-        if changed != settings:
-            steps.append(f"{_describe(field, settings, changed)}: predicted peak {_gib(peak(changed))} GiB")
-            settings = changed
-        if peak(settings) <= limit:
-            return ["no single knob is enough; in order:", *steps]
-    advice = [
-        f"no knob in the out-of-memory list makes it fit (all four turned: {_gib(peak(settings))} GiB): use a GPU "
-        "with more memory, shard over more GPUs (--num-gpus N --strategy zero3), or a smaller model"
-    ]
-    if s.use_vllm and s.vllm_mode == "colocate":
-        advice.append(
-            f"vLLM colocate reserves vllm_gpu_memory_utilization={s.vllm_gpu_memory_utilization} of the GPU: lower "
-            "it, or run vLLM in server mode on other GPUs (docs/scaling.md)"
-        )
-    return advice
-
-
-def _gib(n: int) -> str:
-    return f"{n / GIB:.1f}"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Reading a recipe and a model's shape
-
-
-class PlanError(ValueError):
-    """Bad input to the planner; the message says what to change."""
 
 
 # The GPU recipes from the largest model down: `choose_recipe` takes the first that fits the GPU.
@@ -411,57 +96,6 @@ def resolve_gpu(name: str) -> int:
     return int(size * GIB)
 
 
-def _dtype_bytes(name: str, where: str) -> int:
-    if str(name).lower() not in DTYPE_BYTES:
-        raise PlanError(f"{where} {name!r}: expected one of {', '.join(DTYPE_BYTES)} or auto")
-    return DTYPE_BYTES[str(name).lower()]
-
-
-def settings_from_config(
-    config: ResonConfig,
-    prompt_length: int = DEFAULT_PROMPT_LENGTH,
-    num_gpus: int = 1,
-    strategy: str | None = None,
-    dtype: str | None = None,
-) -> Settings:
-    """Settings for `estimate` from a parsed training config (`reson.core.config.load_config`, TRL's defaults filled
-    in), for one of ``num_gpus`` GPUs."""
-    b = config.per_device_train_batch_size
-    # TRL's generation_batch_size counts completions over all processes; left out, it is b x steps per process
-    explicit = resolved_values(config)["generation_batch_size"]  # as given, before TRL derives it
-    generation = max(explicit // num_gpus, 1) if explicit else b * config.steps_per_generation
-    # The weights' dtype: --dtype, else the recipe's model_init_kwargs.dtype, else GRPOTrainer's default for a model
-    # given by name, float32; `auto` takes the model config's dtype.
-    chosen = dtype or (config.model_init_kwargs or {}).get("dtype") or "float32"
-    if str(chosen).lower() == "auto":
-        chosen = models.config_dtype(config.model_name_or_path) or "float32"
-    weight_bytes = _dtype_bytes(chosen, "dtype")
-    half = bool(config.bf16 or config.fp16)
-    strategy = strategy or ("ddp" if num_gpus > 1 else "single")
-    if strategy not in STRATEGIES:
-        raise PlanError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    if strategy == "single" and num_gpus > 1:
-        raise PlanError(f"--num_gpus {num_gpus} with --strategy single: choose ddp, zero2, zero3 or fsdp")
-    return Settings(
-        per_device_train_batch_size=b,
-        generation_batch_size=generation,
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        prompt_length=prompt_length,
-        gradient_checkpointing=bool(config.gradient_checkpointing),
-        weight_bytes=weight_bytes,
-        compute_bytes=2 if half or weight_bytes == 2 else 4,
-        beta=float(config.beta),
-        optim=str(config.optim),
-        use_vllm=bool(config.use_vllm),
-        vllm_mode=str(config.vllm_mode),
-        vllm_gpu_memory_utilization=float(config.vllm_gpu_memory_utilization),
-        vllm_enable_sleep_mode=bool(config.vllm_enable_sleep_mode),
-        num_gpus=num_gpus,
-        strategy=strategy,
-    )
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Command line
 
@@ -469,7 +103,7 @@ def settings_from_config(
 def format_plan(plan: Plan, arch: Architecture, s: Settings, model: str, gpu: str) -> str:
     lines = [
         f"model {model}: {arch.num_params / 1e9:.2f}B parameters, {_dtype_name(s.weight_bytes)} weights; "
-        f"GPU {gpu} ({_gib(plan.gpu_bytes)} GiB) x {s.num_gpus}, strategy {s.strategy}",
+        f"GPU {gpu} ({gib(plan.gpu_bytes)} GiB) x {s.num_gpus}, strategy {s.strategy}",
         f"per GPU: {s.per_device_train_batch_size} completions a micro-batch, {s.generation_batch_size} generated a "
         f"round ({s.num_generations} per prompt), prompt {s.prompt_length} + completion {s.max_completion_length} "
         f"tokens, gradient checkpointing {'on' if s.gradient_checkpointing else 'off'}, generation by "
@@ -479,19 +113,33 @@ def format_plan(plan: Plan, arch: Architecture, s: Settings, model: str, gpu: st
     ]
     for name, value in plan.terms.items():
         if value or name in ("weights", "gradients", "activations"):
-            lines.append(f"{name:<36}{_gib(value):>8}")
+            lines.append(f"{name:<36}{gib(value):>8}")
     lines += [
         "",
-        f"activations with checkpointing     {_gib(plan.activations_with_checkpointing):>8}",
-        f"activations without checkpointing  {_gib(plan.activations_without_checkpointing):>8}",
-        f"(unfused loss logits, fp32 + log-softmax, would be {_gib(plan.unfused_logits)} GiB; TRL 1.16 fuses them)",
+        f"activations with checkpointing     {gib(plan.activations_with_checkpointing):>8}",
+        f"activations without checkpointing  {gib(plan.activations_without_checkpointing):>8}",
+        f"(unfused loss logits, fp32 + log-softmax, would be {gib(plan.unfused_logits)} GiB; TRL 1.16 fuses them)",
         "",
-        f"generation phase {_gib(plan.generation_phase):>8} GiB",
-        f"training phase   {_gib(plan.training_phase):>8} GiB",
-        f"predicted peak   {_gib(plan.peak):>8} GiB of {_gib(plan.limit)} GiB usable "
-        f"({int((1 - HEADROOM) * 100)}% of {_gib(plan.gpu_bytes)}): " + ("fits" if plan.fits else "does NOT fit"),
+        f"generation phase {gib(plan.generation_phase):>8} GiB",
+        f"training phase   {gib(plan.training_phase):>8} GiB",
+        f"predicted peak   {gib(plan.peak):>8} GiB of {gib(plan.limit)} GiB usable "
+        f"({int((1 - HEADROOM) * 100)}% of {gib(plan.gpu_bytes)}): " + ("fits" if plan.fits else "does NOT fit"),
     ]
     lines += [f"  {line}" for line in plan.advice]
+    if plan.vllm_kv_tokens is not None:
+        room, need, length = plan.vllm_kv_tokens, plan.vllm_kv_needed, s.prompt_length + s.max_completion_length
+        lines.append(
+            f"vLLM KV cache: room for {room:,} tokens in its share of {s.vllm_gpu_memory_utilization:g}; a generation "
+            f"round at the limit needs {need:,} ({s.generation_batch_size} x {length})"
+            + (": one wave" if room >= need else f": vLLM queues it in {-(-need // max(room, 1))} waves (slower)")
+        )
+        if room < need:
+            share = vllm_share_for(arch, s, plan.gpu_bytes, need)
+            whole = estimate(arch, dataclasses.replace(s, vllm_gpu_memory_utilization=share), plan.gpu_bytes)
+            lines.append(
+                f"  vllm_gpu_memory_utilization {share:g} holds a whole round: predicted peak {gib(whole.peak)} GiB "
+                f"({'fits' if whole.fits else 'does NOT fit'})"
+            )
     return "\n".join(lines)
 
 
@@ -515,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_gpus", type=int, default=1, help="GPUs training together")
     parser.add_argument("--strategy", choices=STRATEGIES, help="how the GPUs share the model (default ddp, or single)")
     parser.add_argument("--model_name_or_path", help="model id or folder, in place of the recipe's")
-    parser.add_argument("--prompt_length", type=int, default=DEFAULT_PROMPT_LENGTH, help="prompt tokens")
+    parser.add_argument(
+        "--prompt_length",
+        type=int,
+        default=None,
+        help="prompt tokens (default: from the recipe's datasets, reson.core.memory.PROMPT_TOKENS)",
+    )
     parser.add_argument("--dtype", help="weights' dtype, in place of the recipe's (bfloat16, float32, auto)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (bytes)")
     return parser
@@ -531,13 +184,12 @@ def _main(args: argparse.Namespace, fields: list[str], out) -> int:
     try:
         if args.num_gpus < 1:
             raise PlanError(f"--num_gpus {args.num_gpus}: give 1 or more")
-        if args.prompt_length < 1:
+        if args.prompt_length is not None and args.prompt_length < 1:
             raise PlanError(f"--prompt_length {args.prompt_length}: give a positive number of tokens")
         gpu_bytes = resolve_gpu(args.gpu)
         overrides = ["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []
-        config = load_config(
-            args.config, [*overrides, *fields], machine=False
-        )  # the same parsing and checks as reson train
+        # the same parsing and checks as reson train, other --FIELD VALUE pairs included
+        config = load_config(args.config, [*overrides, *fields], machine=False)
         model = config.model_name_or_path
         arch = models.architecture(model)
         if arch is None:

@@ -1,5 +1,6 @@
-"""Callbacks `reson train` adds to TRL's trainer: the console line, the divergence guard, and the config's settings
-on resume. The emergence canaries have their own module (`reson.training.emergence`).
+"""Callbacks `reson train` adds to TRL's trainer: the console line, the divergence guard, stopping on SIGTERM or
+SIGINT, and the config's settings on resume. The emergence canaries have their own module
+(`reson.training.emergence`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from reson.core.preemption import StopRequest
+from reson.training.faults import TrainingDiverged
+
 logger = logging.getLogger(__name__)
 
 # A run has diverged when its largest weight grows past this many times its largest weight at the start (a healthy
@@ -18,16 +22,16 @@ logger = logging.getLogger(__name__)
 # starts near zero.
 WEIGHT_GROWTH_LIMIT = 100.0
 WEIGHT_FLOOR = 1e3
-
-
-class TrainingDiverged(RuntimeError):
-    """The gradients or the weights became non-finite or exploded; the run stopped before saving them."""
+# In fp16, the loss scaler skips a step whose gradients overflow and halves its scale: a few such steps are how it
+# finds its scale. This many in a row (a scale 1024 times smaller) is an overflow no scale cures.
+FP16_SKIPPED_STEPS = 10
 
 
 def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
-    """``step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | clipped 0.00 | loss 0.0100 | 0.61 s/step``
-    for a training log (plus the vLLM importance-sampling ratio when there is one), a canary line for an emergence
-    log, None for anything else."""
+    """``step 10/150 | reward 0.412 | acc 0.312 | format 0.750 | len 23.4 | truncated 0.00 | no EOS 0.12 | loss 0.01 |
+    0.61 s/step`` for a training log (plus the vLLM importance-sampling ratio when there is one), a canary line for an
+    emergence log, None for anything else. "truncated": cut at max_completion_length; "no EOS": TRL's clipped_ratio,
+    which also counts completions stopped at a stop string."""
     if any(key.startswith("emergence/") for key in logs):
         return (
             f"step {step}/{max_steps} | canaries: acc {logs.get('emergence/canary_accuracy', 0):.3f} | "
@@ -43,7 +47,8 @@ def format_log_line(step: int, max_steps: int, logs: dict) -> str | None:
         ("acc", "rewards/accuracy/mean", ".3f"),
         ("format", "rewards/format/mean", ".3f"),
         ("len", "completions/mean_length", ".1f"),
-        ("clipped", "completions/clipped_ratio", ".2f"),
+        ("truncated", "completions/truncated_ratio", ".2f"),
+        ("no EOS", "completions/clipped_ratio", ".2f"),
         ("IS ratio", "sampling/importance_sampling_ratio/mean", ".3f"),
         ("loss", "loss", ".4f"),
     ):
@@ -87,14 +92,16 @@ class DivergenceGuard(TrainerCallback):
     """Stop the run, with ``TrainingDiverged``, before a bad step can be saved or sampled from.
 
     Before each optimizer step the (clipped) gradients must be finite: a NaN or infinite gradient norm makes every
-    gradient NaN. After each step every weight must be finite, and the largest within ``WEIGHT_GROWTH_LIMIT`` times
-    the largest at the start. A checkpoint is saved only after its step passed both, so every checkpoint the run
-    keeps holds weights that evaluate to something.
+    gradient NaN. In fp16 the loss scaler skips such a step itself (that is how it finds its scale), so only
+    `FP16_SKIPPED_STEPS` of them in a row stop the run. After each step every weight must be finite, and the largest
+    within ``WEIGHT_GROWTH_LIMIT`` times the largest at the start. A checkpoint is saved only after its step passed
+    both, so every checkpoint the run keeps holds weights that evaluate to something.
     """
 
     def __init__(self):
         self.start = math.nan  # the largest weight at the start
         self.limit = math.inf
+        self.skipped = 0  # fp16 steps in a row whose gradients overflowed
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None:
@@ -103,8 +110,11 @@ class DivergenceGuard(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            raise TrainingDiverged(f"the gradients of step {state.global_step + 1} are not finite")
+        finite = not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        self.skipped = 0 if finite else self.skipped + 1
+        if not finite and (not args.fp16 or self.skipped >= FP16_SKIPPED_STEPS):
+            steps = f" ({self.skipped} steps in a row)" if args.fp16 else ""
+            raise TrainingDiverged(f"the gradients of step {state.global_step + 1} are not finite{steps}")
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         self._check_weights(model, state.global_step + 1)
@@ -127,6 +137,19 @@ def largest_weight(model) -> float:
     with torch.no_grad():  # aminmax: no full-size temporary, unlike abs()
         extremes = torch.stack([torch.stack(p.detach().aminmax()).abs().float() for p in model.parameters()])
         return float(extremes.amax()) if not extremes.isnan().any() else math.nan
+
+
+class StopOnRequest(TrainerCallback):
+    """After SIGTERM or SIGINT (`reson.core.preemption`): the step in flight finishes, a checkpoint of it is saved (its
+    weights checked by the divergence guard first, which runs after this), and training ends."""
+
+    def __init__(self, request: StopRequest):
+        self.request = request
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.request.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
 
 
 class CurrentSettingsOnResume(TrainerCallback):

@@ -3,6 +3,8 @@ it scored on the held-out canaries)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from reson.core import folders, models
@@ -88,13 +90,29 @@ def model_card(config: ResonConfig, emergence_file: Path) -> str:
     return "\n".join(lines)
 
 
+def _weights_last(path: Path) -> tuple[tuple[bool, bool], str]:
+    """Moved into place in this order: the files that describe the model, the weights, their shard index: the weights
+    that mark a finished run arrive only once everything else is there."""
+    return (path.name.endswith(".index.json"), path.suffix in (".safetensors", ".bin")), path.name
+
+
 def save_final_model(trainer, config: ResonConfig, note: str = "") -> None:
     """The final model and tokenizer (given a chat template that renders the training prompt, so chat tools prompt
     the model as it was trained), the trainer state, and on the main process the resolved config and the card."""
     template = chat_template(config.template)
     if template is not None:
         trainer.processing_class.chat_template = template
-    trainer.save_model(config.output_dir)
+    output_dir = Path(config.output_dir)
+    staging = output_dir / ".final-model"  # written whole first: a save cut short leaves no partial model in place
+    main = trainer.is_world_process_zero()  # every process takes part in saving (ZeRO-3 gathers), the main one writes
+    try:
+        trainer.save_model(str(staging))
+        if main:
+            for path in sorted(staging.iterdir(), key=_weights_last):
+                os.replace(path, output_dir / path.name)
+    finally:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
     trainer.save_state()
     if trainer.is_world_process_zero():
         save_resolved_config(config, note=note)

@@ -83,17 +83,39 @@ def changed_settings(output_dir: str | Path, config: ResonConfig) -> dict[str, t
     }
 
 
-def disk_needed(config: ResonConfig) -> int | None:
-    """Bytes the run will write at its peak: ``save_total_limit`` checkpoints plus the one being written, each with
-    the weights and AdamW's two moments, plus the final model; None when the model's size is unknown."""
+def remove_partial(output_dir: str | Path) -> list[Path]:
+    """Remove the checkpoints newer than the newest complete one (what a save cut short leaves) and return them."""
+    good = latest_checkpoint(output_dir)
+    newest = int(good.name[len(CHECKPOINT_PREFIX) :]) if good else -1
+    partial = [
+        path
+        for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*")
+        if path.name[len(CHECKPOINT_PREFIX) :].isdigit() and int(path.name[len(CHECKPOINT_PREFIX) :]) > newest
+    ]
+    for path in partial:
+        shutil.rmtree(path, ignore_errors=True)
+    return partial
+
+
+def checkpoint_bytes(config: ResonConfig) -> int | None:
+    """A checkpoint's size: the weights and AdamW's two moments in the weights' dtype; None when the model's size is
+    unknown."""
     arch = models.architecture(config.model_name_or_path)
     if arch is None:
         return None
     dtype = str((config.model_init_kwargs or {}).get("dtype", "float32"))
     weight_bytes = 2 if dtype in ("bfloat16", "float16") else 4
-    checkpoint = arch.num_params * weight_bytes * 3  # weights + two AdamW moments in the weights' dtype
+    return arch.num_params * weight_bytes * 3
+
+
+def disk_needed(config: ResonConfig) -> int | None:
+    """Bytes the run will write at its peak: ``save_total_limit`` checkpoints plus the one being written, plus the
+    final model (a third of a checkpoint); None when the model's size is unknown."""
+    checkpoint = checkpoint_bytes(config)
+    if checkpoint is None:
+        return None
     kept = (config.save_total_limit or 1) + 1 if config.save_strategy != "no" else 0
-    return checkpoint * kept + arch.num_params * weight_bytes
+    return checkpoint * kept + checkpoint // 3
 
 
 def warn_if_disk_is_short(config: ResonConfig) -> None:

@@ -30,6 +30,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
@@ -38,6 +39,7 @@ from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from reson.core.metrics import completion_record, summarize
 from reson.core.rewards import score
 from reson.training.callbacks import log_through_trainer, parameters_sharded
+from reson.training.faults import out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,10 @@ class EmergenceCallback(TrainerCallback):
     def _maybe_run(self, args, state, model) -> None:
         if model is None or not self.due(state.global_step, state.max_steps):
             return
-        metrics, records = self.run(model, state.global_step)
+        try:
+            metrics, records = self.run(model, state.global_step)
+        except torch.OutOfMemoryError as error:
+            raise out_of_memory(error, "the canaries' generation", state.global_step) from None
         self._done.add(state.global_step)
         if self.logger_fn is not None:
             self.logger_fn(metrics)

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from trl import GRPOTrainer
 
 from reson.core import folders, models
 from reson.core.config import (
@@ -52,12 +51,14 @@ from reson.core.config import (
 )
 from reson.core.data import canary_rows, load_problems, mix, to_hf_dataset, with_prompts
 from reson.core.help import own_stdout
+from reson.core.preemption import stop_requests
 from reson.core.rewards import reward_funcs
 from reson.core.verifier import warm_up
-from reson.training import checkpoints
-from reson.training.callbacks import CurrentSettingsOnResume, DivergenceGuard, TrainingDiverged, use_console
+from reson.training import checkpoints, faults
+from reson.training.callbacks import CurrentSettingsOnResume, DivergenceGuard, StopOnRequest, use_console
 from reson.training.card import save_final_model
 from reson.training.emergence import EmergenceCallback, EmergenceLog
+from reson.training.trainer import ResonTrainer
 
 logger = logging.getLogger("reson.train")
 
@@ -83,7 +84,9 @@ def train(config: ResonConfig, resume: bool | str | None = None, overwrite: bool
 
     `resume`: True continues from the newest complete checkpoint in output_dir, a path from that checkpoint, None
     uses `config.resume_from_checkpoint`; `overwrite` replaces an earlier run in output_dir. Extra `callbacks` run
-    before this project's. Raises ConfigError (before the model loads) and TrainingDiverged.
+    before this project's. Raises ConfigError (before the model loads), and `reson.training.faults.RunStopped` when
+    the run ends early: diverged, out of GPU memory, a full disk, or stopped by SIGTERM or SIGINT (after saving the
+    step in flight).
     """
     output_dir, is_main = Path(config.output_dir), config.process_index == 0
 
@@ -118,34 +121,32 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
     if "wandb" in config.report_to:
         os.environ.setdefault("WANDB_DIR", str(output_dir))  # its wandb/ folder beside the run, not in the cwd
 
-    # ---- Trainer ----
-    emergence = EmergenceCallback(canaries, tokenizer, output_dir, config)
-    trainer = GRPOTrainer(
-        model=config.model_name_or_path,
-        reward_funcs=rewards,
-        args=config,
-        train_dataset=to_hf_dataset(rows),
-        processing_class=tokenizer,
-        callbacks=[*callbacks, CurrentSettingsOnResume(), DivergenceGuard(), emergence],
-    )
-    emergence.attach(trainer)  # canaries log through the trainer (and are off where weights are sharded)
-    use_console(trainer, show_bar=not config.disable_tqdm)
-
-    # ---- Train ----
-    try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except (TrainingDiverged, RuntimeError) as err:
-        if not isinstance(err, TrainingDiverged) and "probability tensor contains" not in str(err):
+    # ---- Trainer, training, the final model: SIGTERM or SIGINT saves the step in flight and stops ----
+    with stop_requests() as stop:
+        emergence = EmergenceCallback(canaries, tokenizer, output_dir, config)
+        try:
+            trainer = ResonTrainer(
+                model=config.model_name_or_path,
+                reward_funcs=rewards,
+                args=config,
+                train_dataset=to_hf_dataset(rows),
+                processing_class=tokenizer,
+                callbacks=[*callbacks, CurrentSettingsOnResume(), StopOnRequest(stop), DivergenceGuard(), emergence],
+            )
+            emergence.attach(trainer)  # canaries log through the trainer (and are off where weights are sharded)
+            use_console(trainer, show_bar=not config.disable_tqdm)
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            step = trainer.state.global_step
+            if stop.signal is not None and step < trainer.state.max_steps:
+                raise faults.stopped(stop, step, output_dir)
+            save_final_model(trainer, config, note)
+        except faults.Stopped:
             raise
-        good = checkpoints.latest_checkpoint(output_dir)
-        keep = f"the last good checkpoint is {good}" if good else "no checkpoint was written"
-        raise TrainingDiverged(
-            f"training diverged: {err}; {keep} (its weights passed the check). Lower learning_rate or max_grad_norm "
-            "and resume from it (--resume applies the new values)."
-        ) from None
-
-    # ---- Save: model, tokenizer, state, resolved config, model card ----
-    save_final_model(trainer, config, note)
+        except Exception as error:  # divergence, out of memory, a full disk: one line, nothing written lost
+            stopped = faults.explain(error, config, output_dir)
+            if stopped is None:
+                raise
+            raise stopped from None
     return output_dir
 
 
@@ -191,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, folders.FolderError) as err:
         print(f"reson train: {err}", file=sys.stderr)
         return 2
-    except TrainingDiverged as err:
+    except faults.RunStopped as err:  # diverged, out of memory, disk full, stopped by a signal
         print(f"reson train: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code
     return 0
 
 

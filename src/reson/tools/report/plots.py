@@ -25,6 +25,7 @@ Series = dict[int, float]  # step -> value
 SHARE_KEYS = frozenset(
     {
         "completions/clipped_ratio",
+        "completions/truncated_ratio",
         "frac_reward_zero_std",
         "clip_ratio/low_mean",
         "clip_ratio/low_min",
@@ -99,10 +100,10 @@ PLOTS = (
     ),
     Plot(
         "completions",
-        "Completion length and share cut at max_completion_length",
+        "Completion length, and the share cut at max_completion_length",
         (
             Panel("tokens", ("completions/mean_length", "completions/mean_terminated_length")),
-            Panel("% of completions", ("completions/clipped_ratio",), ylim=PERCENT_AXIS),
+            Panel("% of completions", ("completions/truncated_ratio", "completions/clipped_ratio"), ylim=PERCENT_AXIS),
         ),
     ),
     Plot(
@@ -158,8 +159,9 @@ LABELS = {
     "rewards/accuracy/mean": "accuracy reward",
     "rewards/format/mean": "format reward",
     "completions/mean_length": "mean length",
-    "completions/mean_terminated_length": "mean length, finished ones",
-    "completions/clipped_ratio": "clipped",
+    "completions/mean_terminated_length": "mean length, of those that ended with EOS",
+    "completions/truncated_ratio": "truncated: cut at max_completion_length",
+    "completions/clipped_ratio": "no EOS: truncated, or stopped at </answer> (TRL's clipped_ratio)",
     "emergence/think_usage": "think usage",
     "emergence/canary_accuracy": "accuracy",
     "emergence/format_compliance": "format reward 1.0",

@@ -1,0 +1,56 @@
+"""`ResonTrainer`: TRL's GRPOTrainer plus what it has no hook for, and nothing else.
+
+- Running out of GPU memory says in which phase of which step (``OutOfMemory``): generation, the log-probability
+  scoring of the completions (rewards and log-probabilities), or the training step's forward and backward.
+- A loss that is not finite stops the run (``TrainingDiverged``) before its gradients reach the weights: in fp16 a
+  Qwen-family model can overflow in the forward pass (all-"!" output, NaN from the first layer), which no loss scale
+  cures; `reson train` then says to train in fp32.
+- ``completions/truncated_ratio``: the share of completions that reached ``max_completion_length`` without EOS.
+  TRL's ``completions/clipped_ratio`` counts every completion that ended without EOS: with the vLLM recipes' stop at
+  ``</answer>`` that is every answered one too, so it heads towards 100 % as training succeeds. Truncation, the share
+  whose answer was cut off, is the figure to watch (TRL #5697, #6263: too short a limit zeroes the reward).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from trl import GRPOTrainer
+
+from reson.training.faults import TrainingDiverged, out_of_memory
+
+TRUNCATED = "completions/truncated_ratio"
+
+
+class ResonTrainer(GRPOTrainer):
+    @contextlib.contextmanager
+    def _phase(self, name: str):
+        try:
+            yield
+        except torch.OutOfMemoryError as error:
+            raise out_of_memory(error, name, self.state.global_step + 1) from None
+
+    def training_step(self, *args, **kwargs):
+        with self._phase("the training step's forward and backward"):
+            return super().training_step(*args, **kwargs)
+
+    def _generate_and_score_completions(self, *args, **kwargs):
+        with self._phase("scoring the completions (rewards and log-probabilities)"):
+            return super()._generate_and_score_completions(*args, **kwargs)
+
+    def _generate(self, prompts: list):
+        with self._phase("generation"):
+            generated = super()._generate(prompts)
+        completion_ids = generated[1]  # one list of token ids per completion, this process's share
+        ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        cut = [len(ids) >= self.max_completion_length and (not ids or ids[-1] not in ends) for ids in completion_ids]
+        shares = self.accelerator.gather(torch.tensor(cut, device=self.accelerator.device))
+        self._metrics["train" if self.model.training else "eval"][TRUNCATED].append(shares.float().mean().item())
+        return generated
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(f"the loss of step {self.state.global_step + 1} is {loss.item()}")
+        return loss
