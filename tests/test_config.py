@@ -95,14 +95,16 @@ def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch
 
 
 def test_gpu_recipes_carry_the_dr_grpo_settings():
-    for name in ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb"):
+    gpu_recipes = ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb")
+    for name in (*gpu_recipes, "grpo_qwen2.5_3b_countdown"):
         config = load_config(name, machine=False)
         assert config.loss_type == "dr_grpo" and config.scale_rewards == "none" and config.beta == 0.0
         assert config.epsilon == 0.2 and config.learning_rate == 1e-6 and config.max_grad_norm == 0.2
         assert config.reward_weights == [1.0, 0.2]
         if config.use_vllm:  # per-token importance sampling, and a stop at </answer> that is not masked out
             assert config.vllm_importance_sampling_mode == "token_truncate"
-            assert config.generation_kwargs == {"stop": ["</answer>"]} and not config.mask_truncated_completions
+            assert config.generation_kwargs == {"stop": ["</answer>"], "include_stop_str_in_output": True}
+            assert not config.mask_truncated_completions
     main = load_config("grpo_qwen2.5_3b_h100", machine=False)
     assert main.num_generations == 12 and main.max_completion_length == 1536 and main.vllm_mode == "colocate"
 
@@ -300,7 +302,7 @@ def test_generation_kwargs_from_the_command_line_are_checked_as_json(tmp_path):
     # the command line gives TRL's JSON string, which TRL reads only after reson's checks: they read it the same way
     stop = ["--generation_kwargs", '{"stop": ["</answer>"]}']
     assert "use_vllm: true" in error_for(write_recipe(tmp_path), stop)
-    assert "is not JSON" in error_for(write_recipe(tmp_path), ["--generation_kwargs", "{stop: x"])
+    assert "is not a JSON mapping" in error_for(write_recipe(tmp_path), ["--generation_kwargs", "{stop: x"])
     # what the notebook passes to turn a vLLM recipe's generation over to transformers
     config = load_config("grpo_qwen2.5_3b_h100", ["--use_vllm", "false", "--generation_kwargs", "{}"], machine=False)
     assert not config.use_vllm and config.generation_kwargs == {}
@@ -375,3 +377,15 @@ def test_why_torch_sees_no_gpu_names_the_driver(driver, said, tmp_path, monkeypa
         script.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert said in cuda_problem()
+
+
+def test_a_tasks_reward_goes_with_that_tasks_data(tmp_path):
+    """accuracy grades maths, countdown grades Countdown: the wrong pair is one line, before any model loads."""
+    message = error_for(write_recipe(tmp_path, datasets=[{"name": "synthetic_countdown"}]))
+    assert "rewards in" in message and "accuracy grades math problems" in message and "countdown" in message
+    message = error_for(write_recipe(tmp_path, rewards=["countdown", "format"], datasets=[{"name": "gsm8k"}]))
+    assert "countdown grades countdown problems, but the training data holds math problems" in message
+    countdown = write_recipe(
+        tmp_path, rewards=["countdown", "format"], datasets=[{"name": "synthetic_countdown"}], canary_dataset=None
+    )
+    assert load_config(countdown).rewards == ["countdown", "format"]

@@ -312,8 +312,8 @@ def test_missing_columns_are_a_clear_error():
         Countdown()(["<think>a</think> 1"], target=[1])
 
 
-def test_unusable_rows_are_warned_once(caplog):
-    countdown._WARNED["row"] = False
+def test_unusable_rows_are_warned_once(caplog, monkeypatch):
+    monkeypatch.setattr(countdown._SAID, "bad_row", False)
     with caplog.at_level(logging.WARNING, logger="reson.core.countdown"):
         assert Countdown()(["x"] * 2, nums=[None, "bad"], target=[1, 1]) == [None, None]
         assert Countdown()(["x"], nums=[None], target=[1]) == [None]

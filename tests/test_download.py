@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reson import cli
+from reson.core import data
 from reson.core.data import HUB_DATASETS, LOCAL_FILES, load_problems, sample_rows
 from reson.tools import download
 
@@ -33,10 +34,12 @@ def hub_mirror(root: Path, data: Path) -> Path:
         repo, config, hub_splits = HUB_DATASETS[name]
         folder, config_name = root / repo, config or "default"
         lines = ["---", "configs:", f"- config_name: {config_name}", "  data_files:"]
-        for ours, hub in hub_splits.items():
+        for hub in dict.fromkeys(hub_splits.values()):  # Countdown: one hub split holds our train and test
+            rows = [
+                row for ours in hub_splits if hub_splits[ours] == hub for row in raw(data / LOCAL_FILES[name][ours])
+            ]
             (folder / config_name).mkdir(parents=True, exist_ok=True)
-            table = pa.Table.from_pylist(raw(data / LOCAL_FILES[name][ours]))
-            pq.write_table(table, folder / config_name / f"{hub}-00000-of-00001.parquet")
+            pq.write_table(pa.Table.from_pylist(rows), folder / config_name / f"{hub}-00000-of-00001.parquet")
             lines += [f"  - split: {hub}", f"    path: {config_name}/{hub}-*"]
         (folder / "README.md").write_text("\n".join([*lines, "---", ""]))
     return root
@@ -88,7 +91,7 @@ def no_download(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a download started before the input was checked")
 
-    monkeypatch.setattr(download, "load_hub", fail)
+    monkeypatch.setattr(data, "load_hub", fail)
 
 
 def test_bad_input_is_one_line_before_any_download(tmp_path, no_download, capsys):
@@ -96,7 +99,11 @@ def test_bad_input_is_one_line_before_any_download(tmp_path, no_download, capsys
     (tmp_path / "data" / "gsm8k").mkdir(parents=True)
     (tmp_path / "data" / "gsm8k" / "test.jsonl").write_text("{}\n")
     cases = {
-        "unknown dataset 'gsm9k': choose from gsm8k, math, math500, aime24, amc23.": ["--datasets", "gsm8k", "gsm9k"],
+        "unknown dataset 'gsm9k': choose from gsm8k, math, math500, aime24, amc23, countdown.": [
+            "--datasets",
+            "gsm8k",
+            "gsm9k",
+        ],
         f"--output_dir {tmp_path / 'file'} is a file: give a folder.": ["--output_dir", str(tmp_path / "file")],
         f"{tmp_path / 'data' / 'gsm8k' / 'test.jsonl'} exists: pass --overwrite to replace it": [
             "--datasets",
@@ -129,13 +136,13 @@ def test_a_failed_or_interrupted_download_keeps_the_file_there(tmp_path, shared_
     def unreachable(repo, config, split):
         raise ValueError("could not load") from ConnectionError("Couldn't reach the Hub\nmore detail")
 
-    monkeypatch.setattr(download, "load_hub", unreachable)
+    monkeypatch.setattr(data, "load_hub", unreachable)
     assert download.main(argv) == 1
     err = capsys.readouterr().err
     assert err == "reson data: could not load math500 (HuggingFaceH4/MATH-500, split 'test'): Couldn't reach the Hub\n"
 
     records = raw(good)
-    monkeypatch.setattr(download, "load_hub", lambda repo, config, split: [*records[:5], {"problem": object()}])
+    monkeypatch.setattr(data, "load_hub", lambda repo, config, split: [*records[:5], {"problem": object()}])
     with pytest.raises(TypeError):  # a record that cannot be written, after five that were
         download.main(argv)
     assert good.read_bytes() == before
@@ -147,4 +154,4 @@ def test_help_names_every_option_and_dataset(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for option in ("--output_dir", "--datasets", "--overwrite", "--hub_mirror"):
         assert option in out
-    assert "any of gsm8k, math, math500, aime24, amc23 (default: all of them)" in out
+    assert "any of gsm8k, math, math500, aime24, amc23, countdown (default: all of them)" in out

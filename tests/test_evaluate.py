@@ -640,3 +640,19 @@ def test_transformers_backend_picks_fp16_where_the_gpu_has_no_native_bf16(native
     monkeypatch.setattr(generation.HFEngine, "__init__", lambda self, model, tokenizer, batch_size=32: None)
     generation.HFEngine.from_pretrained("some/model")
     assert loaded == {"dtype": getattr(torch, dtype), "device": "cuda"}
+
+
+@pytest.mark.slow
+def test_countdown_evaluates_offline_with_its_search_measures(tmp_path, tiny_model_path, capsys):
+    """`reson eval --datasets synthetic_countdown`: Countdown's own measures beside the common ones, and samples that
+    `reson score` grades again as they are."""
+    out = tmp_path / "eval"
+    argv = ["eval", "--model_name_or_path", str(tiny_model_path), "--datasets", "synthetic_countdown"]
+    assert cli.main([*argv, "--num_problems", "4", "--max_completion_length", "8", "--output_dir", str(out)]) == 0
+    metrics = json.loads((out / "results.json").read_text())["datasets"]["synthetic_countdown"]["metrics"]
+    assert {"accuracy", "format_compliance", "avg_candidates", "rejection_rate", "verified_rate"} <= set(metrics)
+    samples = _lines(out / "samples.jsonl")
+    assert all({"nums", "target", "candidates", "rejections", "verified"} <= set(s) for s in samples)
+    capsys.readouterr()
+    assert cli.main(["score", str(out / "samples.jsonl")]) == 0
+    assert "completions: 4" in capsys.readouterr().out

@@ -349,6 +349,7 @@ def test_bad_input_says_what_to_change(call, match, tmp_path):
 # Every GPU recipe on the GPUs it is written for (the notebook gives each recipe these).
 RECIPE_GPUS = [
     ("grpo_qwen2.5_3b_h100", "h100-80gb"),
+    ("grpo_qwen2.5_3b_countdown", "h100-80gb"),
     ("grpo_qwen2.5_3b_h100", "a100-80gb"),
     ("grpo_qwen2.5_3b_h100", "h200-141gb"),
     ("grpo_qwen2.5_1.5b", "a100-80gb"),

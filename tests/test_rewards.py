@@ -253,7 +253,7 @@ def test_plain_numbers_need_no_sympy():
 
 
 def test_registry_names_and_pickling():
-    assert set(REWARDS) == {"accuracy", "format"}
+    assert set(REWARDS) == {"accuracy", "format", "countdown"}
     funcs = reward_funcs(["accuracy", "format"], timeout=3.5)
     assert [f.__name__ for f in funcs] == ["accuracy", "format"]  # TRL's metric keys rewards/<name>/mean
     assert isinstance(funcs[0], Accuracy) and funcs[0].timeout == 3.5 and isinstance(funcs[1], Format)

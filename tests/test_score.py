@@ -96,3 +96,29 @@ def test_eval_samples_and_canary_records_score_as_they_are(tmp_path, capsys):
     rows = [{"completion": "<think>a</think> <answer>18</answer>", "gold": "18", "prompt": "Q?", "step": 0}]
     assert main([str(_write(tmp_path / "emergence.jsonl", rows))]) == 0
     assert "accuracy: 1.0000 (1/1 correct)" in capsys.readouterr().out
+
+
+def test_countdown_rows_score_beside_maths_rows(tmp_path, capsys):
+    """A file may hold both tasks: Countdown rows (nums, target) are graded by the Countdown rules, the rest against
+    their gold answer."""
+    rows = [
+        # right: each number once, equal to the target
+        {
+            "completion": "<think>6/4=1.5, 1.5*8=12</think> <answer>6/4*8+1</answer>",
+            "nums": [6, 4, 8, 1],
+            "target": 13,
+        },
+        # uses 8 twice and 1 never: wrong, however close
+        {"completion": "<think>try</think> <answer>6+8-1</answer>", "nums": [6, 4, 8, 1], "target": 13},
+        # the maths row beside them, right
+        {"completion": "<think>9*2=18</think> <answer>18</answer>", "answer": "18"},
+    ]
+    output = tmp_path / "scored.jsonl"
+    assert main([str(_write(tmp_path / "mixed.jsonl", rows)), "--output_file", str(output)]) == 0
+    scored = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(r["accuracy"], r["format"], r["extracted"]) for r in scored] == [
+        (1.0, 1.0, "6/4*8+1"),
+        (0.0, 1.0, "6+8-1"),
+        (1.0, 1.0, "18"),
+    ]
+    assert "accuracy: 0.6667 (2/3 correct)" in capsys.readouterr().out

@@ -748,3 +748,27 @@ def test_a_full_disk_while_saving_the_final_model_leaves_no_partial_model(
     assert "is full" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (output_dir / "model.safetensors").exists()  # nothing that looks like a finished run
     assert not (output_dir / ".final-model").exists()
+
+
+@pytest.mark.slow
+def test_a_countdown_run_logs_the_canaries_search_measures(tmp_path, tiny_model_path, shared_data):
+    from reson.training.train import train
+
+    overrides = tiny_overrides(
+        tiny_model_path,
+        tmp_path / "out",
+        shared_data,
+        max_steps=2,
+        datasets=[{"name": "synthetic_countdown", "split": "train"}],
+        canary_dataset="synthetic_countdown",
+        rewards=["countdown", "format"],
+        max_completion_length=16,
+    )
+    output_dir = train(load_config(CPU_RECIPE, overrides=overrides))
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    canary_logs = [e for e in state["log_history"] if "emergence/think_usage" in e]
+    keys = ("emergence/avg_candidates", "emergence/rejection_rate", "emergence/verified_rate")
+    assert canary_logs and all(all(key in e for key in keys) for e in canary_logs)
+    assert all("rewards/countdown/mean" in e for e in state["log_history"] if "loss" in e)
+    records = [json.loads(line) for line in (output_dir / "emergence.jsonl").read_text().splitlines()]
+    assert records and all({"nums", "target", "candidates", "rejections", "verified"} <= set(r) for r in records)

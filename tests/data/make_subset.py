@@ -159,6 +159,22 @@ def main() -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"".join(lines[i] for i in chosen))
         print(f"{relative}: {len(chosen)} of {len(rows)} rows, {target.stat().st_size:,} bytes")
+    write_countdown(args.output_dir)
+
+
+def write_countdown(output_dir: Path) -> None:
+    """Countdown in the hub's shape ({"nums", "target"}), from reson's own seeded generator: no copy of the hub's
+    Jiayi-Pan/Countdown-Tasks-3to4 is at hand. Train and test are split as reson splits the hub's one split (a hash
+    of the problem), and train ends with rows the loader must skip: no nums, a number that is not whole, no target."""
+    from reson.core.countdown import problems
+
+    bad = [{"target": 10}, {"nums": [3, 2.5, 4], "target": 10}, {"nums": [3, 4, 5]}]
+    for split, n in (("train", 40), ("test", 20)):
+        rows = [{"nums": row["nums"], "target": row["target"]} for row in problems(split, n, seed=0)]
+        target = output_dir / "countdown" / f"{split}.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(json.dumps(row) + "\n" for row in rows + (bad if split == "train" else [])))
+        print(f"countdown/{split}.jsonl: {n} generated rows{' and 3 unusable ones' if split == 'train' else ''}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from trl import GRPOConfig, TrlParser
 
 from reson.core import data, folders, models
 from reson.core.machine import cuda_problem
-from reson.core.rewards import DEFAULT_TIMEOUT, REWARDS, get_reward
+from reson.core.rewards import DEFAULT_TIMEOUT, REWARDS, TASKS, get_reward
 
 COMMAND_LINE = "the command line"
 RECIPES = Path(__file__).resolve().parents[1] / "configs"  # the recipes shipped with the package
@@ -194,6 +194,7 @@ def check_fields(config: ResonConfig) -> None:
         raise ConfigError("empty: list at least one {name: gsm8k, split: train}.", "datasets")
     for spec in config.datasets:
         _check_dataset(spec["name"], spec["split"], "datasets")
+    check_tasks(config.rewards, [spec["name"] for spec in config.datasets])
     _check_dataset(config.canary_dataset or config.datasets[0]["name"], config.canary_split, "canary_split")
     if config.template != "chat" and config.template not in data.TEMPLATES:
         choices = ", ".join([*data.TEMPLATES, "chat"])
@@ -205,13 +206,17 @@ def check_fields(config: ResonConfig) -> None:
         raise ConfigError("must be a positive number of problems, or null for all of them.", "num_train_problems")
     if config.torch_threads is not None and config.torch_threads < 1:
         raise ConfigError("must be a positive number of threads, or null for torch's default.", "torch_threads")
-    kwargs = config.generation_kwargs or {}
-    if isinstance(kwargs, str):  # from the command line: JSON, as TRL's __post_init__ will read it after these checks
+    generation = config.generation_kwargs or {}
+    if isinstance(generation, str):  # from the command line: JSON, which TrainingArguments reads later
         try:
-            kwargs = json.loads(kwargs)
+            generation = json.loads(generation) if generation.strip() else {}
         except ValueError:
-            raise ConfigError(f"{kwargs!r} is not JSON: give a mapping such as '{{}}'.", "generation_kwargs") from None
-    stops = (kwargs.get("stop") or kwargs.get("stop_strings")) if isinstance(kwargs, dict) else None
+            raise ConfigError(
+                f"{generation!r} is not a JSON mapping: write it as '{{\"stop\": [...]}}'.", "generation_kwargs"
+            ) from None
+    if not isinstance(generation, dict):
+        raise ConfigError(f"{generation!r} is not a mapping of generation settings.", "generation_kwargs")
+    stops = generation.get("stop") or generation.get("stop_strings")
     if stops and not config.use_vllm:
         raise ConfigError(
             "stop strings work with vLLM generation only (TRL's transformers path gives generate() no tokenizer, so "
@@ -227,6 +232,22 @@ def check_fields(config: ResonConfig) -> None:
     for key, choices in LATE_CHECKED_CHOICES.items():
         if getattr(config, key) not in choices:
             raise ConfigError(f"{getattr(config, key)!r} is not one of {', '.join(choices)}.", key)
+
+
+def check_tasks(rewards: list[str], tasks_or_names: list[str]) -> None:
+    """A task's reward only on that task's data: accuracy on maths problems, countdown on Countdown ones. Named
+    datasets are checked here; files and hub ids once their rows are read (`reson train` does, before the model
+    loads). ConfigError otherwise."""
+    found = {data.task(item) if item not in (data.MATH, data.COUNTDOWN) else item for item in tasks_or_names} - {None}
+    for reward in rewards:
+        wanted = TASKS.get(reward)
+        if wanted is not None and found - {wanted}:
+            other = ", ".join(sorted(found - {wanted}))
+            raise ConfigError(
+                f"{reward} grades {wanted} problems, but the training data holds {other} problems: use rewards "
+                "[countdown, format] for Countdown, [accuracy, format] for maths.",
+                "rewards",
+            )
 
 
 def _check_dataset(name: str, split: str | None, key: str) -> None:

@@ -352,7 +352,14 @@ def grade(completion: str, nums, target, prompt: str = "") -> Grade:
 # The reward
 
 
-_WARNED = {"row": False}
+@dataclass
+class _Said:
+    """What has been said once per process."""
+
+    bad_row: bool = False
+
+
+_SAID = _Said()
 
 
 class Countdown:
@@ -383,8 +390,8 @@ class Countdown:
             except Exception:  # a reward must never take the trainer down
                 logger.exception("countdown: grading completion %d failed; scored 0.0", i)
                 result = Grade(0.0, INVALID, None)
-            if result.verdict == BAD_ROW and not _WARNED["row"]:
-                _WARNED["row"] = True
+            if result.verdict == BAD_ROW and not _SAID.bad_row:
+                _SAID.bad_row = True
                 logger.warning(
                     "countdown: row with nums=%r target=%r cannot be used; such rows get reward None (skipped). "
                     "Check the dataset's nums and target columns.",

@@ -26,7 +26,7 @@ import random
 import re
 from pathlib import Path
 
-from reson.core import synthetic
+from reson.core import countdown, synthetic
 from reson.core.jsonl import read_jsonl
 from reson.core.models import HUB_ID
 from reson.core.parsing import boxed_spans, gold_from_solution, parse_gsm8k_gold
@@ -56,7 +56,11 @@ HUB_DATASETS = {
     "math500": ("HuggingFaceH4/MATH-500", None, {"test": "test"}),
     "aime24": ("HuggingFaceH4/aime_2024", None, {"test": "train"}),
     "amc23": ("math-ai/amc23", None, {"test": "test"}),
+    # one 490k-row split on the hub: train and test are told apart by a hash of the problem (`countdown.split_of`)
+    "countdown": ("Jiayi-Pan/Countdown-Tasks-3to4", None, {"train": "train", "test": "train"}),
 }
+SPLIT_BY_HASH = {"countdown": countdown.split_of}  # name -> split_of(nums, target): its hub rows are filtered
+MATH, COUNTDOWN = "math", "countdown"  # the tasks; a row's `task` (a row without one is a maths problem)
 # name -> {split: file under a data folder laid out like ../shared/data}
 LOCAL_FILES = {
     "gsm8k": {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
@@ -64,15 +68,51 @@ LOCAL_FILES = {
     "math500": {"test": "math/math500_test.jsonl"},
     "aime24": {"test": "competition/aime24_test.jsonl"},
     "amc23": {"test": "competition/amc23_test.jsonl"},
+    "countdown": {"train": "countdown/train.jsonl", "test": "countdown/test.jsonl"},
 }
-SYNTHETIC_SIZES = {"train": 10_000, "test": 500}  # rows `load_problems("synthetic")` generates by default
-DATASET_NAMES = (*HUB_DATASETS, "synthetic")
+# Generated here, offline, seeded: the miniature's arithmetic problems, and Countdown problems of the hub's shape
+GENERATED = {"synthetic": synthetic.problems, "synthetic_countdown": countdown.problems}
+SYNTHETIC_SIZES = {"train": 10_000, "test": 500}  # rows a generated dataset gives by default
+DATASET_NAMES = (*HUB_DATASETS, *GENERATED)
+# Countdown's instruction, the question under the R1-Zero template (TinyZero's wording, parentheses and "exactly" made
+# explicit): the thinking goes in <think>, the expression alone in <answer>.
+COUNTDOWN_QUESTION = (
+    "Using the numbers {nums}, create an equation that equals {target}. You can use basic arithmetic operations "
+    "(+, -, *, /) and parentheses, and each number must be used exactly once. Show your work in <think> </think> "
+    "tags, and return the final expression in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>"
+)
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def task(row_or_name: dict | str) -> str | None:
+    """The task of a row, or of a named dataset (None for a file or hub id, known only once its rows are read)."""
+    if isinstance(row_or_name, dict):
+        return row_or_name.get("task", MATH)
+    if row_or_name in ("countdown", "synthetic_countdown"):
+        return COUNTDOWN
+    return MATH if row_or_name in DATASET_NAMES else None
 
 
 def splits(name: str) -> tuple[str, ...]:
     """The splits of a named dataset (`DATASET_NAMES`)."""
     return tuple(HUB_DATASETS[name][2]) if name in HUB_DATASETS else tuple(SYNTHETIC_SIZES)
+
+
+def hub_records(name: str, split: str, source: str | None = None) -> list[dict]:
+    """The raw hub records of a named dataset's split (``source``: where the repo is, by default the hub), filtered
+    by `SPLIT_BY_HASH` where the hub has one split for two of ours (an unusable row stays in train, where the loader
+    skips and counts it)."""
+    repo, config, hub_splits = HUB_DATASETS[name]
+    records = load_hub(source or repo, config, hub_splits[split])
+    split_of = SPLIT_BY_HASH.get(name)
+    if split_of is None:
+        return records
+    usable = [countdown.read_row(r.get("nums"), r.get("target")) is not None for r in records]
+    return [
+        r
+        for r, ok in zip(records, usable, strict=True)
+        if (split_of(r["nums"], r["target"]) if ok else "train") == split
+    ]
 
 
 def is_file_spec(spec: str) -> bool:
@@ -140,22 +180,21 @@ def load_problems(
     """
     hub_aliases = {repo: name for name, (repo, _, _) in HUB_DATASETS.items()}
     name = hub_aliases.get(name_or_path, name_or_path)
-    if size is not None and name != "synthetic":
-        raise ValueError(f"size applies to 'synthetic' only; subsample {name_or_path!r} with sample_rows instead.")
-    if name == "synthetic":
+    if size is not None and name not in GENERATED:
+        raise ValueError(f"size applies to {', '.join(GENERATED)} only; subsample {name_or_path!r} with sample_rows.")
+    if name in GENERATED:
         n = SYNTHETIC_SIZES.get(split, 0) if size is None else size
-        return _normalize(synthetic.problems(split, n, seed), None, "synthetic", split, "synthetic")
+        return _normalize(GENERATED[name](split, n, seed), None, name, split, name)
     if name in HUB_DATASETS:
-        repo, config, hub_splits = HUB_DATASETS[name]
-        if split not in hub_splits:
-            raise ValueError(f"{name} has no {split!r} split: choose one of {', '.join(hub_splits)}.")
+        if split not in splits(name):
+            raise ValueError(f"{name} has no {split!r} split: choose one of {', '.join(splits(name))}.")
         data_dir = data_dir or os.environ.get("RESON_DATA_DIR")
         if data_dir:
             path = Path(data_dir) / LOCAL_FILES[name][split]
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: data_dir {data_dir} should be laid out like shared/data.")
             return _normalize(*_read_file(path), name, split, str(path))
-        return _normalize(load_hub(repo, config, hub_splits[split]), None, name, split, repo)
+        return _normalize(hub_records(name, split), None, name, split, HUB_DATASETS[name][0])
     path = Path(name_or_path).expanduser()
     if is_file_spec(name_or_path):
         if not path.is_file():
@@ -306,6 +345,8 @@ def _normalize(records: list[dict], places: list[str] | None, source: str, split
     if not records:
         raise ValueError(f"{origin} has no rows: give a file of problems (one JSON object a line).")
     columns = {key for record in records for key in record}
+    if {"nums", "target"} <= columns and not columns & {"question", "problem"}:
+        return _countdown_rows(records, places, source, split, origin)
     question_key = "problem" if "problem" in columns else "question" if "question" in columns else None
     if question_key is None or not columns & {"answer", "solution"}:
         raise ValueError(
@@ -360,6 +401,33 @@ def _normalize(records: list[dict], places: list[str] | None, source: str, split
         logger.info(f"{origin}: {combined} gold answers list several boxed answers of the final line (roots).")
     if not rows:
         raise ValueError(f"{origin}: none of its {len(records)} rows has a parseable question and gold answer.")
+    return rows
+
+
+def _countdown_rows(records: list[dict], places: list[str] | None, source: str, split: str, origin: str) -> list[dict]:
+    """Countdown rows {id, source, task, question, answer (the target), nums, target[, solution]}; a row whose
+    ``nums`` or ``target`` cannot be used (missing, not whole numbers, too many) is skipped and counted."""
+    rows, skipped = [], []
+    for index, record in enumerate(records):
+        row_id = f"{source}/{split}/{index}"
+        read = countdown.read_row(record.get("nums"), record.get("target"))
+        if read is None:
+            skipped.append(places[index] if places else row_id)
+            continue
+        nums, target = list(read[0]), read[1]
+        question = COUNTDOWN_QUESTION.format(nums=nums, target=target)
+        row = {"id": row_id, "source": source, "task": COUNTDOWN, "question": question, "answer": str(target)}
+        row.update(nums=nums, target=target)
+        if isinstance(record.get("solution"), str):
+            row["solution"] = record["solution"]
+        rows.append(row)
+    if skipped:
+        logger.warning(
+            f"{origin}: skipped {len(skipped)} of {len(records)} Countdown rows without usable 'nums' (whole numbers) "
+            f"and 'target': {_listed(skipped)}."
+        )
+    if not rows:
+        raise ValueError(f"{origin}: none of its {len(records)} rows has usable Countdown 'nums' and 'target'.")
     return rows
 
 

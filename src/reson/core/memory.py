@@ -87,8 +87,8 @@ CUDA_CONTEXT = GIB  # the CUDA context, cuBLAS and NCCL workspaces on every GPU,
 STRATEGIES = ("single", "ddp", "zero2", "zero3", "fsdp")
 # Prompt tokens by training dataset: the 99th percentile of the R1-Zero template plus a question, in characters,
 # at 3 characters a token, rounded up to 32 (GSM8K train: 945 characters; MATH train: 1,518; the competition sets are
-# MATH-like). A dataset not listed plans at DEFAULT_PROMPT_LENGTH.
-PROMPT_TOKENS = {"gsm8k": 320, "math": 512, "math500": 512, "aime24": 512, "amc23": 512}
+# MATH-like; a Countdown prompt is ~740 characters). A dataset not listed plans at DEFAULT_PROMPT_LENGTH.
+PROMPT_TOKENS = {"gsm8k": 320, "math": 512, "math500": 512, "aime24": 512, "amc23": 512, "countdown": 256}
 DEFAULT_PROMPT_LENGTH = 512
 VLLM_OVERHEAD = GIB  # vLLM colocate, besides weights and KV cache: CUDA graphs and its profiling run's activations
 TOKEN_TILE, VOCAB_TILE = 4096, 32768  # trl.kernels.chunked_logprob: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE

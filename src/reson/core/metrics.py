@@ -75,7 +75,9 @@ def completion_record(completion: str, prompt: str, score, tokenizer=None) -> di
     ``think_used``: a closed, non-empty think block. ``think_tokens``: the think part's length in ``tokenizer``'s
     tokens when one is given, else in whitespace-separated words (0 without a think block). ``self_correction``: a
     self-correction phrase inside the think part. ``accuracy`` and ``format`` are copied from ``score`` (a
-    ``reson.core.rewards.Score``).
+    ``reson.core.rewards.Score``), and for Countdown its search measures: ``candidates`` tried in the thinking,
+    ``rejections`` (candidates the thinking checked, found wrong and moved on from) and ``verified`` (the final answer
+    checked in the thinking).
     """
     parsed = split_completion(completion or "", prompt or "")
     think = parsed.think or ""
@@ -91,6 +93,7 @@ def completion_record(completion: str, prompt: str, score, tokenizer=None) -> di
         "self_correction": has_self_correction(think),
         "accuracy": score.accuracy,
         "format": score.format,
+        **(getattr(score, "search", None) or {}),
     }
 
 
@@ -107,11 +110,16 @@ LABELS = {
     "self_correction_rate_correct": "self-correcting and correct",
     "accuracy_when_self_correcting": "accuracy when self-correcting",
     "accuracy_without_self_correction": "accuracy without self-correction",
+    "avg_candidates": "mean candidates tried (Countdown)",
+    "rejection_rate": "rejected a candidate and went on (Countdown)",
+    "verified_rate": "final answer verified in thinking (Countdown)",
     "truncation_rate": "truncated",
     "avg_completion_tokens": "mean completion tokens",
     "num_problems": "problems",
 }
-NOT_RATES = frozenset({"avg_think_tokens", "avg_completion_tokens", "num_problems", "count", "ungraded"})
+NOT_RATES = frozenset(
+    {"avg_think_tokens", "avg_candidates", "avg_completion_tokens", "num_problems", "count", "ungraded"}
+)
 
 
 def is_rate(key: str) -> bool:
@@ -167,6 +175,9 @@ def summarize(records: Sequence[dict]) -> dict:
       honest measure of the habit, since the plain rate rises with think usage alone.
     - ``accuracy_when_self_correcting`` / ``accuracy_without_self_correction``: accuracy among the records that do /
       do not self-correct (0.0 when there are none): does correcting pay?
+    - Countdown records (with search measures) add ``avg_candidates`` (candidate expressions tried in the thinking,
+      on average), ``rejection_rate`` (share that rejected a candidate, its value checked and found wrong, and went
+      on) and ``verified_rate`` (share whose final answer was verified in the thinking).
     - ``count``: number of records.
 
     Every rate is a fraction in [0, 1] (``RATES``); tables and plots show rates in percent (``shown``).
@@ -193,6 +204,21 @@ def summarize(records: Sequence[dict]) -> dict:
             [r["accuracy"] for r in not_correcting if r["accuracy"] is not None]
         ),
         "count": count,
+        **_search_summary([r for r in records if "candidates" in r]),
+    }
+
+
+SEARCH_FIELDS = ("candidates", "rejections", "verified")  # a Countdown record's search measures
+SEARCH_METRICS = ("avg_candidates", "rejection_rate", "verified_rate")  # their summary over records
+
+
+def _search_summary(records: Sequence[dict]) -> dict:
+    if not records:
+        return {}
+    return {
+        "avg_candidates": _mean([r["candidates"] for r in records]),
+        "rejection_rate": _mean([float(r["rejections"] > 0) for r in records]),
+        "verified_rate": _mean([float(bool(r["verified"])) for r in records]),
     }
 
 

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reson.core import verifier
+from reson.core import countdown, verifier
 from reson.core.parsing import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -315,6 +315,7 @@ class Score:
     accuracy: float | None
     format: float
     extracted: str | None
+    search: dict | None = None  # Countdown's search measures (`reson.core.countdown.search_measures`)
 
 
 _VERIFY = object()  # marker: math-verify must decide
@@ -470,6 +471,38 @@ def score(
     ]
 
 
+def is_countdown(row: dict) -> bool:
+    """A Countdown row: it gives the numbers and the target (the hub's columns), not a gold answer to match."""
+    return "nums" in row and "target" in row
+
+
+def score_rows(
+    completions: Sequence, rows: Sequence[dict], prompts: Sequence | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> list[Score]:
+    """Each completion scored as its row's task asks: a Countdown row (``nums``, ``target``) by the Countdown rules
+    (`reson.core.countdown`: 1.0 for an expression that uses exactly the numbers and equals the target, and the
+    search measures of its thinking), any other against its gold answer (``answer``, or ``gold`` as `reson eval`'s
+    samples call it) by `score`. The format grade is the same for both. Never raises on a completion."""
+    texts = [completion_text(c) for c in completions]
+    prompt_texts = [completion_text(p) for p in prompts] if prompts is not None else [""] * len(texts)
+    scores: list[Score | None] = [None] * len(texts)
+    maths = [i for i, row in enumerate(rows) if not is_countdown(row)]
+    golds = [rows[i]["answer"] if "answer" in rows[i] else rows[i].get("gold") for i in maths]
+    graded_maths = score([texts[i] for i in maths], golds, [prompt_texts[i] for i in maths], timeout)
+    for i, result in zip(maths, graded_maths, strict=True):
+        scores[i] = result
+    for i, row in enumerate(rows):
+        if scores[i] is None:
+            try:
+                graded = countdown.grade(texts[i], row["nums"], row["target"], prompt_texts[i])
+                search = countdown.search_measures(texts[i], row["nums"], row["target"], prompt_texts[i])
+            except Exception:  # scoring must never take a run down
+                logger.exception("countdown: scoring completion %d failed; scored 0.0", i)
+                graded, search = countdown.Grade(0.0, countdown.INVALID, None), None
+            scores[i] = Score(graded.reward, format_score(texts[i], prompt_texts[i]), graded.answer, search)
+    return scores
+
+
 class Accuracy:
     r"""1.0 when the final answer equals the gold answer, else 0.0; None when the gold answer can't be parsed.
 
@@ -520,7 +553,8 @@ class Accuracy:
         return results
 
 
-REWARDS: dict[str, type] = {"accuracy": Accuracy, "format": Format}
+REWARDS: dict[str, type] = {"accuracy": Accuracy, "format": Format, "countdown": countdown.Countdown}
+TASKS = {"accuracy": "math", "countdown": "countdown"}  # the task a reward grades (format grades any completion)
 
 accuracy = Accuracy()
 format_reward = Format()

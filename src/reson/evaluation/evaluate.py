@@ -53,9 +53,17 @@ from reson.core import data, folders, generation, models
 from reson.core.data import DATASET_NAMES, TEMPLATES, with_prompts
 from reson.core.help import HelpFormatter
 from reson.core.jsonl import append_jsonl
-from reson.core.metrics import completion_record, default_ks, group_answers, maj_at_k, pass_at_k, summarize
+from reson.core.metrics import (
+    SEARCH_FIELDS,
+    completion_record,
+    default_ks,
+    group_answers,
+    maj_at_k,
+    pass_at_k,
+    summarize,
+)
 from reson.core.preemption import EXIT_CODES, Interrupted, stop_requests
-from reson.core.rewards import DEFAULT_TIMEOUT, score
+from reson.core.rewards import DEFAULT_TIMEOUT, score, score_rows
 from reson.evaluation import store
 
 logger = logging.getLogger(__name__)
@@ -389,12 +397,10 @@ def _run(run, rows_by_label, output_dir, backend, model, batch_size, dtype, devi
 
 def _score_batch(batch, outputs, tokenizer, reward_timeout: float) -> list[dict]:
     """Sample records for one generated batch: scores and emergence metrics from the training code."""
-    completions = [o.text for o in outputs]
     prompts = [row["prompt"] for _, row, _ in batch]
-    golds = [str(row["answer"]) for _, row, _ in batch]
-    scores = score(completions, golds, prompts=prompts, timeout=reward_timeout)
+    scores = score_rows([o.text for o in outputs], [row for _, row, _ in batch], prompts, timeout=reward_timeout)
     records = []
-    for (label, row, k), out, prompt, gold, s in zip(batch, outputs, prompts, golds, scores, strict=True):
+    for (label, row, k), out, prompt, s in zip(batch, outputs, prompts, scores, strict=True):
         emergence = completion_record(out.text, prompt, s, tokenizer)
         record = {
             "dataset": label,
@@ -403,7 +409,7 @@ def _score_batch(batch, outputs, tokenizer, reward_timeout: float) -> list[dict]
             "prompt": prompt,
             "completion": out.text,
             "extracted": s.extracted,
-            "gold": gold,
+            "gold": str(row["answer"]),
             "accuracy": s.accuracy,
             "format": s.format,
             "think_used": emergence["think_used"],
@@ -412,9 +418,10 @@ def _score_batch(batch, outputs, tokenizer, reward_timeout: float) -> list[dict]
             "num_tokens": out.num_tokens,
             "truncated": out.truncated,
         }
-        for field in ("level", "subject"):
+        for field in ("level", "subject", "nums", "target"):  # MATH's breakdowns; Countdown's row, to rescore it
             if row.get(field) is not None:
                 record[field] = row[field]
+        record.update((key, emergence[key]) for key in SEARCH_FIELDS if key in emergence)
         records.append(record)
     return records
 

@@ -2,11 +2,12 @@
 
     reson score completions.jsonl [--output_file scored.jsonl] [--reward_timeout 5.0]
 
-Each input line is a JSON object with ``completion`` (the generated text, or a message list) and ``answer`` or
-``gold`` (the gold answer: a final answer, or a full GSM8K/MATH solution), and optionally ``prompt`` (so a
-``<think>`` prefilled at the end of the prompt is taken into account). So `reson eval`'s ``samples.jsonl`` and a
-run's ``emergence.jsonl`` can be rescored as they are. Prints accuracy and format statistics; ``--output_file`` gets
-every input line back with ``accuracy`` and ``format`` (and ``extracted``, the answer span that was compared) added.
+Each input line is a JSON object with ``completion`` (the generated text, or a message list) and, for a maths
+problem, ``answer`` or ``gold`` (the gold answer: a final answer, or a full GSM8K/MATH solution), for Countdown
+``nums`` and ``target``; and optionally ``prompt`` (so a ``<think>`` prefilled at the end of the prompt is taken into
+account). So `reson eval`'s ``samples.jsonl`` and a run's ``emergence.jsonl`` can be rescored as they are, for either
+task. Prints accuracy and format statistics; ``--output_file`` gets every input line back with ``accuracy`` and
+``format`` (and ``extracted``, the answer span that was graded) added.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from reson.core import folders
 from reson.core.help import HelpFormatter
 from reson.core.jsonl import JsonlError, read_jsonl, write_jsonl
-from reson.core.rewards import DEFAULT_TIMEOUT, score
+from reson.core.rewards import DEFAULT_TIMEOUT, is_countdown, score_rows
 
 
 class InputError(ValueError):
@@ -35,10 +36,10 @@ def read_rows(path: Path) -> list[dict]:
     except JsonlError as error:
         raise InputError(str(error)) from None
     for number, row in enumerate(rows, start=1):
-        if "completion" not in row or not ("answer" in row or "gold" in row):
+        if "completion" not in row or not ("answer" in row or "gold" in row or is_countdown(row)):
             raise InputError(
                 f"{path}, row {number}: each line needs 'completion' (the generated text) and 'answer' or 'gold' "
-                "(the gold answer), and may have 'prompt'"
+                "(the gold answer), or for Countdown 'nums' and 'target'; it may have 'prompt'"
             )
     if not rows:
         raise InputError(f"{path}: no completions in the file; add one JSON object a line")
@@ -68,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Score a JSONL of completions with the accuracy and format rewards and print their statistics.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("file", type=Path, help="JSONL: one {'completion', 'answer' or 'gold'[, 'prompt']} a line")
+    parser.add_argument(
+        "file",
+        type=Path,
+        help="JSONL: one {'completion', 'answer' or 'gold' (or 'nums' and 'target')[, 'prompt']} a line",
+    )
     parser.add_argument("--output_file", type=Path, help="write every line back with accuracy and format added")
     parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
     parser.add_argument(
@@ -87,11 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # Score
-    scores = score(
-        [row["completion"] for row in rows],
-        [row["answer"] if "answer" in row else row["gold"] for row in rows],
-        [row.get("prompt") or "" for row in rows],
-        timeout=args.reward_timeout,
+    scores = score_rows(
+        [row["completion"] for row in rows], rows, [row.get("prompt") or "" for row in rows], args.reward_timeout
     )
     for row, result in zip(rows, scores, strict=True):
         row.update(accuracy=result.accuracy, format=result.format, extracted=result.extracted)

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reson.core.data import HUB_DATASETS, LOCAL_FILES, load_hub, load_problems
+from reson.core.data import HUB_DATASETS, LOCAL_FILES, hub_records, load_problems
 from reson.core.help import HelpFormatter
 from reson.core.jsonl import write_jsonl
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         repo, config, hub_splits = HUB_DATASETS[name]
         source = str(args.hub_mirror / repo) if args.hub_mirror is not None else repo
         try:
-            records = load_hub(source, config, hub_splits[split])
+            records = hub_records(name, split, source)
         except (ImportError, ValueError) as e:
             cause = (str(e.__cause__ or e).strip().splitlines() or [type(e.__cause__ or e).__name__])[0]
             print(

@@ -11,6 +11,10 @@ both places), and logs:
 - `emergence/self_correction_rate_among_thinking`: the same share among completions that think (the plain rate rises
   with think usage alone);
 - `emergence/self_correction_rate_correct`: share that self-correct and are right (Oat-Zero: keywords alone mislead);
+- for Countdown canaries, `emergence/avg_candidates` (candidate expressions tried in the thinking),
+  `emergence/rejection_rate` (share that rejected a candidate, its value found wrong, and went on) and
+  `emergence/verified_rate` (share whose final answer was verified in the thinking): counted on the expressions, not
+  keywords (`reson.core.countdown.search_measures`);
 - `emergence/canary_accuracy`, `emergence/format_compliance` (share graded 1.0 by the format reward),
   `emergence/mean_completion_tokens`, and `emergence/seconds` (the canaries' wall time).
 
@@ -36,8 +40,8 @@ from transformers.integrations import TensorBoardCallback
 
 from reson.core import folders, generation
 from reson.core.jsonl import append_jsonl, read_jsonl, write_jsonl
-from reson.core.metrics import completion_record, summarize
-from reson.core.rewards import score
+from reson.core.metrics import SEARCH_METRICS, completion_record, summarize
+from reson.core.rewards import score_rows
 from reson.training.callbacks import log_through_trainer, parameters_sharded
 from reson.training.faults import out_of_memory
 
@@ -143,9 +147,7 @@ class EmergenceCallback(TrainerCallback):
         ]
         outputs = engine.generate(requests, self.sampling)
         prompts = [row["prompt"] for row in self.canaries]
-        scores = score(
-            [o.text for o in outputs], [row["answer"] for row in self.canaries], prompts, timeout=self.reward_timeout
-        )
+        scores = score_rows([o.text for o in outputs], self.canaries, prompts, timeout=self.reward_timeout)
         records = []
         for i, (row, out, s) in enumerate(zip(self.canaries, outputs, scores, strict=True)):
             records.append(
@@ -156,6 +158,7 @@ class EmergenceCallback(TrainerCallback):
                     "question": row.get("question"),
                     "prompt": row["prompt"],
                     "gold": row["answer"],
+                    **{key: row[key] for key in ("nums", "target") if key in row},  # Countdown's, to rescore
                     "completion": out.text,
                     "completion_tokens": out.num_tokens,
                     "extracted": s.extracted,
@@ -173,7 +176,9 @@ class EmergenceCallback(TrainerCallback):
                 "self_correction_rate_among_thinking",
                 "self_correction_rate_correct",
                 "format_compliance",
+                *SEARCH_METRICS,
             )
+            if key in summary
         }
         metrics["canary_accuracy"] = summary["accuracy"]
         metrics["mean_completion_tokens"] = sum(o.num_tokens for o in outputs) / len(outputs)

@@ -44,12 +44,13 @@ from reson.core import folders, models
 from reson.core.config import (
     ConfigError,
     ResonConfig,
+    check_tasks,
     config_parser,
     load_config,
     resolved_values,
     save_resolved_config,
 )
-from reson.core.data import canary_rows, load_problems, mix, to_hf_dataset, with_prompts
+from reson.core.data import canary_rows, load_problems, mix, task, to_hf_dataset, with_prompts
 from reson.core.help import own_stdout
 from reson.core.preemption import stop_requests
 from reson.core.rewards import reward_funcs
@@ -110,6 +111,7 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
         rows, canaries = load_data(config, tokenizer)
     except (ValueError, FileNotFoundError) as err:  # bad data settings: still before the model loads
         raise ConfigError(f"datasets: {err}") from None
+    check_tasks(config.rewards, [task(row) for row in rows + canaries])  # files and hub ids, now that they are read
     logger.info("training on %d problems; %d canaries", len(rows), len(canaries))
     rewards = reward_funcs(config.rewards, timeout=config.reward_timeout)
     warm_up()  # the verifier processes start now, not in the middle of the first step

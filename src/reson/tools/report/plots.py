@@ -39,6 +39,8 @@ SHARE_KEYS = frozenset(
         "emergence/self_correction_rate",
         "emergence/self_correction_rate_among_thinking",
         "emergence/self_correction_rate_correct",
+        "emergence/rejection_rate",
+        "emergence/verified_rate",
     }
 )
 REWARD_RANGE = (0.0, 1.0)  # what one reward of reson.core.rewards.REWARDS can score
@@ -145,6 +147,19 @@ PLOTS = (
             ),
         ),
     ),
+    Plot(
+        "search",
+        "Countdown canaries: search and checking, counted on the expressions the thinking writes",
+        (
+            Panel("candidates", ("emergence/avg_candidates",), emergence=True),
+            Panel(
+                "% of canary completions",
+                ("emergence/rejection_rate", "emergence/verified_rate"),
+                ylim=PERCENT_AXIS,
+                emergence=True,
+            ),
+        ),
+    ),
     Plot("grad_norm", "Gradient norm", (Panel("grad norm", ("grad_norm",)),)),
     Plot("loss", "Loss", (Panel("loss", ("loss",), ylim=FREE),)),
     Plot(
@@ -170,6 +185,9 @@ LABELS = {
     "emergence/self_correction_rate": "self-correcting, of all (rises with think usage alone)",
     "emergence/self_correction_rate_correct": "self-correcting and right, of all",
     "sampling/importance_sampling_ratio/mean": "mean ratio",
+    "emergence/avg_candidates": "candidate expressions tried (mean)",
+    "emergence/rejection_rate": "rejected a candidate, its value checked, and went on",
+    "emergence/verified_rate": "final answer verified in the thinking",
 }
 
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 from reson.core import folders
 from reson.core.jsonl import read_jsonl
-from reson.core.metrics import completion_record, summarize
+from reson.core.metrics import SEARCH_METRICS, completion_record, summarize
 from reson.core.models import run_config
 from reson.tools.report.plots import REWARD_RANGE, Series
 
@@ -175,8 +175,9 @@ def canary_series(canaries: dict[int, list[dict]]) -> tuple[dict[str, Series], d
     for step, rows in canaries.items():
         summary = summarize(rows)
         summary["canary_accuracy"] = summary["accuracy"]
-        for key in CANARY_KEYS:
-            series.setdefault(f"emergence/{key}", {})[step] = float(summary[key])
+        for key in (*CANARY_KEYS, *SEARCH_METRICS):  # Countdown's search measures, where the canaries have them
+            if key in summary:
+                series.setdefault(f"emergence/{key}", {})[step] = float(summary[key])
         for key in THINKING_KEYS:
             counts.setdefault(key, {})[step] = sum(bool(row["think_used"]) for row in rows)
     return series, counts
