@@ -14,6 +14,12 @@ rows from the shared data:
 - two trainings, and two evaluations, into one folder at once: the second stops naming the first, which finishes.
 - training into a finished run's folder, evaluating into a training folder: refused, the folder byte for byte the same.
 - learning rate 1e10: one line, exit 1, and every checkpoint kept holds weights of the starting scale.
+- SIGTERM at 20 random moments of 20 runs, each then `--resume`: each ends with the uninterrupted run's weights, bit
+  for bit; a second SIGTERM right after the first ends the process at once, and `--resume` still finishes.
+- a full disk, made for real (the run folder on a tmpfs that holds one checkpoint, not two; root needed to mount it):
+  one line, the partial checkpoint gone, the last one whole; the tmpfs grown, `--resume` finishes.
+- CUDA out of memory injected into a real process's generation: one line, no traceback; `--resume` finishes.
+- bad rows (no gold, a damaged line, a line that is not UTF-8) skipped and named; an empty file refused in one line.
 
 Prints one row per scenario (scenario, expected, seen, data lost) as a markdown table, the one in docs/benchmarks.md.
 """
@@ -306,6 +312,163 @@ def divergence(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
     )
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# What rented GPUs do: preemption, a full disk, running out of memory; and bad rows in real data
+
+
+def final_weights(folder: Path) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def sigterms(work: Path, model: Path, data_dir: Path, trials: int = 20, seed: int = 0) -> tuple[str, str, str]:
+    """`trials` runs, each sent SIGTERM at a random moment of its life (loading, generating, stepping, saving), then
+    resumed with --resume: each must end with the uninterrupted run's weights, bit for bit."""
+    import random
+
+    reference = recipe(work, "sigterm_reference", model, data_dir, save_steps=100)
+    start = time.perf_counter()
+    done = subprocess.run(reson("train", "--config", reference), env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    length, expected = time.perf_counter() - start, final_weights(work / "sigterm_reference")
+    rng = random.Random(seed)
+    codes, same, resumes, finished_first = [], 0, [], 0
+    for trial in range(trials):
+        config = recipe(work, f"sigterm_{trial}", model, data_dir, save_steps=100)
+        process = subprocess.Popen(
+            reson("train", "--config", config), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(0.2, length))
+        process.send_signal(signal.SIGTERM)
+        codes.append(process.wait())
+        if codes[-1] == 0:
+            finished_first += 1  # the signal came after the run had finished
+        else:
+            start = time.perf_counter()
+            resumed = subprocess.run(
+                reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True
+            )
+            resumes.append(time.perf_counter() - start)
+            if resumed.returncode != 0:
+                continue
+        problems = complete_run(work / f"sigterm_{trial}")
+        same += not problems and final_weights(work / f"sigterm_{trial}") == expected
+    stopped = sum(code == 143 for code in codes)
+    seen = (
+        f"{stopped} stopped with exit 143 and resumed, {finished_first} finished before the signal, "
+        f"{trials - stopped - finished_first} other exits; {same} of {trials} end with the reference's weights bit "
+        f"for bit; resuming took {min(resumes, default=0):.1f}-{max(resumes, default=0):.1f} s (a run: {length:.1f} s)"
+    )
+    return "each ends with the uninterrupted run's weights", seen, "nothing" if same == trials else "weights differ"
+
+
+def second_sigterm(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    config = recipe(work, "sigterm_twice", model, data_dir, save_steps=1)
+    process = subprocess.Popen(
+        reson("train", "--config", config), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(lambda: "checkpoint-2" in checkpoints(work / "sigterm_twice"), process)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+    code = process.wait()
+    resumed = subprocess.run(reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True)
+    problems = complete_run(work / "sigterm_twice") if resumed.returncode == 0 else f"resume exit {resumed.returncode}"
+    seen = f"exit {code} at once; --resume: exit {resumed.returncode}"
+    return "the second signal ends the process at once; --resume still finishes", seen, problems or "nothing"
+
+
+def full_disk(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    """A real full disk: the run folder on a tmpfs that holds one checkpoint and not the second; then the tmpfs is
+    grown (space freed) and the run resumed."""
+    folder = work / "disk"
+    folder.mkdir()
+    probe = recipe(work, "disk_probe", model, data_dir, max_steps=2, save_steps=2)
+    subprocess.run(reson("train", "--config", probe), env=ENV, capture_output=True, check=True)
+    size = sum(p.stat().st_size for p in (work / "disk_probe" / "checkpoint-2").iterdir())
+    small = int(size * 1.7) // 1024 + 64  # KiB: the first checkpoint, its logs, not a second checkpoint
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={small}k", "tmpfs", str(folder)], check=True)
+    try:
+        config = recipe(work, "disk/run", model, data_dir, max_steps=6, save_steps=2, num_canaries=0)
+        first = subprocess.run(reson("train", "--config", config), env=ENV, capture_output=True, text=True)
+        line = first.stderr.strip().splitlines()[-1] if first.stderr.strip() else ""
+        kept = checkpoints(folder / "run")
+        whole = all((folder / "run" / c / "trainer_state.json").is_file() for c in kept)
+        subprocess.run(["mount", "-o", f"remount,size={small * 8}k", str(folder)], check=True)
+        start = time.perf_counter()
+        resumed = subprocess.run(
+            reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - start
+        state = json.loads((folder / "run" / "trainer_state.json").read_text()) if resumed.returncode == 0 else {}
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+    said = "one line naming the folder and the free space" if "is full" in line and "GB free" in line else repr(line)
+    seen = (
+        f"tmpfs of {small} KiB: exit {first.returncode}, {said}; kept {', '.join(kept)} "
+        f"({'complete' if whole else 'INCOMPLETE'}); after growing it, --resume: exit {resumed.returncode}, step "
+        f"{state.get('global_step')} in {seconds:.1f} s"
+    )
+    ok = first.returncode == 1 and whole and state.get("global_step") == 6
+    return "the partial checkpoint removed, the last one whole; --resume finishes", seen, "nothing" if ok else "work"
+
+
+OOM_AT_STEP_3 = """
+import sys, torch, trl
+original = trl.GRPOTrainer._generate
+def generate(self, prompts):
+    if self.state.global_step == 2:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+    return original(self, prompts)
+trl.GRPOTrainer._generate = generate
+from reson.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def out_of_memory(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    """torch.OutOfMemoryError injected into the generation of step 3 of a real process (the CPU has no CUDA)."""
+    config = recipe(work, "oom", model, data_dir, save_steps=2)
+    first = subprocess.run(
+        [sys.executable, "-c", OOM_AT_STEP_3, "train", "--config", str(config)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    lines = first.stderr.strip().splitlines()
+    said = lines[-1] if lines else ""
+    traceback = any("Traceback" in line for line in lines)
+    kept = checkpoints(work / "oom")
+    resumed = subprocess.run(reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True)
+    problems = complete_run(work / "oom") if resumed.returncode == 0 else f"resume exit {resumed.returncode}"
+    one_line = said.startswith("reson train: out of GPU memory in generation at step 3") and not traceback
+    seen = f"exit {first.returncode}, {'one line, no traceback' if one_line else repr(said[:80])}; kept "
+    seen += f"{', '.join(kept)}; --resume: exit {resumed.returncode}"
+    return "one line naming the phase and step; --resume finishes", seen, problems or "nothing"
+
+
+def bad_rows(work: Path, model: Path, data_dir: Path) -> tuple[str, str, str]:
+    """A GSM8K file with a row without '####', a damaged line and a line that is not UTF-8; an empty file."""
+    rows = (data_dir / "gsm8k" / "train.jsonl").read_bytes().splitlines(keepends=True)[:40]
+    broken = work / "broken_train.jsonl"
+    no_gold = json.dumps({"question": "How many?", "answer": "no marker"}).encode() + b"\n"
+    broken.write_bytes(b"".join(rows[:10]) + no_gold + b'{"question": \n' + b"\xff\xfe\n" + b"".join(rows[10:]))
+    empty = work / "empty_train.jsonl"
+    empty.write_text("")
+    config = recipe(work, "bad_rows", model, data_dir, datasets=[{"name": str(broken)}], max_steps=2)
+    run = subprocess.run(reson("train", "--config", config), env=ENV, capture_output=True, text=True)
+    named = "line 11" in run.stderr and "line 12, line 13" in run.stderr
+    refused = subprocess.run(
+        reson("train", "--config", config, "--datasets", str(empty), "--output_dir", work / "empty_run"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    line = refused.stderr.strip().splitlines()[-1] if refused.stderr.strip() else ""
+    seen = f"3 bad rows: exit {run.returncode}, {'each skipped and named by line' if named else 'NOT named'}; "
+    seen += f"empty file: exit {refused.returncode}, {'one line' if 'has no rows' in line else repr(line[:60])}"
+    ok = run.returncode == 0 and named and refused.returncode == 2 and "Traceback" not in refused.stderr
+    return "skipped and named, or refused in one line", seen, "nothing" if ok else "rows"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, default=ROOT.parent / "shared" / "data")
@@ -327,6 +490,11 @@ def main() -> int:
         ("two evaluations into one folder", lambda: two_evaluations(work, model, data, reference)),
         ("work into a folder holding other work", lambda: refused_folders(work, model, data, reference)),
         ("learning rate 1e10 (divergence)", lambda: divergence(work, model, data)),
+        ("20 SIGTERMs at random points, each then --resume", lambda: sigterms(work, model, data)),
+        ("a second SIGTERM right after the first", lambda: second_sigterm(work, model, data)),
+        ("a full disk (tmpfs) while saving, then space freed", lambda: full_disk(work, model, data)),
+        ("CUDA out of memory in generation (injected)", lambda: out_of_memory(work, model, data)),
+        ("bad rows: no gold, damaged, not UTF-8; an empty file", lambda: bad_rows(work, model, data)),
     ]
     print("| scenario | expected | seen | data lost | seconds |")
     print("|---|---|---|---|---:|")
