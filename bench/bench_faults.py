@@ -321,8 +321,10 @@ def final_weights(folder: Path) -> str:
 
 
 def sigterms(work: Path, model: Path, data_dir: Path, trials: int = 20, seed: int = 0) -> tuple[str, str, str]:
-    """`trials` runs, each sent SIGTERM at a random moment of its life (loading, generating, stepping, saving), then
-    resumed with --resume: each must end with the uninterrupted run's weights, bit for bit."""
+    """`trials` runs, each sent SIGTERM at a random moment of its life (starting up, loading, generating, stepping,
+    saving), then resumed with --resume where it did not finish: each must end with the uninterrupted run's weights,
+    bit for bit, every step and canary step logged once."""
+    import collections
     import random
 
     reference = recipe(work, "sigterm_reference", model, data_dir, save_steps=100)
@@ -331,7 +333,7 @@ def sigterms(work: Path, model: Path, data_dir: Path, trials: int = 20, seed: in
     assert done.returncode == 0, done.stderr[-2000:]
     length, expected = time.perf_counter() - start, final_weights(work / "sigterm_reference")
     rng = random.Random(seed)
-    codes, same, resumes, finished_first = [], 0, [], 0
+    codes, same, resumes, failures = collections.Counter(), 0, [], []
     for trial in range(trials):
         config = recipe(work, f"sigterm_{trial}", model, data_dir, save_steps=100)
         process = subprocess.Popen(
@@ -339,24 +341,33 @@ def sigterms(work: Path, model: Path, data_dir: Path, trials: int = 20, seed: in
         )
         time.sleep(rng.uniform(0.2, length))
         process.send_signal(signal.SIGTERM)
-        codes.append(process.wait())
-        if codes[-1] == 0:
-            finished_first += 1  # the signal came after the run had finished
-        else:
+        code = process.wait()
+        codes[code] += 1
+        if complete_run(work / f"sigterm_{trial}"):  # not finished: resume it
             start = time.perf_counter()
             resumed = subprocess.run(
                 reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True
             )
             resumes.append(time.perf_counter() - start)
             if resumed.returncode != 0:
+                failures.append(f"trial {trial}: first exit {code}, --resume exit {resumed.returncode}")
                 continue
         problems = complete_run(work / f"sigterm_{trial}")
-        same += not problems and final_weights(work / f"sigterm_{trial}") == expected
-    stopped = sum(code == 143 for code in codes)
+        if problems or final_weights(work / f"sigterm_{trial}") != expected:
+            failures.append(f"trial {trial}: first exit {code}, {problems or 'other weights'}")
+        else:
+            same += 1
     seen = (
-        f"{stopped} stopped with exit 143 and resumed, {finished_first} finished before the signal, "
-        f"{trials - stopped - finished_first} other exits; {same} of {trials} end with the reference's weights bit "
-        f"for bit; resuming took {min(resumes, default=0):.1f}-{max(resumes, default=0):.1f} s (a run: {length:.1f} s)"
+        f"{codes[143]} stopped after saving their step (exit 143), {codes[-signal.SIGTERM]} killed while Python "
+        f"started (before reson runs: nothing written), {codes[0]} finished before the signal"
+        + (
+            f", other exits {dict(c for c in codes.items() if c[0] not in (0, 143, -signal.SIGTERM))}"
+            if set(codes) - {0, 143, -signal.SIGTERM}
+            else ""
+        )
+        + f"; {same} of {trials} end with the reference's weights bit for bit; resuming {len(resumes)} took "
+        f"{min(resumes, default=0):.1f}-{max(resumes, default=0):.1f} s (a run: {length:.1f} s)"
+        + (f"; {'; '.join(failures)}" if failures else "")
     )
     return "each ends with the uninterrupted run's weights", seen, "nothing" if same == trials else "weights differ"
 

@@ -28,3 +28,19 @@ def test_a_busy_folder_is_refused_naming_its_holder(tmp_path):
             folders.claim(tmp_path / "eval", folders.EVALUATION, "--output_dir", resume=True)
     finally:
         held.release()
+
+
+def test_a_full_disk_is_told_in_each_writers_words():
+    """Python's OSError, safetensors' error text and torch.save's zip writer (an iostream error, then "unexpected
+    pos"), as each says it on a full tmpfs; other errors are not a full disk."""
+    import errno
+
+    assert folders.disk_full_error(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
+    assert folders.disk_full_error(OSError(errno.EDQUOT, "Disk quota exceeded")) == "Disk quota exceeded"
+    safetensors = RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert folders.disk_full_error(safetensors) == "No space left on device"
+    torch_save = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    torch_save.__context__ = RuntimeError("basic_ios::clear: iostream error")  # raised while handling it
+    assert folders.disk_full_error(torch_save) == "iostream error"
+    assert folders.disk_full_error(OSError(errno.EACCES, "Permission denied")) is None
+    assert folders.disk_full_error(ValueError("unexpected pos")) is None

@@ -150,10 +150,31 @@ def write_json(path: str | Path, value) -> None:
     os.replace(tmp, path)
 
 
-def disk_full(folder: str | Path, error: OSError) -> str:
-    """Says that writing into ``folder`` failed for want of space, and how much is free."""
+# How the libraries that write a run say a write failed for want of space: Python's OSError by its errno; safetensors
+# by the same words ("No space left on device (os error 28)"); torch.save's zip writer by an iostream error, then
+# "unexpected pos ..." (both seen on a full tmpfs).
+_DISK_FULL_WORDS = (*(os.strerror(code) for code in DISK_FULL), "iostream error")
+
+
+def disk_full_error(error: BaseException) -> str | None:
+    """What says the disk is full in ``error`` or what it came from (``__cause__``, ``__context__``), None if nothing
+    does."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL:
+            return seen.strerror
+        said = next((words for words in _DISK_FULL_WORDS if words in str(seen)), None)
+        if said is not None:
+            return said
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def disk_full(folder: str | Path, reason: str) -> str:
+    """Says that writing into ``folder`` failed for want of space (``reason``: the error's words), and how much is
+    free."""
     folder = Path(folder)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     free = shutil.disk_usage(folder).free
-    return f"the disk of {folder} is full ({error.strerror}; {free / 1e9:.2g} GB free)"
+    return f"the disk of {folder} is full ({reason}; {free / 1e9:.2g} GB free)"

@@ -8,7 +8,10 @@ little before they kill a job (30 s to 2 min), and what Ctrl-C sends.
 
 The second signal ends the process at once, as the signal would by default: whatever was being written then is
 cut short, and the readers pass over what is cut short (a torn checkpoint, the last line of a JSON Lines file).
-Outside the main thread, where Python delivers no signals, nothing is installed.
+Blocks nest: an inner block (`reson.training.train.train`, called by the command that has installed the handlers
+already) gets the request of the outer one, so a signal that came first is still seen. Outside the main thread,
+where Python delivers no signals, nothing is installed; before a block starts (while Python starts and imports),
+a signal has its default effect, and nothing has been written then.
 """
 
 from __future__ import annotations
@@ -50,10 +53,16 @@ class StopRequest:
         return EXIT_CODES.get(self.signal, 1)
 
 
+_ACTIVE: list[StopRequest] = []  # the request the installed handlers answer, while a block is open
+
+
 @contextlib.contextmanager
 def stop_requests(interrupt: bool = False) -> Iterator[StopRequest]:
     """Within the block, the first SIGTERM or SIGINT is a request to stop (module docstring); the handlers before it
-    are put back after."""
+    are put back after. Inside another block: that block's request."""
+    if _ACTIVE:
+        yield _ACTIVE[-1]
+        return
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
@@ -70,8 +79,10 @@ def stop_requests(interrupt: bool = False) -> Iterator[StopRequest]:
             raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    _ACTIVE.append(request)
     try:
         yield request
     finally:
+        _ACTIVE.pop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -515,11 +515,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CODES[stop.signum]
-    except OSError as err:
-        if err.errno not in folders.DISK_FULL:
+    except Exception as err:
+        reason = folders.disk_full_error(err)
+        if reason is None:
             raise
         print(
-            f"reson eval: {folders.disk_full(args.output_dir, err)}; the finished batches are kept: free space and "
+            f"reson eval: {folders.disk_full(args.output_dir, reason)}; the finished batches are kept: free space and "
             "run the same command to resume.",
             file=sys.stderr,
         )

@@ -76,8 +76,9 @@ def explain(error: BaseException, config: ResonConfig, output_dir: Path) -> RunS
         )
     if isinstance(error, OutOfMemory):
         return OutOfMemory(error.phase, error.step, error.detail + out_of_memory_advice(config, output_dir))
-    if isinstance(error, OSError) and error.errno in folders.DISK_FULL:
-        return disk_full(error, config, output_dir)
+    reason = folders.disk_full_error(error)
+    if reason is not None:
+        return disk_full(reason, config, output_dir)
     return None
 
 
@@ -96,14 +97,14 @@ def out_of_memory_advice(config: ResonConfig, output_dir: Path) -> str:
     return f"{advice}. Nothing written is lost: {resume_point(output_dir)}."
 
 
-def disk_full(error: OSError, config: ResonConfig, output_dir: Path) -> DiskFull:
+def disk_full(reason: str, config: ResonConfig, output_dir: Path) -> DiskFull:
     """Remove the checkpoint the full disk cut short, and say how much space the run needs."""
     removed = checkpoints.remove_partial(output_dir)
     size = checkpoints.checkpoint_bytes(config)
     need = f"; a checkpoint of this run takes about {size / 1e9:.2g} GB" if size else ""
     cut = f"; the partial {', '.join(p.name for p in removed)} was removed" if removed else ""
     return DiskFull(
-        f"{folders.disk_full(output_dir, error)}{need}{cut}. "
+        f"{folders.disk_full(output_dir, reason)}{need}{cut}. "
         f"{resume_point(output_dir).capitalize()}: free space, lower save_total_limit or move output_dir, then run "
         "the same command with --resume."
     )

@@ -94,13 +94,14 @@ def train(config: ResonConfig, resume: bool | str | None = None, overwrite: bool
     # ---- Output folder: locked, and what it holds checked, before anything is written ----
     lock = folders.claim(output_dir, folders.TRAINING, "output_dir", bool(resume), overwrite) if is_main else None
     try:
-        return _train(config, output_dir, is_main, resume, callbacks)
+        with stop_requests() as stop:  # SIGTERM or SIGINT from here on: stop where nothing is lost
+            return _train(config, output_dir, is_main, resume, callbacks, stop)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbacks) -> Path:
+def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbacks, stop) -> Path:
     if config.torch_threads:  # before any model work: another thread count sums floats in another order
         torch.set_num_threads(config.torch_threads)
     checkpoint, note = checkpoints.prepare(config, resume)  # the checkpoint to resume, what changed; disk space
@@ -124,31 +125,34 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
         os.environ.setdefault("WANDB_DIR", str(output_dir))  # its wandb/ folder beside the run, not in the cwd
 
     # ---- Trainer, training, the final model: SIGTERM or SIGINT saves the step in flight and stops ----
-    with stop_requests() as stop:
-        emergence = EmergenceCallback(canaries, tokenizer, output_dir, config)
-        try:
-            trainer = ResonTrainer(
-                model=config.model_name_or_path,
-                reward_funcs=rewards,
-                args=config,
-                train_dataset=to_hf_dataset(rows),
-                processing_class=tokenizer,
-                callbacks=[*callbacks, CurrentSettingsOnResume(), StopOnRequest(stop), DivergenceGuard(), emergence],
-            )
-            emergence.attach(trainer)  # canaries log through the trainer (and are off where weights are sharded)
-            use_console(trainer, show_bar=not config.disable_tqdm)
+    if stop.signal is not None:  # came while the data loaded: no model to load, no step to finish
+        raise faults.stopped(stop, checkpoints.checkpoint_step(checkpoint) if checkpoint else 0, output_dir)
+    emergence = EmergenceCallback(canaries, tokenizer, output_dir, config)
+    try:
+        trainer = ResonTrainer(
+            model=config.model_name_or_path,
+            reward_funcs=rewards,
+            args=config,
+            train_dataset=to_hf_dataset(rows),
+            processing_class=tokenizer,
+            callbacks=[*callbacks, CurrentSettingsOnResume(), StopOnRequest(stop), DivergenceGuard(), emergence],
+        )
+        emergence.attach(trainer)  # canaries log through the trainer (and are off where weights are sharded)
+        use_console(trainer, show_bar=not config.disable_tqdm)
+        trains = stop.signal is None  # a signal while the model loaded: no step to finish, nothing new to save
+        if trains:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-            step = trainer.state.global_step
-            if stop.signal is not None and step < trainer.state.max_steps:
-                raise faults.stopped(stop, step, output_dir)
-            save_final_model(trainer, config, note)
-        except faults.Stopped:
+        if stop.signal is not None and (not trains or trainer.state.global_step < trainer.state.max_steps):
+            step = trainer.state.global_step or (checkpoints.checkpoint_step(checkpoint) if checkpoint else 0)
+            raise faults.stopped(stop, step, output_dir)
+        save_final_model(trainer, config, note)
+    except faults.Stopped:
+        raise
+    except Exception as error:  # divergence, out of memory, a full disk: one line, nothing written lost
+        stopped = faults.explain(error, config, output_dir)
+        if stopped is None:
             raise
-        except Exception as error:  # divergence, out of memory, a full disk: one line, nothing written lost
-            stopped = faults.explain(error, config, output_dir)
-            if stopped is None:
-                raise
-            raise stopped from None
+        raise stopped from None
     return output_dir
 
 
@@ -180,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     add_run_flags(flags)
     args, rest = flags.parse_known_args(argv)
 
-    # ---- Logging, config, then the run ----
+    # ---- Logging, config, then the run; SIGTERM or SIGINT, from here on, stops it where nothing is lost ----
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with stop_requests():
+        return _main(args, rest)
+
+
+def _main(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         if args.check:  # the resolved config on stdout, as YAML a program can read
             with own_stdout() as out:
