@@ -3,6 +3,7 @@
     reson demo                                   # about 10 minutes on 2 cores; everything under runs/demo
     reson demo --seed 1 --pretrain_seed 2        # another RL seed on another base model
     reson demo --max_steps 30 --num_problems 50  # a quick look
+    reson demo --task countdown                  # the search task: small Countdown, where checking pays
 
 Phases, each reusing what an earlier run already finished in the same output folder:
 
@@ -13,6 +14,14 @@ Phases, each reusing what an earlier run already finished in the same output fol
 3. **GRPO.** `reson train` with the `grpo_cpu_tiny` recipe: the real rewards, TRL trainer and emergence canaries.
 4. **After.** The same evaluation of the trained model.
 5. **Summary.** The before/after table (also `compare-<run>.md`) and the run report with the emergence plots.
+
+`--task countdown` runs the same phases on the search task (`reson.miniature.search_corpus`: small Countdown, a base
+model that mostly guesses under the training template and searches under another one; GRPO with the Countdown reward
+only), and adds the rows that say whether search emerged, counted on the expressions the thinking writes: candidates
+tried, the share that rejects a candidate and goes on, the share followed by a retry among candidates the thinking
+shows wrong and shown right, and the accuracy of the completions that reject one against the base model's first
+guesses; then the base model's best-of-k at equal tokens (k samples at the recipe's temperature, an oracle picking),
+and with `--control` the same GRPO run at learning rate 0.
 """
 
 from __future__ import annotations
@@ -21,10 +30,12 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reson.core import metrics
 from reson.core.machine import pin_cpu_kernels
+from reson.miniature import search_corpus
 
 logger = logging.getLogger("reson.miniature.demo")
 
@@ -39,17 +50,52 @@ TABLE_ROWS = (
     "avg_completion_tokens",
     "self_correction_rate_among_thinking",
 )
+# the search task's rows (reson.core.metrics), after the common ones
+SEARCH_ROWS = (
+    "avg_candidates",
+    "rejection_rate_among_thinking",
+    "reject_then_right_rate",
+    "retry_after_wrong",
+    "retry_after_right",
+    "accuracy_when_rejecting",
+)
+BEST_OF = 8  # the search task: samples per problem from the base model, for its best-of-k at equal tokens
+
+
+@dataclass(frozen=True)
+class Task:
+    """A demo task: its dataset, GRPO recipe, base model settings, evaluation length, table rows, folder names."""
+
+    dataset: str
+    recipe: str
+    max_completion_length: int
+    rows: tuple[str, ...]
+    folder: str = ""  # inserted in the folder names ("base-countdown-seed0"); the arithmetic task keeps the old ones
+    base_settings: dict = field(default_factory=dict)
+
+
+TASKS = {
+    "arithmetic": Task(DATASET, DEFAULT_RECIPE, 64, TABLE_ROWS),
+    "countdown": Task(
+        "tiny_countdown",
+        "grpo_cpu_tiny_countdown",
+        search_corpus.MAX_COMPLETION_TOKENS,
+        TABLE_ROWS + SEARCH_ROWS,
+        "countdown-",
+        search_corpus.BASE_SETTINGS,
+    ),
+}
 
 
 class DemoError(ValueError):
     pass
 
 
-def before_after_table(before: dict, after: dict) -> str:
-    """The markdown before/after table of two `reson eval` results on the demo's dataset."""
-    b, a = before["datasets"][DATASET]["metrics"], after["datasets"][DATASET]["metrics"]
+def before_after_table(before: dict, after: dict, dataset: str = DATASET, rows: tuple[str, ...] = TABLE_ROWS) -> str:
+    """The markdown before/after table of two `reson eval` results on `dataset`, one line per metric of `rows`."""
+    b, a = before["datasets"][dataset]["metrics"], after["datasets"][dataset]["metrics"]
     lines = ["| metric | base model | after GRPO | change |", "|---|---:|---:|---:|"]
-    for key in TABLE_ROWS:
+    for key in rows:
         cells = (
             metrics.label(key),
             metrics.cell(key, b[key]),
@@ -65,16 +111,20 @@ def run_demo(
     *,
     seed: int = 0,
     pretrain_seed: int = 0,
-    recipe: str | Path = DEFAULT_RECIPE,
+    recipe: str | Path | None = None,
     num_problems: int = 200,
     max_steps: int | None = None,
     threads: int = THREADS,
     overrides: dict | None = None,
     base_settings: dict | None = None,
+    task: str = "arithmetic",
+    control: bool = False,
 ) -> dict:
-    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds"}.
+    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds"}; for the
+    search task also "search" (`search_summary`), and with `control` "control" (the evaluation after GRPO at lr 0).
 
-    `overrides` change fields of the GRPO recipe, `base_settings` fields of `reson.miniature.pretrain.BaseModelConfig`.
+    `task` is one of `TASKS`, `recipe` defaults to its recipe; `overrides` change fields of the GRPO recipe,
+    `base_settings` fields of `reson.miniature.pretrain.BaseModelConfig` (over the task's own).
     """
     import torch
 
@@ -84,12 +134,17 @@ def run_demo(
     from reson.miniature.probe import probe
     from reson.tools.report import build_report
 
+    if task not in TASKS:
+        raise DemoError(f"--task {task}: choose one of {', '.join(TASKS)}.")
+    spec = TASKS[task]
+    recipe, dataset, tag = recipe or spec.recipe, spec.dataset, spec.folder
     output_dir = Path(output_dir)
-    base_dir = output_dir / f"base-seed{pretrain_seed}"
-    run_name = f"grpo-base{pretrain_seed}-seed{seed}"
+    base_dir = output_dir / f"base-{tag}seed{pretrain_seed}"
+    run_name = f"grpo-{tag}base{pretrain_seed}-seed{seed}"
     train_dir = output_dir / run_name
-    eval_base, eval_after = output_dir / f"eval-base{pretrain_seed}", output_dir / f"eval-{run_name}"
-    eval_settings = dict(split="test", num_problems=num_problems, max_completion_length=64, progress=False)
+    eval_base, eval_after = output_dir / f"eval-{tag}base{pretrain_seed}", output_dir / f"eval-{run_name}"
+    length = spec.max_completion_length
+    eval_settings = dict(split="test", num_problems=num_problems, max_completion_length=length, progress=False)
 
     # ---- Check everything before any work -----------------------------------------------------------------------
     config_overrides = {
@@ -113,11 +168,11 @@ def run_demo(
 
     # ---- 1. Base model ------------------------------------------------------------------------------------------
     logger.info("[1/5] base model: building or reusing %s (pretraining takes a few minutes the first time)", base_dir)
-    build_base_model(base_dir, seed=pretrain_seed, **(base_settings or {}))
+    build_base_model(base_dir, seed=pretrain_seed, **{**spec.base_settings, **(base_settings or {})})
     from reson.core.data import load_problems, sample_rows
 
-    probe_rows = sample_rows(load_problems(DATASET, "test"), num_problems, seed=0)
-    latent = probe(base_dir, probe_rows)
+    probe_rows = sample_rows(load_problems(dataset, "test"), num_problems, seed=0)
+    latent = probe(base_dir, probe_rows, max_new_tokens=length)
     logger.info(
         "      latent skill: %.1f%% with <think> prefilled, against %.1f%% answering directly; <think> prior %.1f%%",
         100 * latent["probe_accuracy"],
@@ -127,7 +182,7 @@ def run_demo(
 
     # ---- 2. Baseline --------------------------------------------------------------------------------------------
     logger.info("[2/5] evaluating the base model on %d held-out problems", num_problems)
-    before = evaluate(str(base_dir), DATASET, eval_base, **eval_settings)
+    before = evaluate(str(base_dir), dataset, eval_base, **eval_settings)
 
     # ---- 3. GRPO ------------------------------------------------------------------------------------------------
     from reson.training.checkpoints import CHECKPOINT_PREFIX
@@ -141,19 +196,111 @@ def run_demo(
         resume = any(train_dir.glob(f"{CHECKPOINT_PREFIX}*"))
         logger.info("[3/5] GRPO: %d steps into %s%s", config.max_steps, train_dir, " (resuming)" if resume else "")
         train(config, resume=resume or None)
+    if control:  # the same run at learning rate 0: what moves there, sampling moved, not learning
+        control_config = load_config(
+            recipe, overrides={**config_overrides, "output_dir": f"{train_dir}-lr0", "learning_rate": 0.0}
+        )
+        if not (Path(control_config.output_dir) / "model.safetensors").is_file():
+            logger.info("      and the control, at learning rate 0, into %s", control_config.output_dir)
+            train(control_config, resume=any(Path(control_config.output_dir).glob(f"{CHECKPOINT_PREFIX}*")) or None)
 
     # ---- 4. After -----------------------------------------------------------------------------------------------
     logger.info("[4/5] evaluating the trained model on the same problems")
-    after = evaluate(str(train_dir), DATASET, eval_after, **eval_settings)
+    after = evaluate(str(train_dir), dataset, eval_after, **eval_settings)
+    evals, extra = [eval_base, eval_after], {}
+    if control:
+        evals.append(output_dir / f"eval-{run_name}-lr0")
+        extra["control"] = evaluate(control_config.output_dir, dataset, evals[-1], **eval_settings)
+    if task == "countdown":  # the base model's best-of-k: samples at the temperature GRPO sampled at
+        logger.info("      and the base model, %d samples a problem at temperature %g", BEST_OF, config.temperature)
+        evals.append(output_dir / f"eval-{tag}base{pretrain_seed}-sampled")
+        settings = {**eval_settings, "num_generations": BEST_OF, "temperature": config.temperature}
+        evaluate(str(base_dir), dataset, evals[-1], **settings)
+        extra["search"] = search_summary(eval_base, eval_after, evals[-1])
 
     # ---- 5. Summary ---------------------------------------------------------------------------------------------
     logger.info("[5/5] writing the before/after table and the run report")
-    table = before_after_table(before, after)
+    table = before_after_table(before, after, dataset, spec.rows)
+    if control:
+        table = add_control(table, extra["control"], dataset, spec.rows)
+    if task == "countdown":
+        table += "\n\n" + search_lines(extra["search"])
     (output_dir / f"compare-{run_name}.md").write_text(table + "\n")
     report = build_report(train_dir)
     seconds = time.perf_counter() - started
-    paths = {"base_model": base_dir, "trained_model": train_dir, "report": report, "evals": [eval_base, eval_after]}
-    return {"before": before, "after": after, "probe": latent, "table": table, "paths": paths, "seconds": seconds}
+    paths = {"base_model": base_dir, "trained_model": train_dir, "report": report, "evals": evals}
+    return {
+        "before": before,
+        "after": after,
+        "probe": latent,
+        "table": table,
+        "paths": paths,
+        "seconds": seconds,
+    } | extra
+
+
+def search_summary(eval_base: Path, eval_after: Path, sampled_dir: Path) -> dict:
+    """The search task's comparisons, from the evaluations' samples: the accuracy of the base model's first guesses
+    (greedy completions that reject no candidate) and of the trained model's completions that reject one, and the
+    base model's best-of-k at equal tokens: k samples (at the recipe's temperature) whose tokens add up to no more than
+    the trained model's mean completion, right when any one is (an oracle picks, so a generous baseline)."""
+    from reson.core.folders import SAMPLES_FILE
+    from reson.evaluation.store import read_samples
+
+    before, after, sampled = (read_samples(Path(d) / SAMPLES_FILE) for d in (eval_base, eval_after, sampled_dir))
+
+    def accuracy(records: list[dict]) -> float | None:
+        return sum(r["accuracy"] == 1.0 for r in records) / len(records) if records else None
+
+    after_tokens = sum(r["num_tokens"] for r in after) / len(after)
+    sampled_tokens = sum(r["num_tokens"] for r in sampled) / len(sampled)
+    k = max(1, min(BEST_OF, int(after_tokens // max(sampled_tokens, 1e-9))))
+    by_problem: dict[str, list[bool]] = {}
+    for r in sampled:
+        by_problem.setdefault(str(r["id"]), []).append(r["accuracy"] == 1.0)
+    best_of_k = sum(metrics.pass_at_k(len(v), sum(v), k) for v in by_problem.values()) / len(by_problem)
+    first_guesses = [r for r in before if not r.get("rejections")]
+    rejecting = [r for r in after if r.get("rejections")]
+    return {
+        "base_first_guess_accuracy": accuracy(first_guesses),
+        "base_first_guesses": len(first_guesses),
+        "after_rejecting_accuracy": accuracy(rejecting),
+        "after_rejecting": len(rejecting),
+        "after_tokens": after_tokens,
+        "sampled_tokens": sampled_tokens,
+        "k": k,
+        "best_of_k": best_of_k,
+        "sampled_accuracy": accuracy(sampled),
+    }
+
+
+def search_lines(search: dict) -> str:
+    """The search task's comparisons (`search_summary`) as lines under the table."""
+
+    def percent(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}%"
+
+    return "\n".join(
+        [
+            f"- completions after GRPO that reject a candidate: {percent(search['after_rejecting_accuracy'])} right "
+            f"(n={search['after_rejecting']}); the base model's first guesses (no candidate rejected): "
+            f"{percent(search['base_first_guess_accuracy'])} (n={search['base_first_guesses']})",
+            f"- the base model's best-of-{search['k']} at equal tokens ({search['k']} samples of "
+            f"{search['sampled_tokens']:.1f} tokens against {search['after_tokens']:.1f} after GRPO, right when any "
+            f"one is): {percent(search['best_of_k'])}; one sample: {percent(search['sampled_accuracy'])}",
+        ]
+    )
+
+
+def add_control(table: str, control: dict, dataset: str, rows: tuple[str, ...]) -> str:
+    """`table` with a column for the control run (GRPO at learning rate 0)."""
+    values = control["datasets"][dataset]["metrics"]
+    lines = table.split("\n")
+    lines[0] += " lr-0 control |"
+    lines[1] += "---:|"
+    for i, key in enumerate(rows):
+        lines[2 + i] += f" {metrics.cell(key, values[key])} |"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="GRPO seed (default 0)")
     parser.add_argument("--pretrain_seed", type=int, default=0, help="base model seed (default 0)")
     parser.add_argument(
-        "--config", default=DEFAULT_RECIPE, help="the CPU recipe: a YAML file or a shipped recipe's name"
+        "--task",
+        choices=tuple(TASKS),
+        default="arithmetic",
+        help="arithmetic word problems (default), or countdown: the search task, where a candidate is easy to check "
+        "and hard to find",
+    )
+    parser.add_argument(
+        "--config", default=None, help="the CPU recipe: a YAML file or a shipped recipe's name (default: the task's)"
+    )
+    parser.add_argument(
+        "--control", action="store_true", help="also run GRPO at learning rate 0 and evaluate it (a column more)"
     )
     parser.add_argument("--num_problems", type=int, default=200, help="held-out problems evaluated (default 200)")
     parser.add_argument("--max_steps", type=int, default=None, help="GRPO steps (default: the recipe's)")
@@ -194,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             num_problems=args.num_problems,
             max_steps=args.max_steps,
             threads=args.threads,
+            task=args.task,
+            control=args.control,
         )
     except (DemoError, ConfigError) as err:
         print(f"reson demo: {err}", file=sys.stderr)

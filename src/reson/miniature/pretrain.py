@@ -1,6 +1,7 @@
 """Pretrain the miniature's tiny base model on synthetic arithmetic: the cached build and its command.
 
     python -m reson.miniature.pretrain --output_dir runs/base-seed0 --seed 0
+    python -m reson.miniature.pretrain --output_dir runs/base-countdown-seed0 --task countdown   # the search task's
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
 template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag (`reson.miniature.probe`).
@@ -39,16 +40,18 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from reson.core.data import format_prompt
+from reson.core.data import format_prompt, load_problems
 from reson.core.help import HelpFormatter
 from reson.core.machine import pin_cpu_kernels
 from reson.core.synthetic import problems
+from reson.miniature import search_corpus
 from reson.miniature.corpus import pretraining_texts
 from reson.miniature.probe import probe
 from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
+TASKS = ("arithmetic", "countdown")  # what a base model is pretrained for (BaseModelConfig.task)
 BUILD_RECORD = "reson_base_model.json"  # written last: its presence with matching settings marks a complete build
 
 
@@ -68,6 +71,10 @@ class BaseModelConfig:
     check_rate: float = 0.0  # per step: chance the step is checked ("12-7=5, check 5+7=12")
     check_fail_share: float = 0.5  # share of checked steps that had slipped: "12-7=6, check 6+7=13, wait, 12-7=5"
     check_style: str = "inverse"  # "inverse" ("check 5+7=12") or "recompute" ("recheck 12-7=5")
+    # the task: "arithmetic" (reson.miniature.corpus) or "countdown", the search task (reson.miniature.search_corpus)
+    task: str = "arithmetic"
+    search_share: float = 0.2  # countdown: share of R1-tagged texts that search; the others guess without a check
+    max_candidates: int = 9  # countdown: candidates a search trace tries before it gives up (9: all, it always finds)
     # tokenizer and model
     vocab_size: int = 512
     hidden_size: int = 64
@@ -90,6 +97,7 @@ class BaseModelConfig:
             "repair_rate",
             "check_rate",
             "check_fail_share",
+            "search_share",
         )
         outside = [f"{name}={getattr(self, name)}" for name in fractions if not 0.0 <= getattr(self, name) <= 1.0]
         if outside:
@@ -98,6 +106,10 @@ class BaseModelConfig:
             raise ValueError(f"num_texts ({self.num_texts}) must be at least batch_size ({self.batch_size}).")
         if self.check_style not in ("inverse", "recompute"):
             raise ValueError(f"check_style {self.check_style!r}: choose 'inverse' or 'recompute'.")
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {', '.join(TASKS)}.")
+        if self.max_candidates < 1:
+            raise ValueError(f"max_candidates ({self.max_candidates}) must be at least 1.")
         if self.threads < 1:
             raise ValueError(f"threads ({self.threads}) must be at least 1.")
         if self.hidden_size % self.num_heads:
@@ -276,7 +288,7 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **
     try:
         # data
         start = time.perf_counter()
-        texts = pretraining_texts(config)
+        texts = (search_corpus.pretraining_texts if config.task == "countdown" else pretraining_texts)(config)
         # tokenizer: the tags are added tokens, so the BPE merges are spent on the rest of the text
         plain = texts[:5000]
         for tag in TAG_TOKENS:
@@ -326,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output_dir", required=True, help="folder for the model (reused when already built)")
     parser.add_argument("--seed", type=int, default=0, help="pretraining seed: corpus, init, batch order")
-    parser.add_argument("--num_texts", type=int, default=BaseModelConfig.num_texts, help="pretraining texts")
+    parser.add_argument(
+        "--task", choices=TASKS, default="arithmetic", help="the corpus: arithmetic (default) or countdown (search)"
+    )
+    parser.add_argument("--num_texts", type=int, default=None, help="pretraining texts (default: the task's)")
     parser.add_argument("--num_problems", type=int, default=200, help="held-out test problems to probe on")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the held-out problems")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -341,11 +356,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(BaseModelConfig.threads)
     # build
-    path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
+    settings = search_corpus.BASE_SETTINGS if args.task == "countdown" else {}
+    if args.num_texts is not None:
+        settings = {**settings, "num_texts": args.num_texts}
+    path = build_base_model(args.output_dir, seed=args.seed, **settings)
     stats = build_record(path)["stats"]
     # probe
     start = time.perf_counter()
-    result = probe(path, problems("test", args.num_problems, seed=args.eval_seed))
+    if args.task == "countdown":
+        rows = load_problems("tiny_countdown", "test", size=args.num_problems, seed=args.eval_seed)
+        result = probe(path, rows, max_new_tokens=search_corpus.MAX_COMPLETION_TOKENS)
+    else:
+        result = probe(path, problems("test", args.num_problems, seed=args.eval_seed))
     result["probe_seconds"] = round(time.perf_counter() - start, 1)
     result.update({k: stats[k] for k in ("parameters", "pretrain_seconds", "final_loss", "tokens_per_second")})
     result["model_path"] = str(path)
