@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from reson.core import metrics
+from reson.core import folders, metrics
 from reson.core.machine import pin_cpu_kernels
 
 logger = logging.getLogger("reson.miniature.demo")
@@ -149,7 +149,7 @@ def run_demo(
     # ---- 5. Summary ---------------------------------------------------------------------------------------------
     logger.info("[5/5] writing the before/after table and the run report")
     table = before_after_table(before, after)
-    (output_dir / f"compare-{run_name}.md").write_text(table + "\n")
+    folders.write_text(output_dir / f"compare-{run_name}.md", table + "\n")
     report = build_report(train_dir)
     seconds = time.perf_counter() - started
     paths = {"base_model": base_dir, "trained_model": train_dir, "report": report, "evals": [eval_base, eval_after]}

@@ -116,6 +116,5 @@ def save_final_model(trainer, config: ResonConfig, note: str = "") -> None:
     trainer.save_state()
     if trainer.is_world_process_zero():
         save_resolved_config(config, note=note)
-        (Path(config.output_dir) / "README.md").write_text(
-            model_card(config, Path(config.output_dir) / folders.EMERGENCE_FILE)
-        )
+        card = model_card(config, Path(config.output_dir) / folders.EMERGENCE_FILE)
+        folders.write_text(Path(config.output_dir) / "README.md", card)
