@@ -102,7 +102,7 @@ def test_gpu_recipes_carry_the_dr_grpo_settings():
         assert config.reward_weights == [1.0, 0.2]
         if config.use_vllm:  # per-token importance sampling, and a stop at </answer> that is not masked out
             assert config.vllm_importance_sampling_mode == "token_truncate"
-            assert config.generation_kwargs == {"stop": ["</answer>"]} and not config.mask_truncated_completions
+            assert config.generation_kwargs["stop"] == ["</answer>"] and not config.mask_truncated_completions
     main = load_config("grpo_qwen2.5_3b_h100", machine=False)
     assert main.num_generations == 12 and main.max_completion_length == 1536 and main.vllm_mode == "colocate"
 
