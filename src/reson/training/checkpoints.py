@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reson.core import folders, models
-from reson.core.config import ConfigError, ResonConfig, resolved_values
+from reson.core.config import ConfigError, ResonConfig, model_init_kwargs, resolved_values
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +85,19 @@ def changed_settings(output_dir: str | Path, config: ResonConfig) -> dict[str, t
 
 def disk_needed(config: ResonConfig) -> int | None:
     """Bytes the run will write at its peak: ``save_total_limit`` checkpoints plus the one being written, each with
-    the weights and AdamW's two moments, plus the final model; None when the model's size is unknown."""
+    the trained weights (all of them, or the LoRA adapter) and AdamW's two moments, plus the final model; None when
+    the model's size is unknown."""
     arch = models.architecture(config.model_name_or_path)
     if arch is None:
         return None
-    dtype = str((config.model_init_kwargs or {}).get("dtype", "float32"))
-    weight_bytes = 2 if dtype in ("bfloat16", "float16") else 4
-    checkpoint = arch.num_params * weight_bytes * 3  # weights + two AdamW moments in the weights' dtype
+    if config.use_peft:  # fp32 adapters (peft upcasts them), only they in the optimizer
+        trained, weight_bytes = arch.lora_params(config.lora_target_modules, config.lora_r), 4
+    else:
+        dtype = str(model_init_kwargs(config)["dtype"])
+        trained, weight_bytes = arch.num_params, 2 if dtype in ("bfloat16", "float16") else 4
+    checkpoint = trained * weight_bytes * 3  # weights + two AdamW moments in the weights' dtype
     kept = (config.save_total_limit or 1) + 1 if config.save_strategy != "no" else 0
-    return checkpoint * kept + arch.num_params * weight_bytes
+    return checkpoint * kept + trained * weight_bytes
 
 
 def warn_if_disk_is_short(config: ResonConfig) -> None:
