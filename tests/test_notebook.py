@@ -69,8 +69,8 @@ def test_notebook_runs_end_to_end_on_the_cpu_path(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("nvidia_smi", "expected"),
     [
-        ("Tesla T4, 15360, 7.5", "GPU: Tesla T4 (15 GiB) -> grpo_qwen2.5_0.5b_16gb\n"),
-        ("NVIDIA L4, 23034, 8.9", "GPU: NVIDIA L4 (22 GiB) -> grpo_qwen2.5_0.5b_16gb --bf16 true --fp16 false"),
+        ("Tesla T4, 15360, 7.5", "GPU: Tesla T4 (15 GiB) -> grpo_qwen2.5_3b_lora_16gb\n"),
+        ("NVIDIA L4, 23034, 8.9", "GPU: NVIDIA L4 (22 GiB) -> grpo_qwen2.5_3b_lora_24gb\n"),
         ("NVIDIA A100-SXM4-40GB, 40960, 8.0", "GPU: NVIDIA A100-SXM4-40GB (40 GiB) -> grpo_qwen2.5_1.5b_40gb"),
         ("NVIDIA GeForce GTX 1080, 8192, 6.1", "GPU: NVIDIA GeForce GTX 1080 (8 GiB) is too small for the smallest"),
     ],
