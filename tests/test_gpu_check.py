@@ -45,6 +45,8 @@ def test_the_check_trains_on_the_gpu_it_finds(monkeypatch):
     spec.loader.exec_module(bench)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    # transformers caches its own bf16 probe (lru_cache): an earlier test on this CPU machine leaves False in it
+    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
 
     def setup_devices(args):  # what transformers' _setup_devices leaves behind, for one process
         args.distributed_state, args._n_gpu = None, 0 if args.use_cpu else 1
