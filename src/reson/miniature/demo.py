@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from reson.core import folders, metrics
+from reson.core import folders, metrics, models
 from reson.core.machine import pin_cpu_kernels
 
 logger = logging.getLogger("reson.miniature.demo")
@@ -134,7 +134,7 @@ def run_demo(
     from reson.training.train import train
 
     config = load_config(recipe, overrides=config_overrides)
-    finished = (train_dir / "model.safetensors").is_file()
+    finished = any((train_dir / name).is_file() for name in ("model.safetensors", *models.ADAPTER_WEIGHTS))
     if finished:
         logger.info("[3/5] GRPO: reusing the finished run in %s", train_dir)
     else:
