@@ -66,8 +66,7 @@ def compare_shipped(output_dir: str, fresh: bool) -> int:
     import torch
 
     from reson.miniature.pretrain import BUILD_RECORD, BaseModelConfig, build_base_model, build_record
-    from reson.miniature.probe import held_out_rows, probe
-    from reson.miniature.shipped import PROBE_ROWS, SHIPPED_SEED, manifest, sha256
+    from reson.miniature.shipped import PROBE_KEYS, SHIPPED_SEED, manifest, probe_numbers, sha256
 
     torch.set_num_threads(BaseModelConfig.threads)
     path = Path(output_dir) / f"seed{SHIPPED_SEED}"
@@ -77,14 +76,14 @@ def compare_shipped(output_dir: str, fresh: bool) -> int:
     # the build record holds the build's own times, so it differs every time: compare the model and tokenizer
     recorded = {name: digest for name, digest in manifest()["sha256"].items() if name != BUILD_RECORD}
     differ = [name for name, digest in recorded.items() if sha256(path / name) != digest]
-    result = probe(path, held_out_rows(PROBE_ROWS))
+    result = probe_numbers(path, BaseModelConfig.threads)
     stats = build_record(path)["stats"]
     print(f"processor: {processor_name()}, kernels {cpu_kernel_settings()}, torch {torch.__version__}")
     print(f"rebuilt in {stats['pretrain_seconds']} s of pretraining ({stats['build_seconds']} s in all)")
     files = "every file identical" if not differ else f"differ: {', '.join(differ)}"
     print(f"against the shipped copy: {files} ({len(recorded) - len(differ)} of {len(recorded)} sha256 equal)")
     shipped_probe = manifest()["probe"]
-    for key in ("probe_accuracy", "base_accuracy", "tag_prior"):
+    for key in PROBE_KEYS:
         print(f"{key}: rebuilt {result[key]:.4f}, shipped {shipped_probe[key]:.4f}")
     return 0
 

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from reson.core.machine import pin_cpu_kernels
+from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
 from reson.miniature.probe import HELD_OUT_DATASET
 
 logger = logging.getLogger("reson.miniature.demo")
@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  trained model: {paths['trained_model']}")
     print(f"  evaluations:   {paths['evals'][0]}, {paths['evals'][1]}")
     print(f"  report:        {paths['report']}  (emergence plots: think_usage.png, canary_accuracy.png beside it)")
+    kernels = cpu_kernel_settings()
+    print(f"  CPU:           {processor_name()}, kernels ATen {kernels['aten']}, MKL {kernels['mkl_cbwr']}")
     return 0
 
 

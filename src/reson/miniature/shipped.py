@@ -29,6 +29,7 @@ MANIFEST = "shipped.json"
 SHIPPED_SEED = 0  # the pretraining seed of the shipped model; other seeds are built
 BUILD_COMMAND = "python -m reson.miniature.pretrain --output_dir {output_dir} --seed {seed}"
 PROBE_ROWS = 200  # held-out problems the recorded probe ran on (the demo's default)
+PROBE_KEYS = ("probe_accuracy", "base_accuracy", "base_format", "tag_prior")  # what shipped.json records of it
 
 
 class ShippedModelError(RuntimeError):
@@ -67,12 +68,21 @@ def check(path: str | Path = SHIPPED_DIR) -> Path:
     return path
 
 
-def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
-    """Copy a finished build into `dest`, probe it on the demo's held-out problems and write `shipped.json`."""
+def probe_numbers(path: str | Path, threads: int = 1) -> dict:
+    """The probe's numbers (`PROBE_KEYS`) for the model at `path` on the demo's held-out problems, with `threads`
+    torch threads; the CPU kernels are whatever the caller pinned."""
     import torch
 
-    from reson.core.machine import CPU_KERNEL_PINS
     from reson.miniature.probe import held_out_rows, probe
+
+    torch.set_num_threads(threads)
+    result = probe(path, held_out_rows(PROBE_ROWS))
+    return {key: result[key] for key in PROBE_KEYS}
+
+
+def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
+    """Copy a finished build into `dest`, probe it on the demo's held-out problems and write `shipped.json`."""
+    from reson.core.machine import CPU_KERNEL_PINS
 
     build_dir, dest = Path(build_dir), Path(dest)
     record = build_record(build_dir)  # raises if the build is not complete
@@ -82,8 +92,7 @@ def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
     dest.mkdir(parents=True)
     for name in files:
         shutil.copyfile(build_dir / name, dest / name)
-    torch.set_num_threads(record["config"]["threads"])
-    result = probe(dest, held_out_rows(PROBE_ROWS))
+    numbers = probe_numbers(dest, record["config"]["threads"])
     data = {
         "command": BUILD_COMMAND.format(output_dir="DIR", seed=record["config"]["seed"]),
         "environment": {**CPU_KERNEL_PINS, "torch_threads": record["config"]["threads"]},
@@ -91,7 +100,7 @@ def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
         "sha256": {name: sha256(dest / name) for name in files},
         "probe": {
             "rows": f"the demo's {PROBE_ROWS} held-out problems (reson.miniature.probe.held_out_rows)",
-            **{k: result[k] for k in ("probe_accuracy", "base_accuracy", "base_format", "tag_prior")},
+            **numbers,
         },
     }
     (dest / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
@@ -100,17 +109,10 @@ def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
 
 def probe_again(path: str | Path = SHIPPED_DIR) -> dict:
     """Probe the shipped model again as `ship` did: {"recorded", "measured", "same"} (the kernels are the caller's)."""
-    import torch
-
-    from reson.miniature.probe import held_out_rows, probe
-
     path = check(path)
-    recorded = manifest(path)["probe"]
-    torch.set_num_threads(build_record(path)["config"]["threads"])
-    result = probe(path, held_out_rows(PROBE_ROWS))
-    measured = {k: result[k] for k in ("probe_accuracy", "base_accuracy", "base_format", "tag_prior")}
-    same = all(measured[k] == recorded[k] for k in measured)
-    return {"recorded": {k: recorded[k] for k in measured}, "measured": measured, "same": same}
+    recorded = {key: manifest(path)["probe"][key] for key in PROBE_KEYS}
+    measured = probe_numbers(path, build_record(path)["config"]["threads"])
+    return {"recorded": recorded, "measured": measured, "same": measured == recorded}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument(
         "--probe",
         action="store_true",
-        help="probe the shipped model again on this machine and compare with the recorded numbers (~20 s)",
+        help="probe the shipped model again on this machine and compare with the recorded numbers (~10 s)",
     )
     action.add_argument("--ship", metavar="BUILD_DIR", help="a finished build to copy into the package and record")
     args = parser.parse_args(argv)
