@@ -193,8 +193,8 @@ def run_demo(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reson demo",
-        description="The R1-Zero experiment in miniature, offline on a CPU: build a tiny base model, evaluate it, "
-        "train it with GRPO, evaluate it again.",
+        description="The R1-Zero experiment in miniature, offline on a CPU: take the tiny base model shipped with "
+        "reson (or build one), evaluate it, train it with GRPO, evaluate it again.",
     )
     parser.add_argument("--output_dir", default="runs/demo", help="where everything goes (default runs/demo)")
     parser.add_argument("--seed", type=int, default=0, help="GRPO seed (default 0)")
