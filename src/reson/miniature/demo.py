@@ -1,14 +1,18 @@
 """`reson demo`: the R1-Zero experiment in miniature, offline, on a laptop CPU.
 
-    reson demo                                   # about 10 minutes on 2 cores; everything under runs/demo
-    reson demo --seed 1 --pretrain_seed 2        # another RL seed on another base model
+    reson demo                                   # under 3 minutes on 2 cores; everything under runs/demo
+    reson demo --seed 1                          # another RL seed on the same base model
+    reson demo --rebuild_base                    # build the base model here instead of using the shipped one
+    reson demo --pretrain_seed 2                 # another base model: built here first (~8-10 minutes)
     reson demo --max_steps 30 --num_problems 50  # a quick look
 
 Phases, each reusing what an earlier run already finished in the same output folder:
 
-1. **Base model.** A 279k-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.miniature.pretrain`): mostly
+1. **Base model.** A 279k-parameter Qwen2 pretrained on synthetic arithmetic (`reson.miniature.pretrain`): mostly
    problems with direct answers, plus worked solutions under another template, so it has a latent reasoning skill
-   while the R1 tags stay rare under the training template. A probe (`<think>` prefilled, greedy) measures that skill.
+   while the R1 tags stay rare under the training template. The one for pretraining seed 0 ships inside the package
+   (`reson.miniature.shipped`, checked against its recorded sha256); any other is built here. A probe (`<think>`
+   prefilled, greedy) measures the latent skill.
 2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
 3. **GRPO.** `reson train` with the `grpo_cpu_tiny` recipe: the real rewards, TRL trainer and emergence canaries.
 4. **After.** The same evaluation of the trained model.
@@ -24,12 +28,13 @@ import time
 from pathlib import Path
 
 from reson.core import folders, metrics, models
-from reson.core.machine import pin_cpu_kernels
+from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
+from reson.miniature.probe import HELD_OUT_DATASET
 
 logger = logging.getLogger("reson.miniature.demo")
 
 DEFAULT_RECIPE = "grpo_cpu_tiny"  # a recipe shipped in reson/configs
-DATASET = "synthetic"
+DATASET = HELD_OUT_DATASET
 THREADS = 1  # torch threads for GRPO and the evaluations: another count gives other floats, so another table
 # the metrics of the before/after table, in order
 TABLE_ROWS = (
@@ -60,6 +65,11 @@ def before_after_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def evaluation_settings(num_problems: int) -> dict:
+    """The `reson eval` settings of the demo's before and after evaluations (greedy, held-out test problems)."""
+    return dict(split="test", num_problems=num_problems, max_completion_length=64, progress=False)
+
+
 def run_demo(
     output_dir: str | Path = "runs/demo",
     *,
@@ -71,25 +81,33 @@ def run_demo(
     threads: int = THREADS,
     overrides: dict | None = None,
     base_settings: dict | None = None,
+    rebuild_base: bool = False,
 ) -> dict:
-    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds"}.
+    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds", "phases"}.
 
     `overrides` change fields of the GRPO recipe, `base_settings` fields of `reson.miniature.pretrain.BaseModelConfig`.
+    The shipped base model serves pretraining seed 0 with the default settings unless `rebuild_base`; any other base
+    model is built under `output_dir`. `phases` holds the seconds each phase took.
     """
     import torch
 
     from reson.core.config import load_config
     from reson.evaluation.evaluate import evaluate
     from reson.miniature.pretrain import build_base_model
-    from reson.miniature.probe import probe
+    from reson.miniature.probe import held_out_rows, probe
+    from reson.miniature.shipped import SHIPPED_DIR, SHIPPED_SEED, check
     from reson.tools.report import build_report
 
     output_dir = Path(output_dir)
-    base_dir = output_dir / f"base-seed{pretrain_seed}"
-    run_name = f"grpo-base{pretrain_seed}-seed{seed}"
+    shipped = pretrain_seed == SHIPPED_SEED and not base_settings and not rebuild_base
+    # a base model built here for the shipped seed gets its own names: its runs never mix with the shipped one's
+    suffix = "-built" if pretrain_seed == SHIPPED_SEED and not shipped else ""
+    base_name = f"base{pretrain_seed}{suffix}"
+    base_dir = SHIPPED_DIR if shipped else output_dir / f"base-seed{pretrain_seed}{suffix}"
+    run_name = f"grpo-{base_name}-seed{seed}"
     train_dir = output_dir / run_name
-    eval_base, eval_after = output_dir / f"eval-base{pretrain_seed}", output_dir / f"eval-{run_name}"
-    eval_settings = dict(split="test", num_problems=num_problems, max_completion_length=64, progress=False)
+    eval_base, eval_after = output_dir / f"eval-{base_name}", output_dir / f"eval-{run_name}"
+    eval_settings = evaluation_settings(num_problems)
 
     # ---- Check everything before any work -----------------------------------------------------------------------
     config_overrides = {
@@ -105,29 +123,41 @@ def run_demo(
         raise DemoError(f"--num_problems {num_problems}: evaluate on at least one problem.")
     if max_steps is not None and max_steps < 1:
         raise DemoError(f"--max_steps {max_steps}: train for at least one step.")
-    # the base model does not exist yet: check the rest of the recipe with a stand-in model id
+    # the base model may not exist yet: check the rest of the recipe with a stand-in model id
     load_config(recipe, overrides={**config_overrides, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
+    if shipped:
+        check(base_dir)  # the files are the recorded ones, or a clear error before any work
     torch.set_num_threads(threads)  # the evaluations and the probe; the build fixes its own (BaseModelConfig.threads)
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    phases = {}
+
+    def phase_done(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 1)
+        return now
 
     # ---- 1. Base model ------------------------------------------------------------------------------------------
-    logger.info("[1/5] base model: building or reusing %s (pretraining takes a few minutes the first time)", base_dir)
-    build_base_model(base_dir, seed=pretrain_seed, **(base_settings or {}))
-    from reson.core.data import load_problems, sample_rows
-
-    probe_rows = sample_rows(load_problems(DATASET, "test"), num_problems, seed=0)
-    latent = probe(base_dir, probe_rows)
+    if shipped:
+        logger.info("[1/5] base model: the one shipped with reson (pretraining seed %d), %s", pretrain_seed, base_dir)
+    else:
+        why = "rebuilding it as asked" if rebuild_base or base_settings else "no shipped model for this seed"
+        logger.info("[1/5] base model: building or reusing %s (%s; pretraining takes ~8-10 minutes)", base_dir, why)
+        build_base_model(base_dir, seed=pretrain_seed, **(base_settings or {}))
+    mark = phase_done("base model", started)
+    latent = probe(base_dir, held_out_rows(num_problems))
     logger.info(
         "      latent skill: %.1f%% with <think> prefilled, against %.1f%% answering directly; <think> prior %.1f%%",
         100 * latent["probe_accuracy"],
         100 * latent["base_accuracy"],
         100 * latent["tag_prior"],
     )
+    mark = phase_done("probe", mark)
 
     # ---- 2. Baseline --------------------------------------------------------------------------------------------
     logger.info("[2/5] evaluating the base model on %d held-out problems", num_problems)
     before = evaluate(str(base_dir), DATASET, eval_base, **eval_settings)
+    mark = phase_done("evaluation before", mark)
 
     # ---- 3. GRPO ------------------------------------------------------------------------------------------------
     from reson.training.checkpoints import CHECKPOINT_PREFIX
@@ -141,30 +171,51 @@ def run_demo(
         resume = any(train_dir.glob(f"{CHECKPOINT_PREFIX}*"))
         logger.info("[3/5] GRPO: %d steps into %s%s", config.max_steps, train_dir, " (resuming)" if resume else "")
         train(config, resume=resume or None)
+    mark = phase_done("GRPO", mark)
 
     # ---- 4. After -----------------------------------------------------------------------------------------------
     logger.info("[4/5] evaluating the trained model on the same problems")
     after = evaluate(str(train_dir), DATASET, eval_after, **eval_settings)
+    mark = phase_done("evaluation after", mark)
 
     # ---- 5. Summary ---------------------------------------------------------------------------------------------
     logger.info("[5/5] writing the before/after table and the run report")
     table = before_after_table(before, after)
     folders.write_text(output_dir / f"compare-{run_name}.md", table + "\n")
     report = build_report(train_dir)
+    phase_done("table and report", mark)
     seconds = time.perf_counter() - started
     paths = {"base_model": base_dir, "trained_model": train_dir, "report": report, "evals": [eval_base, eval_after]}
-    return {"before": before, "after": after, "probe": latent, "table": table, "paths": paths, "seconds": seconds}
+    return {
+        "before": before,
+        "after": after,
+        "probe": latent,
+        "table": table,
+        "paths": paths,
+        "seconds": seconds,
+        "phases": phases,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reson demo",
-        description="The R1-Zero experiment in miniature, offline on a CPU: build a tiny base model, evaluate it, "
-        "train it with GRPO, evaluate it again.",
+        description="The R1-Zero experiment in miniature, offline on a CPU: take the tiny base model shipped with "
+        "reson (or build one), evaluate it, train it with GRPO, evaluate it again.",
     )
     parser.add_argument("--output_dir", default="runs/demo", help="where everything goes (default runs/demo)")
     parser.add_argument("--seed", type=int, default=0, help="GRPO seed (default 0)")
-    parser.add_argument("--pretrain_seed", type=int, default=0, help="base model seed (default 0)")
+    parser.add_argument(
+        "--pretrain_seed",
+        type=int,
+        default=0,
+        help="base model seed (default 0, the model shipped with reson; another seed is built first, ~8-10 min)",
+    )
+    parser.add_argument(
+        "--rebuild_base",
+        action="store_true",
+        help="build the base model here (~8-10 min) instead of starting from the shipped one",
+    )
     parser.add_argument(
         "--config", default=DEFAULT_RECIPE, help="the CPU recipe: a YAML file or a shipped recipe's name"
     )
@@ -184,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # the demo prints its own phases; no bar per weight file
 
     from reson.core.config import ConfigError
+    from reson.miniature.shipped import ShippedModelError
 
     try:
         result = run_demo(
@@ -194,17 +246,21 @@ def main(argv: list[str] | None = None) -> int:
             num_problems=args.num_problems,
             max_steps=args.max_steps,
             threads=args.threads,
+            rebuild_base=args.rebuild_base,
         )
-    except (DemoError, ConfigError) as err:
+    except (DemoError, ConfigError, ShippedModelError) as err:
         print(f"reson demo: {err}", file=sys.stderr)
         return 2
     paths = result["paths"]
     print(f"\nBase model vs after GRPO, {args.num_problems} held-out problems, greedy:\n\n{result['table']}\n")
-    print(f"finished in {result['seconds'] / 60:.1f} min")
+    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["phases"].items())
+    print(f"finished in {result['seconds'] / 60:.1f} min ({phases})")
     print(f"  base model:    {paths['base_model']}")
     print(f"  trained model: {paths['trained_model']}")
     print(f"  evaluations:   {paths['evals'][0]}, {paths['evals'][1]}")
     print(f"  report:        {paths['report']}  (emergence plots: think_usage.png, canary_accuracy.png beside it)")
+    kernels = cpu_kernel_settings()
+    print(f"  CPU:           {processor_name()}, kernels ATen {kernels['aten']}, MKL {kernels['mkl_cbwr']}")
     return 0
 
 

@@ -4,9 +4,10 @@
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
 template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag (`reson.miniature.probe`).
-The texts come from `reson.miniature.corpus`.
+The texts come from `reson.miniature.corpus`. The build of seed 0 ships inside the package
+(`reson.miniature.shipped`), so `reson demo` runs it only for `--rebuild_base` or another `--pretrain_seed`.
 
-What makes it learn in ~7 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
+What makes it learn in ~8 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
 many steps (hidden 64, 4 layers, 279k parameters, batch 8, 9,000 steps) rather than a wide one with few
 (hidden 128, 1,250 steps: probe 2.5-9%), and the R1 template's fixed preamble (79 of the ~114 tokens of an R1
 text) run once per batch, its keys and values shared by the batch's rows, which is exact and cuts those texts'
@@ -16,8 +17,10 @@ the schedule runs well past it.
 
 Reproducibility: the build always runs with `BaseModelConfig.threads` torch threads (1), whatever the caller set,
 because the thread count changes how float sums are split and so the weights; with it, a build repeats bit for bit
-on one machine under any load. The CPU's kernel family changes the bits too (ATen's AVX-512 or AVX2 kernels, MKL's
-code path): `reson.core.machine.pin_cpu_kernels()` pins both to AVX2, which current x86 processors share.
+on one machine under any load. The CPU's kernels change the bits too (ATen's AVX-512 or AVX2 family, MKL's code
+path, which MKL picks by vendor as well as by extension): `reson.core.machine.pin_cpu_kernels()` pins ATen to AVX2 and
+MKL to its COMPATIBLE branch, the one it runs the same on Intel and AMD processors. AdamW is the fused one, ATen's own
+kernel: the for-loop AdamW takes its square roots from MKL's vector maths.
 
 The model is saved in HF format (config, safetensors, tokenizer) and loads with AutoModelForCausalLM /
 AutoTokenizer exactly as Qwen2.5 does. A build is cached: `build_base_model` writes into a temporary folder,
@@ -41,7 +44,7 @@ from pathlib import Path
 
 from reson.core.data import format_prompt
 from reson.core.help import HelpFormatter
-from reson.core.machine import pin_cpu_kernels
+from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
 from reson.core.synthetic import problems
 from reson.miniature.corpus import pretraining_texts
 from reson.miniature.probe import probe
@@ -186,8 +189,10 @@ def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_ev
     ]
     batches = [b for _ in range(config.epochs) for b in rng.sample(batches, len(batches))]  # a new order each pass
     total_steps = len(batches)
+    # fused: ATen's own kernel, as the GRPO trainer's (adamw_torch_fused); the for-loop AdamW takes its square roots
+    # from MKL's vector maths, one more place where the processor decides the bits
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95), fused=True
     )
 
     def lr_factor(step: int) -> float:  # linear warmup, cosine decay to 10%
@@ -295,7 +300,9 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **
         stats["parameters"] = sum(p.numel() for p in model.parameters())
         stats["build_seconds"] = round(time.perf_counter() - start, 1)
         stats["torch_threads"] = torch.get_num_threads()
-        stats["cpu_kernels"] = torch.backends.cpu.get_cpu_capability()  # the other half of what fixes the bits
+        stats["cpu_kernels"] = cpu_kernel_settings()  # the other half of what fixes the bits
+        stats["torch"] = torch.__version__
+        stats["processor"] = processor_name()
         # save: weights and tokenizer first, the build record last, then move into place
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -17,6 +17,15 @@ from reson.core.metrics import completion_record
 from reson.core.rewards import score
 from reson.miniature.corpus import final_answer
 
+HELD_OUT_DATASET = "synthetic"  # the miniature's held-out problems: the synthetic generator's test split
+
+
+def held_out_rows(n: int) -> list[dict]:
+    """The demo's `n` held-out problems: the first `n` of the synthetic test split's seeded permutation (seed 0)."""
+    from reson.core.data import load_problems, sample_rows
+
+    return sample_rows(load_problems(HELD_OUT_DATASET, "test"), n, seed=0)
+
 
 def tag_prior(model, tokenizer, prompts: list[str], tag: str = "<think>") -> float:
     """Mean probability that the completion starts with " <think>" (the space token, then the tag)."""
