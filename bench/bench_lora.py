@@ -3,8 +3,8 @@
     python bench/bench_lora.py                                  # full, then LoRA rank 1, 8 and 32; GRPO seeds 0, 1
     python bench/bench_lora.py --ranks 8 --seeds 0 --lr_scale 10 20
 
-Every run is `reson demo`'s pipeline (the `grpo_cpu_tiny` recipe, 100 steps, one torch thread) on the same base model
-(pretraining seed 0, built once under --output_dir and reused by every run): full training at the recipe's learning
+Every run is `reson demo`'s pipeline (the `grpo_cpu_tiny` recipe, 90 steps, one torch thread, the pinned kernels) on
+the base model shipped with reson: full training at the recipe's learning
 rate, and LoRA adapters (alpha 32, no dropout, every linear layer, as the GPU recipes) at ``--lr_scale`` times it.
 Per run it prints held-out accuracy and format compliance (greedy, 200 problems) after GRPO, the step at which the
 training format reward first passed 0.5 (the switch to the think/answer format), the trained parameters and the
@@ -60,10 +60,8 @@ def main() -> None:
     pin_cpu_kernels()  # as `reson demo` does: the same tables
     from reson.core.config import load_config
     from reson.miniature.demo import DEFAULT_RECIPE
-    from reson.miniature.pretrain import build_base_model
 
     root = Path(args.output_dir)
-    base = build_base_model(root / "base-seed0", seed=0)  # once; every run links to it
     recipe_lr = load_config(DEFAULT_RECIPE, overrides={"model_name_or_path": "Qwen/Qwen2.5-0.5B"}).learning_rate
     variants = [] if args.no_full else [("full", {})]
     for rank in args.ranks:
@@ -76,9 +74,6 @@ def main() -> None:
     print(f"{'run':>16} {'seed':>4} {'lr':>7} {'params':>8} {'acc':>6} {'format':>6} {'switch':>6} {'GRPO min':>8}")
     for name, overrides in variants:
         folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / base.name).exists():
-            (folder / base.name).symlink_to(base.resolve())
         for seed in args.seeds:
             started = time.perf_counter()
             result = run_demo(folder, seed=seed, num_problems=args.num_problems, threads=THREADS, overrides=overrides)

@@ -484,6 +484,8 @@ RECIPE_GPUS = [
     ("grpo_qwen2.5_3b_lora_24gb", "a10g-24gb"),
     ("grpo_qwen2.5_3b_lora_24gb", "rtx4090-24gb"),
     ("grpo_qwen2.5_3b_lora_16gb", "t4-16gb"),
+    ("grpo_qwen2.5_3b_lora_24gb_countdown", "l4-24gb"),
+    ("grpo_qwen2.5_3b_lora_24gb_countdown", "rtx4090-24gb"),
 ]
 
 
