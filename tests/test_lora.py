@@ -138,7 +138,8 @@ def test_resume_restores_the_adapter_and_the_optimizer_exactly(lora_run, tmp_pat
 
 @pytest.mark.slow
 def test_the_divergence_guard_watches_the_adapter(tmp_path, tiny_model_path, shared_data):
-    from reson.training.train import TrainingDiverged, train
+    from reson.training.faults import TrainingDiverged
+    from reson.training.train import train
 
     overrides = lora_overrides(tiny_model_path, tmp_path / "out", shared_data, learning_rate=1e10, num_canaries=0)
     with pytest.raises(TrainingDiverged, match="after step 1 the largest weight"):
