@@ -8,6 +8,11 @@ the think-tag prior and the base model's format reward.
 A seed whose model is already built under --output_dir is reused (its recorded pretraining time is reported);
 pass --fresh to rebuild. `--curve_every N` also probes 100 held-out problems every N pretraining steps (greedy,
 `<think>` prefilled) and prints where the arithmetic clicks; `--set key=value` changes `BaseModelConfig` fields.
+
+    python bench/bench_base_model.py --compare_shipped --output_dir runs/rebuild --fresh
+
+rebuilds the shipped base model (seed 0, default config; ~8-10 min) and compares it with the one in the package:
+the sha256 of each file, and the probe on the demo's held-out problems against the recorded numbers.
 """
 
 from __future__ import annotations
@@ -53,6 +58,36 @@ def probe_curve(rows: list[dict], every: int):
     return callback
 
 
+def compare_shipped(output_dir: str, fresh: bool) -> int:
+    """Rebuild the shipped base model and print how it compares with the package's copy, file by file."""
+    from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
+
+    pin_cpu_kernels()  # as `python -m reson.miniature.pretrain` does
+    import torch
+
+    from reson.miniature.pretrain import BUILD_RECORD, BaseModelConfig, build_base_model, build_record
+    from reson.miniature.shipped import PROBE_KEYS, SHIPPED_SEED, manifest, probe_numbers, sha256
+
+    torch.set_num_threads(BaseModelConfig.threads)
+    path = Path(output_dir) / f"seed{SHIPPED_SEED}"
+    if fresh and path.exists():
+        shutil.rmtree(path)
+    build_base_model(path, seed=SHIPPED_SEED)
+    # the build record holds the build's own times, so it differs every time: compare the model and tokenizer
+    recorded = {name: digest for name, digest in manifest()["sha256"].items() if name != BUILD_RECORD}
+    differ = [name for name, digest in recorded.items() if sha256(path / name) != digest]
+    result = probe_numbers(path, BaseModelConfig.threads)
+    stats = build_record(path)["stats"]
+    print(f"processor: {processor_name()}, kernels {cpu_kernel_settings()}, torch {torch.__version__}")
+    print(f"rebuilt in {stats['pretrain_seconds']} s of pretraining ({stats['build_seconds']} s in all)")
+    files = "every file identical" if not differ else f"differ: {', '.join(differ)}"
+    print(f"against the shipped copy: {files} ({len(recorded) - len(differ)} of {len(recorded)} sha256 equal)")
+    shipped_probe = manifest()["probe"]
+    for key in PROBE_KEYS:
+        print(f"{key}: rebuilt {result[key]:.4f}, shipped {shipped_probe[key]:.4f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -61,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="rebuild even when a build is cached")
     parser.add_argument("--curve_every", type=int, default=0, help="probe every N pretraining steps (0: never)")
     parser.add_argument("--set", nargs="*", default=[], help="BaseModelConfig fields, key=value")
+    parser.add_argument(
+        "--compare_shipped", action="store_true", help="rebuild the shipped model (seed 0) and compare it with it"
+    )
     args = parser.parse_args(argv)
+    if args.compare_shipped:
+        return compare_shipped(args.output_dir, fresh=args.fresh)
     settings = {key: _value(value) for key, _, value in (pair.partition("=") for pair in args.set)}
 
     from reson.core.machine import pin_cpu_kernels

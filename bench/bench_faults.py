@@ -343,7 +343,7 @@ def sigterms(work: Path, model: Path, data_dir: Path, trials: int = 20, seed: in
         process.send_signal(signal.SIGTERM)
         code = process.wait()
         codes[code] += 1
-        if complete_run(work / f"sigterm_{trial}"):  # not finished: resume it
+        if not (work / f"sigterm_{trial}" / "model.safetensors").is_file():  # not finished: resume it
             start = time.perf_counter()
             resumed = subprocess.run(
                 reson("train", "--config", config, "--resume"), env=ENV, capture_output=True, text=True

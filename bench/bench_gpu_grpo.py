@@ -2,6 +2,7 @@
 
     python bench/bench_gpu_grpo.py                       # 3b (H100 recipe, 80 GB) and 1.5b (A100 recipe, 80 GB)
     python bench/bench_gpu_grpo.py --sizes 1.5b_40gb 0.5b_16gb
+    python bench/bench_gpu_grpo.py --sizes 3b_lora_24gb 3b_lora_16gb   # the LoRA recipes, on an L4's and a T4's memory
     python bench/bench_gpu_grpo.py --tiny                # the same code path on a CPU with a tiny model, in seconds
 
 Each size runs in its own process (an out-of-memory error or allocator state cannot touch the next) and:
@@ -9,8 +10,9 @@ Each size runs in its own process (an out-of-memory error or allocator state can
 - holds the allocator to the target card's memory less the CUDA context (`torch.cuda.set_per_process_memory_fraction`
   on a bigger GPU such as an H200), and takes the recipe's vLLM colocate share with a stand-in allocation, so the
   check can show that a recipe fits, not only that it does not;
-- builds the real architecture (`reson.core.models.KNOWN_MODELS`, random weights, fp32 as the recipes load it) on the
-  GPU, with a small tokenizer trained here (ids past it decode to nothing; the embedding and LM head are full size);
+- builds the real architecture (`reson.core.models.KNOWN_MODELS`, random weights, in the dtype the recipe loads it:
+  fp32, or the LoRA recipes' 16-bit frozen base with TRL's `peft_config`) on the GPU, with a small tokenizer trained
+  here (ids past it decode to nothing; the embedding and LM head are full size);
 - trains two steps through TRL's real path with the recipe's parsed config (`reson.core.config.load_config`: batch,
   accumulation, checkpointing, bf16 autocast, Dr. GRPO), taking worst-case completions from TRL's `rollout_func`:
   every one `max_completion_length` tokens with no EOS, so no generation is needed and no step is shorter than the
@@ -18,7 +20,11 @@ Each size runs in its own process (an out-of-memory error or allocator state can
 - times transformers generation (`reson.core.generation.HFEngine`, the canaries' path) on a short batch;
 - prints and writes (``--output_file``, or $OUT/gpu_check.json) per size: fits or out of memory, the peak allocated and
   reserved memory next to `reson plan`'s prediction for the same settings, seconds per training step, generated
-  tokens per second.
+  tokens per second; for LoRA the trained parameters, and whether the base's first and last layers came out of
+  training bit for bit as they went in.
+
+A recipe in vLLM sleep mode (vLLM frees its share while training) trains without the stand-in: the training phase is
+what is measured, next to `planned_training_phase_gib`.
 
 On the lent H200 (Python 3.12, torch 2.11, transformers 5.17, accelerate 1.15, no network) trl and datasets travel
 as wheels (docs/benchmarks.md, "The GPU check", has the download and the run command). The whole check stays under
@@ -42,6 +48,8 @@ RUNS = {
     "1.5b": ("grpo_qwen2.5_1.5b", "a100-80gb"),
     "1.5b_40gb": ("grpo_qwen2.5_1.5b_40gb", "a100-40gb"),
     "0.5b_16gb": ("grpo_qwen2.5_0.5b_16gb", "t4-16gb"),
+    "3b_lora_24gb": ("grpo_qwen2.5_3b_lora_24gb", "l4-24gb"),
+    "3b_lora_16gb": ("grpo_qwen2.5_3b_lora_16gb", "t4-16gb"),
 }
 STEPS = 2
 OVERRIDES = {  # what this check changes: no vLLM here (its share is held by a stand-in), two steps, no saving
@@ -55,7 +63,7 @@ OVERRIDES = {  # what this check changes: no vLLM here (its share is held by a s
     "num_canaries": 0,
     "rewards": ["accuracy"],  # stands for the check's one random reward: advantages that are not zero
     "reward_weights": None,
-    "model_init_kwargs": None,  # the model is built here, in fp32 as the recipes load it
+    "model_init_kwargs": None,  # the model is built here, in the dtype the recipe loads it
 }
 PROMPT_LENGTH = 256  # the planner's default: the R1-Zero template plus a GSM8K question
 GENERATE = (32, 64)  # sequences and new tokens of the generation timing
@@ -68,14 +76,14 @@ def training_config(recipe: str, overrides: dict, cuda: bool):
     from reson.core.config import load_config
 
     if not cuda:
-        overrides = {**overrides, "use_cpu": True, "bf16": False, "fp16": False}
+        overrides = {**overrides, "use_cpu": True, "bf16": False, "fp16": False, "dtype": "float32"}
     return load_config(recipe, overrides=overrides)
 
 
 def check(size: str, tiny: bool) -> dict:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer, get_peft_config
 
     from reson.core import memory, models
     from reson.core.config import load_config
@@ -102,7 +110,8 @@ def check(size: str, tiny: bool) -> dict:
     config = training_config(recipe, overrides, cuda)
     recipe_config = load_config(recipe, machine=False)  # read only: what the planner is given
     card_bytes = plan.GPUS[card]
-    share = int(recipe_config.vllm_gpu_memory_utilization * card_bytes) if recipe_config.use_vllm and cuda else 0
+    colocated = recipe_config.use_vllm and not recipe_config.vllm_enable_sleep_mode  # held while training too
+    share = int(recipe_config.vllm_gpu_memory_utilization * card_bytes) if colocated and cuda else 0
     stand_in = None
     if cuda:
         total = torch.cuda.get_device_properties(0).total_memory
@@ -151,7 +160,11 @@ def check(size: str, tiny: bool) -> dict:
     )
     torch.manual_seed(0)
     with torch.device("cuda" if cuda else "cpu"):
-        model = Qwen2ForCausalLM(model_config)  # fp32 weights, as the recipes load them
+        model = Qwen2ForCausalLM(model_config)  # fp32 weights, as the full recipes load them
+    ends = (model.model.layers[0], model.model.layers[-1])  # the base's first and last layers, to compare after
+    if config.use_peft:  # the LoRA recipes' frozen base: 16-bit
+        model = model.to(getattr(torch, config.dtype))
+    base_before = layer_weights(ends)
     os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
     clock = Clock()
     trainer = GRPOTrainer(
@@ -162,6 +175,7 @@ def check(size: str, tiny: bool) -> dict:
         processing_class=tokenizer,
         callbacks=[clock],
         rollout_func=worst_case,
+        peft_config=get_peft_config(config),
     )
     settings = memory.settings_from_config(recipe_config, prompt_length=prompt_length)
     if tiny:  # the tiny run's shapes
@@ -191,6 +205,12 @@ def check(size: str, tiny: bool) -> dict:
             result["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
         return result
     result.update(fits=True, step_seconds=[round(s, 2) for s in clock.steps])
+    if config.use_peft:
+        result["trained_parameters"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        after = layer_weights(ends)
+        result["base_unchanged"] = after.keys() == base_before.keys() and all(
+            torch.equal(after[k], base_before[k]) for k in after
+        )
     if cuda:  # the stand-in is part of both: the vLLM share the recipe reserves
         result["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
         result["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / GIB, 2)
@@ -208,6 +228,16 @@ def check(size: str, tiny: bool) -> dict:
     )
     del stand_in
     return result
+
+
+def layer_weights(layers) -> dict:
+    """CPU copies of the base weights of ``layers``, by name (a LoRA layer's wrapped weight under its plain name)."""
+    return {
+        f"{i}.{name.replace('.base_layer', '')}": param.detach().cpu().clone()
+        for i, layer in enumerate(layers)
+        for name, param in layer.named_parameters()
+        if "lora_" not in name
+    }
 
 
 def main() -> int:

@@ -107,12 +107,14 @@ def main() -> None:
     import torch
 
     from reson.core.config import load_config
-    from reson.miniature.demo import TASKS, run_demo
+    from reson.miniature.demo import run_demo
+    from reson.miniature.tasks import TASKS
 
     torch.set_num_threads(1)
     spec = TASKS["countdown"]
     output_dir = Path(args.output_dir)
-    temperature = load_config(spec.recipe, overrides=settings(args.grpo)).temperature
+    stand_in = {"model_name_or_path": "Qwen/Qwen2.5-0.5B"}  # the recipe's own path is a folder to build into
+    temperature = load_config(spec.recipe, overrides={**settings(args.grpo), **stand_in}).temperature
     rows = []
     for pretrain_seed in args.pretrain_seeds:
         for seed in args.seeds:

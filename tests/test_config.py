@@ -103,8 +103,7 @@ def test_gpu_recipes_carry_the_dr_grpo_settings():
         assert config.reward_weights == [1.0, 0.2]
         if config.use_vllm:  # per-token importance sampling, and a stop at </answer> that is not masked out
             assert config.vllm_importance_sampling_mode == "token_truncate"
-            assert config.generation_kwargs == {"stop": ["</answer>"], "include_stop_str_in_output": True}
-            assert not config.mask_truncated_completions
+            assert config.generation_kwargs["stop"] == ["</answer>"] and not config.mask_truncated_completions
     main = load_config("grpo_qwen2.5_3b_h100", machine=False)
     assert main.num_generations == 12 and main.max_completion_length == 1536 and main.vllm_mode == "colocate"
 
@@ -354,7 +353,7 @@ def test_torch_threads_is_a_positive_count_and_set_by_the_run(tmp_path, monkeypa
     before = torch.get_num_threads()
     try:
         with pytest.raises(Stop):
-            train_module._train(load_config(write_recipe(tmp_path, torch_threads=1)), tmp_path, True, None, ())
+            train_module._train(load_config(write_recipe(tmp_path, torch_threads=1)), tmp_path, True, None, (), None)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -389,3 +388,101 @@ def test_a_tasks_reward_goes_with_that_tasks_data(tmp_path):
         tmp_path, rewards=["countdown", "format"], datasets=[{"name": "synthetic_countdown"}], canary_dataset=None
     )
     assert load_config(countdown).rewards == ["countdown", "format"]
+
+
+# --- LoRA: TRL's ModelConfig fields, checked before the model loads ---------------------------------------------
+
+LORA = {"use_peft": True, "lora_dropout": 0.0, "lora_target_modules": "all-linear"}
+
+
+def test_lora_fields_are_trls_own_with_trls_help(tmp_path):
+    """One source for each field and its help: ModelConfig's, through TrlParser, and the config is a ModelConfig."""
+    from trl import ModelConfig, get_peft_config
+
+    text = config_parser().format_help()
+    for name in ("use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "load_in_4bit", "dtype"):
+        help_text = " ".join(ModelConfig.__dataclass_fields__[name].metadata["help"].split())
+        assert f"--{name}" in text and help_text[:30] in " ".join(text.split()), name
+    assert "--model_name_or_path" in text and text.count("--model_name_or_path MODEL_NAME_OR_PATH") == 1
+    assert "use_peft" not in PROJECT_FIELDS and "model_name_or_path" in PROJECT_FIELDS
+    config = load_config(write_recipe(tmp_path, **LORA))
+    assert isinstance(config, ModelConfig)
+    peft = get_peft_config(config)  # TRL's own builder, as its grpo script calls it
+    assert peft.target_modules == "all-linear" and peft.r == 16 and peft.lora_dropout == 0.0
+
+
+def test_one_target_stays_a_list_that_peft_matches(tmp_path):
+    """TRL's ModelConfig turns [q_proj] into the string "q_proj", which peft takes as a regex over whole module names
+    and which then matches nothing; here one name stays a list, and only all-linear becomes peft's bare string."""
+    from trl import get_peft_config
+
+    config = load_config(write_recipe(tmp_path, **{**LORA, "lora_target_modules": ["q_proj"]}))
+    assert config.lora_target_modules == ["q_proj"] and get_peft_config(config).target_modules == {"q_proj"}
+    config = load_config(write_recipe(tmp_path, **LORA), ["--lora_target_modules", "all-linear"])
+    assert config.lora_target_modules == "all-linear"
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "said"),
+    [
+        # a LoRA field means nothing without use_peft: said, not silently ignored
+        ({"lora_r": 8}, "lora_r", "no effect while use_peft is false: set use_peft: true"),
+        ({"load_in_4bit": True}, "load_in_4bit", "no effect while use_peft is false"),
+        # TRL's dropout default stays on while TRL samples in train mode
+        ({**LORA, "lora_dropout": 0.05}, "lora_dropout", "set lora_dropout: 0.0"),
+        # peft's default targets are Qwen2's q_proj and v_proj: attention alone
+        ({**LORA, "lora_target_modules": None}, "lora_target_modules", "name them, e.g. all-linear"),
+        # a layer Qwen2 does not have (the fused qkv of other families)
+        ({**LORA, "lora_target_modules": ["q_proj", "qkv_proj"]}, "lora_target_modules", "has no such layer"),
+        # TRL refuses an adapter on the LM head only after the model has loaded
+        ({**LORA, "lora_target_modules": ["q_proj", "lm_head"]}, "lora_target_modules", "LM head"),
+        # a 4-bit base cannot be synced to vLLM (TRL #4973), and computes in `dtype`
+        ({**LORA, "load_in_4bit": True, "use_vllm": True, "dtype": "float16"}, "load_in_4bit", "TRL #4973"),
+        ({**LORA, "load_in_4bit": True}, "dtype", "set dtype: float16 (T4, V100) or bfloat16"),
+        # a 16-bit base must train under autocast of its own precision
+        ({**LORA, "dtype": "bfloat16", "fp16": True}, "dtype", "set bf16: true and fp16: false"),
+        ({**LORA, "dtype": "float16", "bf16": True}, "dtype", "set fp16: true and bf16: false"),
+        # the weights' dtype in two places that disagree (model_init_kwargs would win, silently)
+        ({**LORA, "dtype": "float16", "model_init_kwargs": {"dtype": "float32"}}, "dtype", "in one place"),
+        ({"dtype": "fp16"}, "dtype", "not one of auto, float32, float16, bfloat16"),
+        ({**LORA, "use_dora": True}, "use_dora", "not supported here"),
+        ({**LORA, "load_in_8bit": True}, "load_in_8bit", "not supported here"),
+        ({**LORA, "lora_r": 0}, "lora_r", "must be positive"),
+        ({**LORA, "sync_ref_model": True}, "sync_ref_model", "set sync_ref_model: false"),
+    ],
+)
+def test_each_lora_mistake_is_one_line_before_the_model_loads(tmp_path, changes, key, said):
+    message = error_for(write_recipe(tmp_path, **changes), machine=False)
+    assert message.startswith(f"{key} ") and said in message, message
+
+
+def test_a_target_the_model_lacks_is_read_from_its_config_json(tmp_path, tiny_model_path):
+    message = error_for(
+        write_recipe(
+            tmp_path, **{**LORA, "lora_target_modules": ["c_attn", "q"]}, model_name_or_path=str(tiny_model_path)
+        )
+    )
+    assert "c_attn" in message and "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj" in message
+    dotted_names = ["self_attn.q_proj", "mlp.down_proj"]
+    dotted = load_config(write_recipe(tmp_path, **{**LORA, "lora_target_modules": dotted_names}))
+    assert dotted.lora_target_modules == dotted_names
+
+
+def test_4_bit_needs_cuda_and_is_said_before_anything_loads(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    message = error_for(write_recipe(tmp_path, **LORA, load_in_4bit=True, dtype="float16", fp16=True))
+    assert message.startswith("load_in_4bit in") and "set load_in_4bit: false" in message
+
+
+def test_a_lora_run_is_not_a_base_to_train_from(tmp_path, tiny_model_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text(f'{{"base_model_name_or_path": "{tiny_model_path}"}}')
+    (run / "adapter_model.safetensors").write_bytes(b"x")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (run / name).write_text((tiny_model_path / name).read_text())
+    message = error_for(write_recipe(tmp_path, model_name_or_path=str(run)))
+    assert "is a LoRA adapter: train from its base model" in message and str(tiny_model_path) in message

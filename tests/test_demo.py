@@ -16,6 +16,7 @@ import pytest
 
 from reson.core.config import ConfigError
 from reson.miniature.demo import DemoError, run_demo
+from reson.miniature.shipped import SHIPPED_DIR
 
 # CI size: a base model from 3,000 pretraining texts (~20 s), 30 GRPO steps of 8 prompts x 8 completions.
 BASE_SETTINGS = {"num_texts": 3000, "batch_size": 16, "tag_share": 0.1}
@@ -79,6 +80,22 @@ def test_demo_writes_the_table_the_report_and_both_evaluations(demo):
     assert f"| accuracy (%) | {100 * before['accuracy']:.1f} |" in table
     # the probe measured the latent skill on the same number of problems
     assert result["probe"]["count"] == 24
+    # a base model built for the shipped seed has its own folder, next to the runs made from it
+    assert result["paths"]["base_model"] == output_dir / "base-seed0-built"
+    assert result["paths"]["trained_model"] == output_dir / "grpo-base0-built-seed0"
+    phases = ["base model", "probe", "evaluation before", "GRPO", "evaluation after", "table and report"]
+    assert list(result["phases"]) == phases
+
+
+@pytest.mark.slow
+def test_the_default_demo_starts_from_the_shipped_model(tmp_path):
+    overrides = {"save_steps": 1000, "num_canaries": 4}
+    result = run_demo(tmp_path, num_problems=4, max_steps=1, threads=1, overrides=overrides)
+    assert result["paths"]["base_model"] == SHIPPED_DIR
+    assert not list(tmp_path.glob("base-seed*"))  # nothing was built
+    assert result["paths"]["trained_model"] == tmp_path / "grpo-base0-seed0"
+    config = json.loads((tmp_path / "grpo-base0-seed0" / "config.json").read_text())
+    assert config["model_type"] == "qwen2"
 
 
 @pytest.mark.slow
@@ -108,7 +125,8 @@ def test_demo_help(capsys):
 
     assert main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--pretrain_seed" in out and "--task {arithmetic,countdown}" in out and "--control" in out
+    assert "--pretrain_seed" in out and "--rebuild_base" in out
+    assert "--task {arithmetic,countdown}" in out and "--control" in out
 
 
 @pytest.mark.slow
@@ -132,9 +150,9 @@ def test_the_search_task_on_a_tiny_budget(tmp_path):
     assert table.splitlines()[0].endswith("| lr-0 control |")
     assert "the base model's first guesses" in table and "at equal tokens" in table
     assert 1 <= result["search"]["k"] <= 8
-    assert (tmp_path / "base-countdown-seed0" / "reson_base_model.json").is_file()
-    assert result["paths"]["trained_model"] == tmp_path / "grpo-countdown-base0-seed0"
-    assert (tmp_path / "grpo-countdown-base0-seed0-lr0" / "model.safetensors").is_file()
+    assert (tmp_path / "base-countdown-seed0-built" / "reson_base_model.json").is_file()
+    assert result["paths"]["trained_model"] == tmp_path / "grpo-countdown-base0-built-seed0"
+    assert (tmp_path / "grpo-countdown-base0-built-seed0-lr0" / "model.safetensors").is_file()
     metrics = result["before"]["datasets"]["tiny_countdown"]["metrics"]
     assert metrics["count"] == 4 and "rejection_rate_among_thinking" in metrics
     with pytest.raises(DemoError, match="--task chess"):

@@ -60,3 +60,24 @@ def test_the_check_trains_on_the_gpu_it_finds(monkeypatch):
     config = bench.training_config("grpo_qwen2.5_3b_h100", overrides, cuda=True)
     assert config.use_cpu is False and config.bf16 is True
     assert config.device.type == "cuda"  # what the Trainer moves the model to
+
+
+def test_gpu_check_trains_a_lora_recipe_and_the_base_stays_put(tmp_path):
+    """The LoRA case at toy size: TRL's peft_config on the check's model, only the adapters trained, the base's first
+    and last layers bit for bit as they were."""
+    output = tmp_path / "gpu_check.json"
+    script = ROOT / "bench" / "bench_gpu_grpo.py"
+    run = subprocess.run(
+        [sys.executable, script, "--tiny", "--sizes", "3b_lora_16gb", "--output_file", output],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (result,) = json.loads(output.read_text())
+    assert result["recipe"] == "grpo_qwen2.5_3b_lora_16gb" and result["fits"] is True
+    # rank 16 on the toy decoder (hidden 64, 4 heads of 16, 2 KV heads, MLP 256), 2 layers: 16 x (128 + 96 + 96 + 128
+    # + 3 x 320) a layer
+    assert result["trained_parameters"] == 2 * 16 * 1408
+    assert result["base_unchanged"] is True
+    assert 0 < result["planned_peak_gib"] < result["usable_gib"]

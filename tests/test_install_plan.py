@@ -193,12 +193,12 @@ def test_the_plan_installs_no_torch_newer_than_the_tested_one():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The T4: fp16, transformers generation, and the 16 GB recipe
+# The T4: fp16, transformers generation, and the 16 GB LoRA recipe
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("machine", [p for p in COLAB if p.id.startswith("Tesla T4")])
-def test_the_t4_plan_trains_the_16gb_recipe_in_fp16_without_vllm(machine):
+def test_the_t4_plan_trains_the_3b_lora_recipe_in_fp16_without_vllm(machine):
     from reson.core.config import load_config
     from reson.tools.plan import choose_recipe
 
@@ -207,7 +207,7 @@ def test_the_t4_plan_trains_the_16gb_recipe_in_fp16_without_vllm(machine):
     assert not gpu.native_bf16
     recipe, overrides = choose_recipe(gpu.memory, gpu.native_bf16, plan.overrides)
     config = load_config(recipe, argv=overrides, machine=False)
-    assert recipe == "grpo_qwen2.5_0.5b_16gb" and config.fp16 and not config.bf16
+    assert recipe == "grpo_qwen2.5_3b_lora_16gb" and config.use_peft and config.fp16 and not config.bf16
     assert not config.use_vllm and plan.commands(config.use_vllm) == plan.stack()  # no vLLM download on a T4
 
 

@@ -106,11 +106,8 @@ def run_cells_through(marker: str) -> tuple[list, str]:
 @pytest.mark.parametrize(
     ("nvidia_smi", "expected"),
     [
-        ("Tesla T4, 15360, 7.5, 550.54.15", "GPU: Tesla T4 (15 GiB) -> grpo_qwen2.5_0.5b_16gb\n"),
-        (
-            "NVIDIA L4, 23034, 8.9, 580.82.07",
-            "GPU: NVIDIA L4 (22 GiB) -> grpo_qwen2.5_0.5b_16gb --bf16 true --fp16 false",
-        ),
+        ("Tesla T4, 15360, 7.5, 550.54.15", "GPU: Tesla T4 (15 GiB) -> grpo_qwen2.5_3b_lora_16gb"),
+        ("NVIDIA L4, 23034, 8.9, 580.82.07", "GPU: NVIDIA L4 (22 GiB) -> grpo_qwen2.5_3b_lora_24gb"),
         (
             "NVIDIA A100-SXM4-40GB, 40960, 8.0, 580.82.07",
             "GPU: NVIDIA A100-SXM4-40GB (40 GiB) -> grpo_qwen2.5_1.5b_40gb",
@@ -140,7 +137,7 @@ INSTALL_STATES = [
             "torch 2.8.0+cu126 (CUDA 12.6) runs here: kept",
             "constraints.txt holds torch==2.8.0+cu126, torchvision==0.23.0+cu126",
             "[train] -c ",
-            "-> grpo_qwen2.5_0.5b_16gb\n",
+            "-> grpo_qwen2.5_3b_lora_16gb",
         ],
         id="colab-t4-550-torch2.8",
     ),

@@ -1,5 +1,6 @@
 """The package as a user installs it: a wheel, not editable, in a fresh virtual environment outside the checkout.
-The recipes travel inside it, so `reson train --config <name>` and the demo work from any folder."""
+The recipes and the miniature's base model travel inside it, so `reson train --config <name>` and the demo work from
+any folder."""
 
 from __future__ import annotations
 
@@ -80,3 +81,16 @@ def test_the_demo_runs_from_any_folder(installed, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert Path(tmp_path, run.stdout.strip().splitlines()[-1]).exists()
+
+
+@pytest.mark.slow
+def test_the_shipped_base_models_travel_in_the_wheel(installed, tmp_path):
+    venv, env = installed
+    script = "from reson.miniature.shipped import check; from reson.miniature.tasks import TASKS\n"
+    script += "for task in TASKS.values(): print(check(task.shipped_dir))"
+    run = subprocess.run(
+        [venv / "bin" / "python", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]  # every file there, with its recorded sha256
+    lines = run.stdout.split()
+    assert len(lines) == 2 and all(line.startswith(str(venv)) for line in lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -256,6 +257,128 @@ def test_advice_when_nothing_fits_points_past_the_list():
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# LoRA: a frozen base, trained adapters
+
+# Rank 2 on every linear layer of TINY: (in + out) of q 8+8, k 8+4, v 8+4, o 8+8, gate 8+16, up 8+16, down 16+8 = 128,
+# times r = 2, in each of 2 layers.
+ADAPTER = 2 * 2 * 128
+LORA = dataclasses.replace(BASE, lora_rank=2)  # a 16-bit base under 16-bit autocast, fp32 adapters
+# Per token and layer, each adapter keeps a 2-byte copy of its input (8 for six layers, 16 for down_proj) and its
+# 2-wide output, 2 * (6*8 + 16 + 7*2), while the frozen layers no longer keep the two norms' outputs, o_proj's input
+# and down_proj's, 2 * (3*8 + 16).
+LORA_LAYER = LAYER + 2 * (6 * 8 + 16 + 7 * 2) - 2 * (3 * 8 + 16)
+
+
+def test_adapter_parameters_by_hand():
+    assert ADAPTER == 512 and TINY.lora_params("all-linear", 2) == ADAPTER
+    assert TINY.lora_params(["q_proj", "self_attn.v_proj"], 2) == 2 * 2 * (16 + 12)  # a dotted name by its last part
+    # Qwen2.5-3B, rank 16 on all seven: 36 layers x 16 x (4096 + 2304 + 2304 + 4096 + 3 x 13056)
+    assert KNOWN_MODELS["Qwen/Qwen2.5-3B"].lora_params("all-linear", 16) == 36 * 16 * 51968 == 29_933_568
+
+
+def test_lora_terms_by_hand():
+    p = estimate(TINY, LORA, GPU)
+    assert p.terms["base weights (frozen)"] == 2 * 1480
+    assert p.terms["LoRA adapters"] == 4 * 512  # fp32
+    assert p.terms["adapter gradients"] == 4 * 512  # no gradient for the frozen base
+    assert p.terms["adapter AdamW moments"] == 8 * 512
+    assert p.terms["autocast 16-bit weight copies"] == 2 * 512  # only the adapters, the weights that train
+    assert "weights" not in p.terms and "reference model (beta > 0)" not in p.terms
+    assert LORA_LAYER == 328 + 156 - 80
+    assert p.activations_without_checkpointing == TOKENS * 2 * 404 + FINAL_NORM == 17_440
+    assert p.activations_with_checkpointing == TOKENS * (2 * 2 * 8 + 404) + FINAL_NORM == 10_000
+    n = 2 * 6  # the LM head is frozen: no fp32 head gradient, 4 x 32 x 8, in the fused head's term
+    assert p.terms["loss logits (fused LM head)"] == 2 * n * 32 + 6 * n * 8 == 1344
+    assert p.terms["generation KV cache"] == 1280  # generation is the full model's: the unmerged adapter adds little
+    persistent = GIB + 2960 + 2048 + 4096
+    assert p.generation_phase == persistent + 1280 + 4096
+    assert p.training_phase == persistent + 2048 + 17_440 + 1344 + 1024
+    assert p.peak == max(p.generation_phase, p.training_phase)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_lora_layers_activation_term_bounds_what_autograd_keeps(dtype):
+    """The bytes one decoder layer's forward leaves for backward with LoRA on every linear layer (autograd's saved
+    tensors, weights and their 16-bit copies left out), under bf16 autocast on the CPU: `layer_activation_bytes` is
+    at most 15% above them and never below. What it over-counts is `A`'s residual-stream input to each norm, which
+    autograd does not keep (nor, measured the same way, for full training)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    arch = Architecture(64, 2, 4, 2, 256, 300, True)
+    config = Qwen2Config(
+        vocab_size=300, hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=True, attn_implementation="sdpa",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    weights = {p.data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    batch, length = 4, 128
+
+    def keep(t):  # per-token tensors lead with the batch, or the batch's tokens; weights and their casts do not
+        if t.data_ptr() not in weights and t.dim() > 1 and t.shape[0] in (batch, batch * length):
+            kept[t.data_ptr()] = t.numel() * t.element_size()
+        return t
+
+    layer = model.get_decoder().layers[0]
+    hidden = torch.randn(batch, length, 64, dtype=model.dtype, requires_grad=True)
+    positions = model.get_decoder().rotary_emb(hidden, torch.arange(length)[None])
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        layer(hidden, position_embeddings=positions, attention_mask=None)
+    s = Settings(1, 1, 2, 1, weight_bytes=4 if dtype == "float32" else 2, compute_bytes=2, lora_rank=8)
+    measured = sum(kept.values()) / (batch * length)
+    assert measured <= memory.layer_activation_bytes(arch, s) <= 1.15 * measured
+
+
+def test_lora_needs_no_reference_copy_whatever_beta():
+    """TRL computes the reference log-probs with the adapter switched off: no second model."""
+    assert estimate(TINY, dataclasses.replace(LORA, beta=0.04), GPU).terms == estimate(TINY, LORA, GPU).terms
+
+
+def test_lora_on_a_4_bit_base_by_hand():
+    # Linear weights 8*8 + 2*(8*4) + 8*8 + 2*(8*16) + 16*8 = 576 a layer, 1152 in all, at half a byte plus an fp32
+    # scale per 64; the other 328 parameters (embeddings, norms, biases) stay 16-bit. TRL casts the adapters to bf16.
+    p = estimate(TINY, dataclasses.replace(LORA, load_in_4bit=True, adapter_bytes=2), GPU)
+    assert p.terms["base weights (frozen)"] == 1152 // 2 + 1152 * 4 // 64 + 2 * 328 == 1304
+    assert p.terms["LoRA adapters"] == p.terms["adapter gradients"] == 2 * 512
+    assert p.terms["adapter AdamW moments"] == 4 * 512
+    assert p.terms["autocast 16-bit weight copies"] == 0  # bf16 adapters: nothing to cast
+    nested = estimate(TINY, dataclasses.replace(LORA, load_in_4bit=True, nested_quant=True), GPU)
+    assert nested.terms["base weights (frozen)"] == int(1152 * (0.5 + (1 + 4 / 256) / 64)) + 2 * 328 == 1250
+
+
+def test_lora_settings_come_from_the_config(tmp_path):
+    config = _config(
+        tmp_path,
+        use_peft=True,
+        lora_r=8,
+        lora_dropout=0.0,
+        lora_target_modules=["q_proj", "v_proj"],
+        dtype="bfloat16",
+    )
+    s = memory.settings_from_config(config)
+    assert (s.lora_rank, s.lora_targets, s.weight_bytes, s.adapter_bytes) == (8, ("q_proj", "v_proj"), 2, 4)
+    full = memory.settings_from_config(_config(tmp_path))
+    assert full.lora_rank == 0
+    with pytest.raises(memory.PlanError, match="LoRA is planned on one GPU or under ddp"):
+        memory.settings_from_config(config, num_gpus=2, strategy="zero3")
+
+
+def test_plan_shows_the_t4_lora_recipe_term_by_term(capsys):
+    assert plan.main(["--config", "grpo_qwen2.5_3b_lora_16gb", "--gpu", "t4-16gb"]) == 0
+    out = capsys.readouterr().out
+    assert "Qwen/Qwen2.5-3B: 3.09B parameters, 16-bit frozen weights" in out
+    assert "LoRA rank 16 on every linear layer: 29.9M trained parameters (0.97% of the model) in fp32" in out
+    for term in ("base weights (frozen)", "LoRA adapters", "adapter gradients", "adapter AdamW moments"):
+        assert re.search(rf"^{re.escape(term)} +\d+\.\d$", out, re.M), term
+    assert "generation by transformers" in out and ": fits" in out
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Recipes and models
 
 
@@ -357,6 +480,12 @@ RECIPE_GPUS = [
     ("grpo_qwen2.5_1.5b_40gb", "l40s-48gb"),
     ("grpo_qwen2.5_0.5b_16gb", "t4-16gb"),
     ("grpo_qwen2.5_0.5b_16gb", "l4-24gb"),
+    ("grpo_qwen2.5_3b_lora_24gb", "l4-24gb"),
+    ("grpo_qwen2.5_3b_lora_24gb", "a10g-24gb"),
+    ("grpo_qwen2.5_3b_lora_24gb", "rtx4090-24gb"),
+    ("grpo_qwen2.5_3b_lora_16gb", "t4-16gb"),
+    ("grpo_qwen2.5_3b_lora_24gb_countdown", "l4-24gb"),
+    ("grpo_qwen2.5_3b_lora_24gb_countdown", "rtx4090-24gb"),
 ]
 
 
@@ -379,8 +508,8 @@ GPU_CHOICES = [
     ("NVIDIA A100-SXM4-40GB, 40960, 8.0, 580.82.07", "a100-40gb", "grpo_qwen2.5_1.5b_40gb"),
     ("NVIDIA L40S, 46068, 8.9, 580.82.07", "l40s-48gb", "grpo_qwen2.5_1.5b_40gb"),
     ("Tesla V100-SXM2-32GB, 32768, 7.0, 580.82.07", "v100-32gb", "grpo_qwen2.5_1.5b_40gb"),
-    ("NVIDIA L4, 23034, 8.9, 580.82.07", "l4-24gb", "grpo_qwen2.5_0.5b_16gb"),
-    ("Tesla T4, 15360, 7.5, 550.54.15", "t4-16gb", "grpo_qwen2.5_0.5b_16gb"),
+    ("NVIDIA L4, 23034, 8.9, 580.82.07", "l4-24gb", "grpo_qwen2.5_3b_lora_24gb"),  # 3B with LoRA before 0.5B in full
+    ("Tesla T4, 15360, 7.5, 550.54.15", "t4-16gb", "grpo_qwen2.5_3b_lora_16gb"),  # the same, without vLLM and in fp16
 ]
 
 
@@ -411,6 +540,18 @@ def test_the_recipe_for_each_gpu_is_the_largest_that_fits(line, gpu, expected, f
         assert config.bf16 and not config.fp16
     else:
         assert config.fp16 and not config.bf16
+    if config.use_peft:  # and a frozen 16-bit base in that precision too
+        assert config.dtype == ("bfloat16" if found.native_bf16 else "float16")
+
+
+def test_a_lora_recipe_chosen_on_another_gpu_follows_its_precision():
+    """A card of a T4's memory with native bf16, where the 24 GB recipe does not fit: the T4 recipe in bf16, with a
+    bf16 base (an fp16 base under bf16 autocast would be recast at every step, and the config refuses it)."""
+    recipe, overrides = plan.choose_recipe(plan.GPUS["t4-16gb"], native_bf16=True)
+    assert recipe == "grpo_qwen2.5_3b_lora_16gb"
+    assert overrides == ["--bf16", "true", "--fp16", "false", "--dtype", "bfloat16"]
+    config = load_config(recipe, argv=overrides, machine=False)
+    assert config.bf16 and config.dtype == "bfloat16"
 
 
 def test_no_gpu_when_nvidia_smi_is_missing_fails_or_devices_are_hidden(fake_nvidia_smi, monkeypatch, tmp_path):
@@ -434,12 +575,21 @@ def test_choose_recipe_gives_none_below_the_smallest_recipe():
         # no vLLM on the machine: the vLLM recipes are sized generating with transformers, and still fit
         ("h100-80gb", True, ("grpo_qwen2.5_3b_h100", list(VLLM_OFF))),
         ("a100-40gb", True, ("grpo_qwen2.5_1.5b_40gb", list(VLLM_OFF))),
-        # a recipe that never used vLLM is left as it is
-        ("t4-16gb", False, ("grpo_qwen2.5_0.5b_16gb", [])),
+        # a vLLM recipe with a twin made for transformers generation gives way to it, in the GPU's precision
+        ("t4-16gb", False, ("grpo_qwen2.5_3b_lora_16gb", [])),
+        ("l4-24gb", True, ("grpo_qwen2.5_3b_lora_16gb", ["--bf16", "true", "--fp16", "false", "--dtype", "bfloat16"])),
     ],
 )
 def test_choose_recipe_without_vllm_sizes_transformers_generation(gpu, native_bf16, expected):
     assert plan.choose_recipe(plan.GPUS[gpu], native_bf16, without_vllm=VLLM_OFF) == expected
+
+
+def test_each_transformers_twin_comes_after_its_vllm_recipe_and_drops_only_vllm():
+    for recipe, twin in plan.TRANSFORMERS_TWIN.items():
+        assert plan.RECIPE_LADDER.index(recipe) < plan.RECIPE_LADDER.index(twin)
+        first, second = load_config(recipe, machine=False), load_config(twin, machine=False)
+        assert first.use_vllm and not second.use_vllm
+        assert (first.model_name_or_path, bool(first.use_peft)) == (second.model_name_or_path, bool(second.use_peft))
 
 
 def test_the_plan_takes_recipe_fields_after_its_own_flags(capsys):

@@ -703,3 +703,25 @@ def test_report_on_a_real_tiny_run(tiny_run, tmp_path):
     text = "".join(page.text)
     for row in rows:
         assert row["question"] in text
+
+
+def test_a_full_disk_leaves_the_earlier_report_whole(run_dir, tmp_path, monkeypatch, capsys):
+    """Each plot and the page are written beside their place and moved in whole: a write cut short by a full disk
+    leaves the earlier report's files as they were, no temporary file behind, and one line."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "report"
+    assert report.main([str(run_dir), "--output_dir", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(self, fname, *args, **kwargs):
+        Path(fname).write_bytes(b"<svg half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    assert report.main([str(run_dir), "--output_dir", str(out)]) == 1
+    said = capsys.readouterr().err.strip()
+    assert said.count("\n") == 0 and "is full (No space left on device" in said
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

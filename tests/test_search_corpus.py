@@ -117,8 +117,9 @@ def test_the_countdown_settings_are_checked():
 
 def test_the_recipe_samples_as_long_as_the_demo_evaluates():
     from reson.core.config import load_config
-    from reson.miniature.search_corpus import MAX_COMPLETION_TOKENS
+    from reson.miniature.tasks import TASKS
 
-    config = load_config("grpo_cpu_tiny_countdown", overrides={"model_name_or_path": "Qwen/Qwen2.5-0.5B"})
-    assert config.max_completion_length == MAX_COMPLETION_TOKENS
-    assert config.datasets == [{"name": "tiny_countdown", "split": "train", "weight": 1.0}]
+    task = TASKS["countdown"]
+    config = load_config(task.recipe, overrides={"model_name_or_path": "Qwen/Qwen2.5-0.5B"})
+    assert config.max_completion_length == task.max_completion_length
+    assert config.datasets == [{"name": task.dataset, "split": "train", "weight": 1.0}]

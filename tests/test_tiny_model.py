@@ -367,15 +367,23 @@ def test_the_corpus_carries_slips_only_when_asked():
 def test_the_command_line_builds_probes_and_pins_the_kernels(tmp_path, monkeypatch, capsys):
     import os
 
+    from reson.core.machine import CPU_KERNEL_PINS
     from reson.miniature.pretrain import main
 
-    for name in ("ATEN_CPU_CAPABILITY", "MKL_CBWR"):  # unset now, restored after (torch has long chosen its kernels)
+    for name in CPU_KERNEL_PINS:  # unset now, restored after (torch has long chosen its kernels)
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     out = tmp_path / "base"
     assert main(["--output_dir", str(out), "--num_texts", "64", "--num_problems", "3", "--json"]) == 0
-    assert (os.environ["ATEN_CPU_CAPABILITY"], os.environ["MKL_CBWR"]) == ("avx2", "AVX2")
+    assert {name: os.environ[name] for name in CPU_KERNEL_PINS} == {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_CBWR": "COMPATIBLE",
+    }
     result = json.loads(capsys.readouterr().out)
     assert result["count"] == 3 and 0.0 <= result["probe_accuracy"] <= 1.0 and result["model_path"] == str(out)
     record = build_record(out)
     assert record["config"]["num_texts"] == 64 and record["stats"]["torch_threads"] == 1
+    # what else fixed the bits: the kernels as the build found them, the torch version and the processor
+    stats = record["stats"]
+    assert stats["cpu_kernels"]["mkl_cbwr"] == "COMPATIBLE" and stats["cpu_kernels"]["aten"]
+    assert stats["torch"] and stats["processor"]

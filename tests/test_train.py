@@ -386,6 +386,10 @@ def test_an_fp16_run_that_overflows_is_told_to_train_in_fp32_at_the_planned_cost
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: t4)
     said = fp16_remedy(config)
     assert re.search(r"a peak of [\d.]+ GiB in fp32 against 10.3 GiB in fp16, of 13.5 usable on this GPU", said), said
+    # with LoRA on an fp16 base, fp32 means the base too: 3B in fp32 does not fit a T4, and the remedy says so
+    said = fp16_remedy(load_config("grpo_qwen2.5_3b_lora_16gb", machine=False))
+    assert "set fp16: false and dtype: float32 to train in fp32" in said
+    assert re.search(r"a peak of [\d.]+ GiB in fp32 against 10.6 GiB in fp16, .* it does not fit", said), said
 
 
 def test_the_divergence_message_names_the_starting_weight_when_the_floor_sets_the_limit():

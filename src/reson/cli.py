@@ -19,7 +19,7 @@ from pathlib import Path
 
 # subcommand -> (module, one-line summary)
 COMMANDS = {
-    "demo": ("reson.miniature.demo", "the offline miniature: build a tiny base model, evaluate, GRPO, evaluate again"),
+    "demo": ("reson.miniature.demo", "the offline miniature: evaluate a tiny base model, GRPO, evaluate again"),
     "train": ("reson.training.train", "train a base model with GRPO from a YAML recipe"),
     "eval": ("reson.evaluation.evaluate", "evaluate a model on GSM8K, MATH and friends"),
     "compare": ("reson.evaluation.compare", "compare eval runs: the Baseline vs After GRPO table in markdown"),

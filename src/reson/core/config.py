@@ -1,10 +1,19 @@
-"""The training configuration: TRL's `GRPOConfig` plus this project's fields, parsed by TRL's own parser.
+"""The training configuration: TRL's `GRPOConfig` and `ModelConfig` plus this project's fields, parsed by TRL's own
+parser.
 
-`ResonConfig` subclasses `trl.GRPOConfig`, so a recipe uses TRL's field names (`num_generations`,
-`max_completion_length`, `reward_weights`, `loss_type`, `beta`, `epsilon`, `scale_rewards`, ...) with TRL's own
-documentation, and adds only what belongs to this project: the model, the reward names, the dataset mix, the prompt
-template and the emergence canaries. Each field is documented once, in its `metadata["help"]`, and `reson train
---help` lists every field with its default and help (TRL's `TrlParser`, the same parser `trl grpo` uses).
+`ResonConfig` subclasses `trl.GRPOConfig` and `trl.ModelConfig`, the two dataclasses `trl grpo` parses, so a recipe
+uses TRL's field names (`num_generations`, `max_completion_length`, `reward_weights`, `loss_type`, `beta`, `epsilon`,
+`scale_rewards`, ...; for LoRA `use_peft`, `lora_r`, `lora_alpha`, `lora_dropout`, `lora_target_modules`, `dtype`,
+`load_in_4bit`) with TRL's own documentation, and adds only what belongs to this project: the reward names, the
+dataset mix, the prompt template and the emergence canaries. One class rather than TRL's two keeps one config object
+for every command, and the one field both would define, `model_name_or_path`, is defined once, here. The config is a
+`ModelConfig`, so `trl.get_peft_config(config)` and `trl.get_quantization_config(config)` build the adapter and the
+4-bit settings exactly as TRL's script does. Each field is documented once, in its `metadata["help"]`, and `reson
+train --help` lists every field with its default and help (TRL's `TrlParser`, the same parser `trl grpo` uses).
+
+The model loads with `model_init_kwargs(config)`: ModelConfig's `dtype`, `model_revision` and `attn_implementation`
+under the recipe's `model_init_kwargs`, whose keys win, the rule of TRL's own script. The full recipes set
+`model_init_kwargs: {dtype: float32}`; the LoRA recipes set `dtype`, which is also the 4-bit compute dtype.
 
 `load_config(recipe, argv)` reads a YAML recipe (a path, or the name of a recipe shipped in `reson/configs`),
 applies command-line overrides and checks everything before a model loads. What TRL's parser lacks is added here and
@@ -30,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from trl import GRPOConfig, TrlParser
+from trl import GRPOConfig, ModelConfig, TrlParser
 
 from reson.core import data, folders, models
 from reson.core.machine import cuda_problem
@@ -78,8 +87,8 @@ def dataset_spec(value: Any) -> dict:
 
 
 @dataclass
-class ResonConfig(GRPOConfig):
-    """GRPO training configuration: every `trl.GRPOConfig` field plus the fields below."""
+class ResonConfig(GRPOConfig, ModelConfig):
+    """GRPO training configuration: every `trl.GRPOConfig` and `trl.ModelConfig` field plus the fields below."""
 
     model_name_or_path: str | None = field(
         default=None,
@@ -158,20 +167,59 @@ class ResonConfig(GRPOConfig):
         self.datasets = [dataset_spec(spec) for spec in self.datasets]
         self._values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         check_fields(self)
-        super().__post_init__()
+        self.lora_target_modules = _lora_targets(self.lora_target_modules)
+        super().__post_init__()  # GRPOConfig's; ModelConfig's own checks are check_fields' (its 4/8-bit one too)
 
 
-PROJECT_FIELDS = tuple(
-    f.name for f in dataclasses.fields(ResonConfig) if f.name not in GRPOConfig.__dataclass_fields__
+PROJECT_FIELDS = tuple(ResonConfig.__annotations__)  # the fields defined above: this project's
+# ModelConfig's adapter and quantization fields: each means something only with use_peft
+PEFT_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(ModelConfig)
+    if f.name not in ("model_name_or_path", "model_revision", "dtype", "attn_implementation", "use_peft")
 )
+# TRL fields this project refuses with use_peft, and why (the adapter is merged for vLLM and for export as plain LoRA)
+UNSUPPORTED_PEFT = {
+    "use_dora": "DoRA's magnitude vector is not merged by the weight sync to vLLM and the export here",
+    "lora_target_parameters": "it targets the expert parameters of mixture-of-experts models; these are dense",
+    "lora_modules_to_save": "trained copies of whole modules are not merged by the weight sync to vLLM and the export",
+    "load_in_8bit": "vLLM refuses 8-bit weights and the planner does not plan them; load_in_4bit is the quantized one",
+}
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+def model_init_kwargs(config: ResonConfig) -> dict[str, Any]:
+    """What GRPOTrainer loads the model with: ModelConfig's dtype, model_revision and attn_implementation, under the
+    recipe's model_init_kwargs, whose keys win (TRL's `trl grpo` script builds them the same way)."""
+    kwargs = {"revision": config.model_revision, "attn_implementation": config.attn_implementation}
+    kwargs["dtype"] = config.dtype
+    if isinstance(config.model_init_kwargs, dict):
+        kwargs.update(config.model_init_kwargs)
+    return kwargs
+
+
+def _lora_targets(value: Any) -> Any:
+    """TRL's parser gives a list; peft takes "all-linear" only as a bare string, and any other bare string as a
+    regular expression that must match a module's whole name, so `[q_proj]` stays a list (TRL's ModelConfig would
+    make it the string "q_proj", which matches nothing)."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    return "all-linear" if names == ["all-linear"] else names
 
 
 def check_fields(config: ResonConfig) -> None:
     """The checks TRL does not make, or makes only after the model has loaded; ConfigError(key) on the first."""
     try:
-        models.check_model(config.model_name_or_path, "model_name_or_path")
+        kind = models.check_model(config.model_name_or_path, "model_name_or_path")
     except models.ModelPathError as error:
         raise ConfigError(str(error).removeprefix("model_name_or_path "), "model_name_or_path") from None
+    if kind == "adapter":
+        raise ConfigError(
+            f"{config.model_name_or_path} is a LoRA adapter: train from its base model "
+            f"({models.adapter_base(config.model_name_or_path)}), or merge it first (reson convert --merge_only).",
+            "model_name_or_path",
+        )
     if config.output_dir is None:
         raise ConfigError("missing: set the folder for checkpoints, logs and the final model.", "output_dir")
     if not config.rewards:
@@ -232,6 +280,109 @@ def check_fields(config: ResonConfig) -> None:
     for key, choices in LATE_CHECKED_CHOICES.items():
         if getattr(config, key) not in choices:
             raise ConfigError(f"{getattr(config, key)!r} is not one of {', '.join(choices)}.", key)
+    _check_model_settings(config)
+
+
+def _check_model_settings(config: ResonConfig) -> None:
+    """ModelConfig's fields: the dtype, and the adapter and 4-bit settings that TRL or peft would refuse only after
+    the model has loaded, or not at all."""
+    dtypes = ("auto", "float32", *HALF_DTYPES)
+    if config.dtype not in dtypes:  # argparse's choices do not guard YAML values
+        raise ConfigError(f"{config.dtype!r} is not one of {', '.join(dtypes)}.", "dtype")
+    given = (config.model_init_kwargs or {}).get("dtype") if isinstance(config.model_init_kwargs, dict) else None
+    if given is not None and config.dtype != "float32" and str(given) != config.dtype:
+        raise ConfigError(
+            f"{config.dtype} disagrees with model_init_kwargs' dtype {given}, which would win: set the weights' dtype "
+            "in one place.",
+            "dtype",
+        )
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    if not config.use_peft:
+        for key in PEFT_FIELDS:
+            if getattr(config, key) != defaults[key]:
+                raise ConfigError(
+                    f"{getattr(config, key)!r} has no effect while use_peft is false: set use_peft: true to train "
+                    f"LoRA adapters on the frozen base, or remove {key}.",
+                    key,
+                )
+        return
+    for key, why in UNSUPPORTED_PEFT.items():
+        if getattr(config, key) != defaults[key]:
+            raise ConfigError(f"not supported here: {why}. Remove it.", key)
+    if config.lora_task_type != "CAUSAL_LM":
+        raise ConfigError(f"{config.lora_task_type!r}: GRPO trains a causal LM: set CAUSAL_LM.", "lora_task_type")
+    if config.lora_r < 1 or config.lora_alpha <= 0:
+        key = "lora_r" if config.lora_r < 1 else "lora_alpha"
+        raise ConfigError(f"must be positive, got {getattr(config, key)}.", key)
+    if not 0 <= config.lora_dropout < 1:
+        raise ConfigError(f"must be in [0, 1), got {config.lora_dropout}.", "lora_dropout")
+    if config.lora_dropout > 0 and not config.disable_dropout:
+        raise ConfigError(
+            f"{config.lora_dropout} (TRL's default) stays on while GRPO samples and scores completions (the trainer "
+            "generates in train mode), so the sampled policy is not the one trained: set lora_dropout: 0.0 (LoRA "
+            "Without Regret's setting), or disable_dropout: true.",
+            "lora_dropout",
+        )
+    _check_targets(config)
+    if config.load_in_4bit and config.use_vllm:
+        raise ConfigError(
+            "the weight sync to vLLM fails on a 4-bit base (TRL #4973: merged 16-bit tensors where vLLM expects 4-bit "
+            "ones): set use_vllm: false to generate with transformers, or load_in_4bit: false.",
+            "load_in_4bit",
+        )
+    if config.load_in_4bit and config.dtype not in HALF_DTYPES:
+        raise ConfigError(
+            f"a 4-bit base computes in `dtype`, here {config.dtype}: set dtype: float16 (T4, V100) or bfloat16 "
+            "(Ampere and newer).",
+            "dtype",
+        )
+    base = str(model_init_kwargs(config)["dtype"])
+    bf16 = not config.fp16 if config.bf16 is None else config.bf16  # TRL turns an unset bf16 on unless fp16 is
+    autocast = "fp16" if config.fp16 else "bf16" if bf16 else None
+    if (base, autocast) in (("bfloat16", "fp16"), ("float16", "bf16")):
+        other = "bf16" if autocast == "fp16" else "fp16"
+        raise ConfigError(
+            f"a {base} base trained under {autocast} autocast casts every frozen weight at every step: set {other}: "
+            f"true and {autocast}: false, or a dtype to match.",
+            "dtype",
+        )
+    if config.sync_ref_model:
+        raise ConfigError(
+            "TRL cannot sync a reference model with a PEFT model: set sync_ref_model: false.", "sync_ref_model"
+        )
+    if config.use_transformers_continuous_batching:
+        raise ConfigError(
+            "TRL casts the whole model to 16-bit for continuous batching, the fp32 adapters too, for good: set "
+            "use_transformers_continuous_batching: false.",
+            "use_transformers_continuous_batching",
+        )
+
+
+def _check_targets(config: ResonConfig) -> None:
+    targets = _lora_targets(config.lora_target_modules)
+    if targets is None:
+        raise ConfigError(
+            "null lets peft pick (q_proj and v_proj for Qwen2: attention alone, which LoRA Without Regret found "
+            "worse than every layer): name them, e.g. all-linear.",
+            "lora_target_modules",
+        )
+    if targets == "all-linear":
+        return
+    known = models.linear_layers(config.model_name_or_path)
+    for name in targets:
+        layer = name.rsplit(".", 1)[-1]
+        if layer in ("lm_head", "embed_tokens"):
+            raise ConfigError(
+                f"{name}: TRL computes log-probs from the LM head's weight itself (tied to embed_tokens in Qwen2.5), "
+                "so it refuses an adapter there once the model has loaded: target the decoder's linear layers.",
+                "lora_target_modules",
+            )
+        if known is not None and layer not in known:
+            raise ConfigError(
+                f"{name}: {config.model_name_or_path} has no such layer; its linear layers are {', '.join(known)} "
+                "(or all-linear for every one).",
+                "lora_target_modules",
+            )
 
 
 def check_tasks(rewards: list[str], tasks_or_names: list[str]) -> None:
@@ -258,7 +409,8 @@ def _check_dataset(name: str, split: str | None, key: str) -> None:
 
 
 def check_machine(config: ResonConfig) -> None:
-    """The checks that depend on this machine: bf16 needs a GPU that runs it natively; use_vllm needs vLLM."""
+    """The checks that depend on this machine: bf16 needs a GPU that runs it natively; use_vllm needs vLLM; use_peft
+    needs peft; a 4-bit base needs a CUDA GPU and bitsandbytes."""
     if config.bf16 and not config.use_cpu:
         import torch
 
@@ -275,6 +427,20 @@ def check_machine(config: ResonConfig) -> None:
             "generate with transformers.",
             "use_vllm",
         )
+    if config.use_peft and importlib.util.find_spec("peft") is None:
+        raise ConfigError("use_peft needs peft: `pip install 'reson-llm[train]'`.", "use_peft")
+    if config.load_in_4bit:
+        import torch
+
+        if config.use_cpu or not torch.cuda.is_available():
+            why = "use_cpu is on" if config.use_cpu else cuda_problem()
+            raise ConfigError(
+                f"4-bit base weights need bitsandbytes' CUDA kernels, but {why}: set load_in_4bit: false to train "
+                "the 16-bit base.",
+                "load_in_4bit",
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("4-bit base weights need bitsandbytes: `pip install bitsandbytes`.", "load_in_4bit")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -377,7 +543,7 @@ def _checked_value(parser: TrlParser, key: str, value: Any, source: str) -> Any:
     if not any(action.dest == key for action in parser._actions):
         raise ConfigError(
             f"{key} in {source}: unknown key.{_did_you_mean(parser, key)} Remove it, or use a "
-            "GRPOConfig / reson field name (reson train --help lists them)."
+            "GRPOConfig, ModelConfig or reson field name (reson train --help lists them)."
         )
     hint = _field_types()[key]
     if isinstance(hint, type) and hint is not str and not isinstance(value, list | dict | bool | int | float):

@@ -9,6 +9,7 @@ was told to overwrite it. ``check_output_file`` does the same for single output 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILE = ".reson.lock"
@@ -142,12 +144,28 @@ def check_output_file(path: str | Path | None, flag: str, overwrite: bool = Fals
         raise FolderError(f"{flag} {path} exists: pass --overwrite to replace it, or choose another name.")
 
 
-def write_json(path: str | Path, value) -> None:
-    """Write ``value`` as JSON atomically (a temporary file renamed into place)."""
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; moved onto ``path`` once the block ends without an error, else
+    removed: a write cut short (a full disk) never replaces a good file with half of one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (`replacing`)."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, value) -> None:
+    """Write ``value`` as JSON atomically (`replacing`)."""
+    write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 # How the libraries that write a run say a write failed for want of space: Python's OSError by its errno; safetensors

@@ -15,6 +15,10 @@ canaries sample in the middle of training without touching the trainer's random 
 - **hf**: left-padded batches through ``model.generate``; sampling (temperature, top-p, top-k, min-p) happens in a
   per-row logits processor; streaming runs the same ``generate`` in a thread with a streamer.
 - **vllm**: ``vllm.LLM`` with one ``SamplingParams(seed=...)`` per request; imported only when used.
+
+A LoRA run (an adapter folder) is served merged into its base by every backend that takes transformers folders:
+``hf`` merges it in memory, ``vllm``, which cannot load an adapter folder, into a temporary folder it loads from
+(``reson.core.lora``); ``mlx`` takes the folder `reson convert` writes, merged too.
 - **mlx**: mlx-lm's ``generate_step`` with its sampler (a converted model folder, on a Mac or Linux CPU); imported
   only when used, and never with torch.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -220,7 +225,12 @@ class HFEngine:
             dtype = "float32"
             if device.startswith("cuda"):
                 dtype = "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float16"
-        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
+        if models.is_adapter(model):  # a LoRA run: its base with the adapter merged
+            from reson.core.lora import load_merged
+
+            loaded = load_merged(model, dtype=getattr(torch, dtype)).to(device).eval()
+        else:
+            loaded = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
         return cls(loaded, models.load_tokenizer(model), batch_size=batch_size)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -429,6 +439,12 @@ class VLLMEngine:
     def __init__(self, model: str, dtype: str = "auto", seed: int = 0):
         from vllm import LLM
 
+        self._merged = None
+        if models.is_adapter(model):  # vLLM loads no adapter folder: it serves the merged model, from a temporary copy
+            from reson.core.lora import save_merged
+
+            self._merged = tempfile.TemporaryDirectory(prefix="reson-merged-")
+            model = save_merged(model, Path(self._merged.name) / "model")
         self.llm = LLM(model=str(model), tokenizer=models.tokenizer_source(model), dtype=dtype, seed=seed)
         self.tokenizer = self.llm.get_tokenizer()
 

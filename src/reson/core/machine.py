@@ -1,14 +1,16 @@
 """This machine: its NVIDIA GPUs as the driver reports them, why torch may not see one, and torch's CPU kernels.
 
-Nothing here imports torch: `reson plan` and the notebook read the GPU from ``nvidia-smi`` alone.
+Nothing here imports torch at import time: `reson plan` and the notebook read the GPU from ``nvidia-smi`` alone.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 MIB = 1024**2
 GPU_FIELDS = ("name", "memory.total", "compute_cap", "driver_version")  # what nvidia-smi is asked about a GPU
@@ -82,12 +84,44 @@ def cuda_problem() -> str:
     return f"torch cannot use the GPU (NVIDIA driver {driver}); check that torch was installed with CUDA"
 
 
-def pin_cpu_kernels() -> None:
-    """Pin torch's CPU kernels to one family, so a CPU run's floats do not depend on the processor's extensions.
+# The environment that fixes which CPU kernels torch runs; set before torch runs its first operation.
+CPU_KERNEL_PINS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # ATen's own kernels: one compiled family, the same code on Intel and AMD
+    "MKL_CBWR": "COMPATIBLE",  # MKL's matrix products and vector maths: its one branch for Intel and non-Intel alike
+}
 
-    ATen picks AVX-512 or AVX2 kernels and MKL its code path from the processor; either changes the weights (two
-    1-thread builds of one seed: another hash with each). AVX2 is the family current x86 processors share. Call it
-    before torch runs its first operation; a value the user already set wins.
+
+def pin_cpu_kernels() -> None:
+    """Pin torch's CPU kernels to code paths that do not depend on the processor's vendor or extensions.
+
+    ATen picks AVX-512 or AVX2 kernels from the processor: `avx2` fixes one family, which every current x86 processor
+    runs. MKL (every matrix product, and exp, log, sqrt through its vector maths) picks its code path too, and
+    honours a fixed branch such as `AVX2` on Intel processors only: elsewhere it falls back to its automatic choice
+    (oneMKL developer guide, conditional numerical reproducibility). `COMPATIBLE`, a single SSE2 path without
+    approximate instructions, is the branch MKL runs the same on Intel and non-Intel processors. oneDNN, which has its
+    own ISA dispatch, runs none of the miniature's float32 work (docs/benchmarks.md, "Miniature: CPU kernels by
+    vendor"). Call this before torch runs its first operation; a value the user already set wins.
     """
-    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-    os.environ.setdefault("MKL_CBWR", "AVX2")
+    for name, value in CPU_KERNEL_PINS.items():
+        os.environ.setdefault(name, value)
+
+
+def cpu_kernel_settings() -> dict:
+    """The kernel settings in force, for a record of a run: ATen's family as torch reports it and MKL's branch."""
+    import torch
+
+    return {
+        "aten": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR", "unset"),
+    }
+
+
+def processor_name() -> str:
+    """The processor's model name ("Intel(R) Xeon(R) Processor", "AMD EPYC 7B13"), as /proc/cpuinfo gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -4,6 +4,7 @@ recipe and the out-of-memory advice of `reson train`.
     reson plan --config grpo_qwen2.5_3b_h100 --gpu h100-80gb
     reson plan --config grpo_qwen2.5_1.5b_40gb --gpu a100-40gb
     reson plan --config my_recipe.yaml --gpu a100-80gb --num_gpus 4 --strategy zero3
+    reson plan --config grpo_qwen2.5_3b_lora_16gb --gpu t4-16gb
 
 The estimate follows what TRL 1.16's GRPOTrainer allocates on one training GPU. Notation: P parameters; h hidden
 size, L layers, a attention heads, k key/value heads, d = h / a head size, I MLP width, V vocabulary; w bytes per
@@ -39,11 +40,34 @@ n GPUs sharing a ZeRO-2/3 or FSDP shard.
                       vLLM colocate: vllm_gpu_memory_utilization x GPU memory, held all run (with sleep mode, released
                       while training); vLLM server: nothing on the training GPUs.
 
+LoRA (`use_peft`) trains adapters of rank r on a frozen base; with R = r (in + out) summed over the targeted layers
+of every decoder layer (A is [r, in], B is [out, r]; all-linear on Qwen2.5-3B at r = 16: 29.9M), the weight and
+optimizer terms become
+
+    base weights      = w P, frozen (no gradients, no moments); with load_in_4bit the decoder's linear weights
+                        take 0.5 byte each plus an fp32 scale per 64 (with nested quantization an 8-bit one, and an
+                        fp32 one per 256 of those), the embeddings, norms and biases w bytes each
+    LoRA adapters     = 4 R  (peft keeps them in fp32; 2 R on a 4-bit base, where TRL casts them to bf16)
+    adapter gradients = 4 R;  adapter AdamW moments = 8 R  (2 R for 8-bit AdamW)
+    reference model   = 0 whatever beta is: TRL computes it with the adapter switched off, no second copy
+    autocast copies   = 2 R: autocast keeps the 16-bit copy only of weights that train; the frozen base is cast
+                        per operation, or (16-bit) not at all
+    activations       as above, with A - c (3 h + I) + sum over the targeted layers of c (in + r): the frozen layers
+                      no longer keep their inputs (the two norms' outputs, o_proj's, down_proj's), while peft casts
+                      each adapter's input to the fp32 adapter's dtype and autocast casts it back, so each A keeps its
+                      own c-byte copy of its input and each B A's r-wide output (all-linear: A + 3 c h + 7 c r; at
+                      most 15% above what autograd keeps for a layer under CPU autocast, tests/test_plan.py: `A`'s
+                      residual input to each norm is not kept); checkpointing through the frozen base keeps each
+                      layer's input, as above
+    loss logits       without the fp32 LM-head gradient: the head is frozen (TRL refuses an adapter on it)
+    generation        as above: transformers generates through the unmerged adapter; vLLM colocate holds its own
+                      16-bit copy of the base in its share, and TRL pushes the merged weights to it every step.
+
 Phases do not overlap: generation runs after the optimizer step, when the gradients are freed (`zero_grad` sets them
 to None), and training frees the KV cache. So
 
-    persistent  = CUDA context + weights + optimizer + reference model (+ the vLLM colocate reservation without
-                  sleep mode)
+    persistent  = CUDA context + weights + optimizer + reference model (LoRA: base weights, adapters and their
+                  moments) (+ the vLLM colocate reservation without sleep mode)
     generation  = persistent + generation terms (+ all of the weights, gathered, under zero3 and fsdp)
     training    = persistent + gradients + activations + loss logits + autocast copies
     peak        = max(generation, training)
@@ -76,7 +100,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from reson.core import models
-from reson.core.config import ResonConfig, resolved_values
+from reson.core.config import ResonConfig, model_init_kwargs, resolved_values
 from reson.core.models import Architecture
 
 GIB = 1024**3
@@ -115,6 +139,11 @@ class Settings:
     vllm_enable_sleep_mode: bool = False
     num_gpus: int = 1
     strategy: str = "single"
+    lora_rank: int = 0  # 0: every weight trains; else LoRA adapters of this rank train on a frozen base
+    lora_targets: str | tuple[str, ...] = "all-linear"
+    adapter_bytes: int = 4  # peft keeps adapters in fp32; TRL casts them to bf16 on a 4-bit base
+    load_in_4bit: bool = False  # the base's decoder linear layers in bitsandbytes 4-bit (NF4)
+    nested_quant: bool = False  # bitsandbytes' double quantization of the 4-bit blocks' scales
 
 
 @dataclass
@@ -148,6 +177,22 @@ def vllm_share_for(arch: Architecture, s: Settings, gpu_bytes: int, tokens: int)
     return -(-need * 100 // gpu_bytes) / 100
 
 
+def lora_params(arch: Architecture, s: Settings) -> int:
+    """Trainable parameters of the adapters: r (in + out) per targeted layer, in every decoder layer."""
+    return arch.lora_params(s.lora_targets, s.lora_rank)
+
+
+def base_weight_bytes(arch: Architecture, s: Settings) -> int:
+    """The frozen base: 16-bit, or its decoder linear layers in 4-bit NF4 blocks of 64 with an fp32 scale each (an
+    8-bit scale, and an fp32 one per 256 of those, with nested quantization); embeddings, norms and biases stay
+    16-bit."""
+    if not s.load_in_4bit:
+        return s.weight_bytes * arch.num_params
+    linear = arch.num_hidden_layers * sum(i * o for i, o in arch.linear_shapes.values())
+    per_block = 1 + 4 / 256 if s.nested_quant else 4
+    return int(linear * (0.5 + per_block / 64)) + s.weight_bytes * (arch.num_params - linear)
+
+
 def optimizer_bytes(params: int, s: Settings) -> tuple[int, int]:
     """(AdamW moments, fp32 master weights) for `params` parameters on one GPU, before sharding."""
     if s.strategy in ("zero2", "zero3") and s.weight_bytes < 4:
@@ -158,11 +203,24 @@ def optimizer_bytes(params: int, s: Settings) -> tuple[int, int]:
 
 
 def layer_activation_bytes(arch: Architecture, s: Settings) -> int:
-    """Bytes one decoder layer keeps for backward, per token (the `A` of the module docstring)."""
+    """Bytes one decoder layer keeps for backward, per token (the `A` of the module docstring; with LoRA, plus each
+    adapter's copy of its input and its r-wide output)."""
     h, i, c, r = arch.hidden_size, arch.intermediate_size, s.compute_bytes, s.weight_bytes
     norms = 2 * (4 * h + r * h + c * h)
     attention = c * (2 * h + 2 * arch.kv_size) + 4 * arch.num_attention_heads
-    return norms + attention + c * h + 4 * c * i
+    return norms + attention + c * h + 4 * c * i + lora_activation_bytes(arch, s)
+
+
+def lora_activation_bytes(arch: Architecture, s: Settings) -> int:
+    """Per token and layer, what LoRA changes in `A`: the frozen linear layers no longer keep their inputs (the two
+    norms' outputs, o_proj's and down_proj's inputs), while peft casts each adapter's input to its fp32 weights'
+    dtype and autocast casts it back, so each A keeps its own c-byte copy of its input, and each B A's r-wide
+    output."""
+    if not s.lora_rank:
+        return 0
+    names = models.LINEAR_LAYERS if s.lora_targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in s.lora_targets]
+    adapters = sum(s.compute_bytes * (arch.linear_shapes[name][0] + s.lora_rank) for name in names)
+    return adapters - s.compute_bytes * (3 * arch.hidden_size + arch.intermediate_size)
 
 
 def activation_bytes(arch: Architecture, s: Settings, checkpointing: bool) -> int:
@@ -176,10 +234,12 @@ def activation_bytes(arch: Architecture, s: Settings, checkpointing: bool) -> in
 
 
 def loss_logit_bytes(arch: Architecture, s: Settings) -> int:
-    """TRL's fused LM head: one logits tile, the fp32 LM-head gradient, the kept hidden states and their fp32 grad."""
+    """TRL's fused LM head: one logits tile, the fp32 LM-head gradient (none for LoRA's frozen head), the kept hidden
+    states and their fp32 grad."""
     n = s.per_device_train_batch_size * s.max_completion_length
     h, c = arch.hidden_size, s.compute_bytes
-    return c * min(n, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE) + 4 * arch.vocab_size * h + (4 + c) * n * h
+    head_grad = 0 if s.lora_rank else 4 * arch.vocab_size * h
+    return c * min(n, TOKEN_TILE) * min(arch.vocab_size, VOCAB_TILE) + head_grad + (4 + c) * n * h
 
 
 def unfused_logit_bytes(arch: Architecture, s: Settings) -> int:
@@ -215,37 +275,42 @@ def _estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
     p = arch.num_params
     n = s.num_gpus if s.strategy in ("zero2", "zero3", "fsdp") else 1
     full_shard = s.strategy in ("zero3", "fsdp")
-    moments, master = optimizer_bytes(p, s)
-    terms = {
-        "CUDA context and workspaces": CUDA_CONTEXT,
-        "weights": s.weight_bytes * p // (n if full_shard else 1),
-        "gradients": s.weight_bytes * p // n,
-        "optimizer states (AdamW moments)": moments // n,
-        "master weights (fp32)": master // n,
-        "reference model (beta > 0)": s.weight_bytes * p if s.beta > 0 else 0,
-    }
+    # Weights and optimizer: (persistent terms, the gradients' term)
+    if s.lora_rank:
+        a = lora_params(arch, s)
+        moments, _ = optimizer_bytes(a, dataclasses.replace(s, weight_bytes=s.adapter_bytes))
+        persistent_terms = {
+            "CUDA context and workspaces": CUDA_CONTEXT,
+            "base weights (frozen)": base_weight_bytes(arch, s),
+            "LoRA adapters": s.adapter_bytes * a,
+            "adapter AdamW moments": moments,
+        }
+        gradients = {"adapter gradients": s.adapter_bytes * a}
+        autocast = 2 * a if s.adapter_bytes == 4 and s.compute_bytes == 2 else 0  # only trained leaves are cached
+    else:
+        moments, master = optimizer_bytes(p, s)
+        persistent_terms = {
+            "CUDA context and workspaces": CUDA_CONTEXT,
+            "weights": s.weight_bytes * p // (n if full_shard else 1),
+            "optimizer states (AdamW moments)": moments // n,
+            "master weights (fp32)": master // n,
+            "reference model (beta > 0)": s.weight_bytes * p if s.beta > 0 else 0,
+        }
+        gradients = {"gradients": s.weight_bytes * p // n}
+        autocast = 2 * p // (n if full_shard else 1) if s.weight_bytes == 4 and s.compute_bytes == 2 else 0
+    terms = {**persistent_terms, **gradients}
     with_ckpt = activation_bytes(arch, s, checkpointing=True)
     without_ckpt = activation_bytes(arch, s, checkpointing=False)
     terms["activations"] = with_ckpt if s.gradient_checkpointing else without_ckpt
     terms["loss logits (fused LM head)"] = loss_logit_bytes(arch, s)
-    autocast = s.weight_bytes == 4 and s.compute_bytes == 2
-    terms["autocast 16-bit weight copies"] = 2 * p // (n if full_shard else 1) if autocast else 0
+    terms["autocast 16-bit weight copies"] = autocast
     gen = generation_bytes(arch, s)
     terms.update(gen)
     colocate = s.use_vllm and s.vllm_mode == "colocate"
     vllm = int(s.vllm_gpu_memory_utilization * gpu_bytes) if colocate else 0
     terms["vLLM reservation (colocate)"] = vllm
 
-    persistent = sum(
-        terms[k]
-        for k in (
-            "CUDA context and workspaces",
-            "weights",
-            "optimizer states (AdamW moments)",
-            "master weights (fp32)",
-        )
-    )
-    persistent += terms["reference model (beta > 0)"]
+    persistent = sum(persistent_terms.values())
     gathered = s.weight_bytes * p - terms["weights"] if full_shard else 0  # whole model gathered for generation
     if colocate and s.vllm_enable_sleep_mode:
         generation_phase = persistent + gathered + vllm
@@ -254,8 +319,8 @@ def _estimate(arch: Architecture, s: Settings, gpu_bytes: int) -> Plan:
         persistent += vllm
         generation_phase = persistent + gathered + sum(gen.values())
         training_phase = persistent
-    training_phase += terms["gradients"] + terms["activations"] + terms["loss logits (fused LM head)"]
-    training_phase += terms["autocast 16-bit weight copies"]
+    training_phase += sum(gradients.values()) + terms["activations"] + terms["loss logits (fused LM head)"]
+    training_phase += autocast
     peak = max(generation_phase, training_phase)
     limit = int((1 - HEADROOM) * gpu_bytes)
     return Plan(
@@ -400,9 +465,9 @@ def settings_from_config(
     # TRL's generation_batch_size counts completions over all processes; left out, it is b x steps per process
     explicit = resolved_values(config)["generation_batch_size"]  # as given, before TRL derives it
     generation = max(explicit // num_gpus, 1) if explicit else b * config.steps_per_generation
-    # The weights' dtype: --dtype, else the recipe's model_init_kwargs.dtype, else GRPOTrainer's default for a model
-    # given by name, float32; `auto` takes the model config's dtype.
-    chosen = dtype or (config.model_init_kwargs or {}).get("dtype") or "float32"
+    # The weights' dtype: --dtype, else what the model loads with (the recipe's model_init_kwargs.dtype, else its
+    # dtype, TRL's ModelConfig field, float32 unless set); `auto` takes the model config's dtype.
+    chosen = dtype or model_init_kwargs(config)["dtype"] or "float32"
     if str(chosen).lower() == "auto":
         chosen = models.config_dtype(config.model_name_or_path) or "float32"
     weight_bytes = _dtype_bytes(chosen, "dtype")
@@ -412,6 +477,8 @@ def settings_from_config(
         raise PlanError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     if strategy == "single" and num_gpus > 1:
         raise PlanError(f"--num_gpus {num_gpus} with --strategy single: choose ddp, zero2, zero3 or fsdp")
+    if config.use_peft and strategy not in ("single", "ddp"):
+        raise PlanError(f"--strategy {strategy}: LoRA is planned on one GPU or under ddp (each GPU holds the base)")
     return Settings(
         per_device_train_batch_size=b,
         generation_batch_size=generation,
@@ -429,6 +496,11 @@ def settings_from_config(
         vllm_enable_sleep_mode=bool(config.vllm_enable_sleep_mode),
         num_gpus=num_gpus,
         strategy=strategy,
+        lora_rank=config.lora_r if config.use_peft else 0,
+        lora_targets=targets if isinstance(targets := config.lora_target_modules, str) else tuple(targets or ()),
+        adapter_bytes=2 if config.load_in_4bit else 4,
+        load_in_4bit=bool(config.load_in_4bit),
+        nested_quant=bool(config.use_bnb_nested_quant),
     )
 
 

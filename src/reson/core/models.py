@@ -4,6 +4,8 @@ One checker for every command, so training, evaluation, conversion and chat acce
 
 - a local folder must hold ``config.json``, weights (``*.safetensors``, ``pytorch_model*.bin`` or their shard
   index) and a tokenizer, here or, for a TRL ``checkpoint-N`` saved without one, in the run folder above it;
+- a LoRA run (or one of its checkpoints) holds an adapter instead: ``adapter_config.json``, whose
+  ``base_model_name_or_path`` must itself pass these checks, its weights and a tokenizer;
 - anything else must look like a hub id (``gpt2``, ``Qwen/Qwen2.5-3B``); a path-like string (``./x``, ``runs/x``
   where ``runs`` is a local folder) that does not exist is "no such folder", not a failed download.
 
@@ -28,6 +30,8 @@ from reson.core import folders
 HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+ADAPTER_CONFIG = "adapter_config.json"  # what peft's save_pretrained writes beside a LoRA adapter's weights
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 class ModelPathError(ValueError):
@@ -44,7 +48,8 @@ def is_local(model: str) -> bool:
 
 
 def check_model(model: str | None, flag: str = "--model_name_or_path") -> str:
-    """``"folder"`` or ``"hub"`` for a usable model path; ModelPathError (one line, naming ``flag``) otherwise."""
+    """``"folder"``, ``"adapter"`` (a LoRA adapter whose base passes too) or ``"hub"`` for a usable model path;
+    ModelPathError (one line, naming ``flag``) otherwise."""
     if not model:
         raise ModelPathError(f"{flag} is missing: give a local model folder or a hub id (Qwen/Qwen2.5-3B).")
     model = str(model)
@@ -57,6 +62,8 @@ def check_model(model: str | None, flag: str = "--model_name_or_path") -> str:
         raise ModelPathError(f"{flag} {model}: no such folder; point it at a saved model, a run or a checkpoint.")
     if not path.is_dir():
         raise ModelPathError(f"{flag} {model} is a file: give the folder that holds config.json.")
+    if is_adapter(path):
+        return _check_adapter(path, flag)
     if not (path / "config.json").is_file():
         raise ModelPathError(
             f"{flag} {model} has no config.json: give a folder written by save_pretrained, reson train or convert."
@@ -72,6 +79,39 @@ def check_model(model: str | None, flag: str = "--model_name_or_path") -> str:
             "(tokenizer.save_pretrained)."
         )
     return "folder"
+
+
+def _check_adapter(path: Path, flag: str) -> str:
+    if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise ModelPathError(
+            f"{flag} {path} has {ADAPTER_CONFIG} but no adapter weights ({ADAPTER_WEIGHTS[0]}): finish or redo the "
+            "save, or point at another folder."
+        )
+    if tokenizer_dir(path) is None:
+        raise ModelPathError(f"{flag} {path} has no tokenizer, nor has the folder above it: save one beside it.")
+    base = adapter_base(path)
+    if base is None:
+        raise ModelPathError(f"{flag} {path}: {ADAPTER_CONFIG} names no base_model_name_or_path: add the base's path.")
+    if is_local(base) and is_adapter(Path(base).expanduser()):
+        raise ModelPathError(f"{flag} {path}: its base {base} is itself an adapter: merge that one first.")
+    try:
+        check_model(base, f"{flag} {path}: its base model")
+    except ModelPathError as error:
+        raise ModelPathError(str(error)) from None
+    return "adapter"
+
+
+def is_adapter(path: str | Path) -> bool:
+    """Whether ``path`` is a local folder holding a LoRA adapter (peft's ``adapter_config.json``)."""
+    return (Path(path).expanduser() / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(path: str | Path) -> str | None:
+    """The base model a LoRA adapter folder was trained on: ``base_model_name_or_path`` of its adapter_config.json."""
+    try:
+        return json.loads((Path(path).expanduser() / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
 
 
 def tokenizer_dir(path: str | Path) -> Path | None:
@@ -106,7 +146,7 @@ def model_format(path: str | Path) -> str:
     quantized; a hub id is taken to be a transformers model.
     """
     path = Path(path).expanduser()
-    if not path.is_dir():
+    if not path.is_dir() or is_adapter(path):  # an adapter is a transformers (peft) folder
         return "hf"
     config = json.loads((path / "config.json").read_text())
     if "quantization" in config:
@@ -173,6 +213,27 @@ class Architecture:
         embeddings = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
         return embeddings + h + self.num_hidden_layers * layer
 
+    @property
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear layer in one decoder layer, by module name: what LoRA can target."""
+        h, kv, i = self.hidden_size, self.kv_size, self.intermediate_size
+        q = self.num_attention_heads * self.head_size
+        shapes = ((h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h))
+        return dict(zip(LINEAR_LAYERS, shapes, strict=True))
+
+    def lora_params(self, targets, rank: int) -> int:
+        """Trainable parameters of rank-``rank`` LoRA adapters on ``targets`` ("all-linear" or names of
+        `linear_shapes`; a dotted name counts by its last part) in every layer: A is [r, in], B is [out, r]."""
+        names = LINEAR_LAYERS if targets == "all-linear" else [t.rsplit(".", 1)[-1] for t in targets]
+        shapes = self.linear_shapes
+        return self.num_hidden_layers * sum(rank * sum(shapes[name]) for name in names)
+
+
+# The linear layers of a decoder layer in the model families `Architecture` describes (config.json's model_type):
+# what LoRA can target, and what peft's "all-linear" takes (it leaves the LM head out).
+LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DECODER_FAMILIES = ("qwen2", "qwen3", "llama", "mistral")
+
 
 # From the config.json of each hub model (the Instruct and Math variants share the base's shape).
 KNOWN_MODELS = {
@@ -191,6 +252,8 @@ def architecture(model: str | None) -> Architecture | None:
     if not model:
         return None
     folder = Path(model).expanduser()
+    if is_adapter(folder):
+        return architecture(adapter_base(folder))
     if (folder / "config.json").is_file():
         config = json.loads((folder / "config.json").read_text())
         config = config.get("text_config", config)
@@ -211,8 +274,26 @@ def architecture(model: str | None) -> Architecture | None:
     return next((arch for name, arch in KNOWN_MODELS.items() if name.lower() == key), None)
 
 
+def linear_layers(model: str | None) -> tuple[str, ...] | None:
+    """The names LoRA can target in ``model``'s decoder layers (`LINEAR_LAYERS` for the families `Architecture`
+    describes, read from config.json or known by hub id); None when the files do not tell."""
+    if not model:
+        return None
+    folder = Path(model).expanduser()
+    if is_adapter(folder):
+        return linear_layers(adapter_base(folder))
+    if (folder / "config.json").is_file():
+        config = json.loads((folder / "config.json").read_text())
+        family = config.get("text_config", config).get("model_type")
+        return LINEAR_LAYERS if family in DECODER_FAMILIES else None
+    return LINEAR_LAYERS if not is_local(str(model)) and architecture(model) is not None else None
+
+
 def config_dtype(model: str) -> str | None:
     """The dtype a model's config.json records (``bfloat16`` for a known hub model); None when unknown."""
+    if is_adapter(Path(model).expanduser()):
+        base = adapter_base(model)
+        return config_dtype(base) if base else None
     file = Path(model).expanduser() / "config.json"
     if file.is_file():
         config = json.loads(file.read_text())

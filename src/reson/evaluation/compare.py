@@ -122,7 +122,7 @@ def compare(
     table = compare_table(runs, labels, title=title)
     if output is not None:
         folders.check_output_file(output, "--output_file", overwrite)
-        Path(output).write_text(table)
+        folders.write_text(output, table)
     return table
 
 

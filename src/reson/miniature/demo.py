@@ -1,27 +1,31 @@
 """`reson demo`: the R1-Zero experiment in miniature, offline, on a laptop CPU.
 
-    reson demo                                   # about 10 minutes on 2 cores; everything under runs/demo
-    reson demo --seed 1 --pretrain_seed 2        # another RL seed on another base model
+    reson demo                                   # under 3 minutes on 2 cores; everything under runs/demo
+    reson demo --seed 1                          # another RL seed on the same base model
+    reson demo --rebuild_base                    # build the base model here instead of using the shipped one
+    reson demo --pretrain_seed 2                 # another base model: built here first (~8-10 minutes)
     reson demo --max_steps 30 --num_problems 50  # a quick look
-    reson demo --task countdown                  # the search task: small Countdown, where checking pays
+    reson demo --task countdown --control        # the search task, and GRPO at learning rate 0 beside it
 
 Phases, each reusing what an earlier run already finished in the same output folder:
 
-1. **Base model.** A 279k-parameter Qwen2 pretrained here on synthetic arithmetic (`reson.miniature.pretrain`): mostly
+1. **Base model.** A 279k-parameter Qwen2 pretrained on synthetic arithmetic (`reson.miniature.pretrain`): mostly
    problems with direct answers, plus worked solutions under another template, so it has a latent reasoning skill
-   while the R1 tags stay rare under the training template. A probe (`<think>` prefilled, greedy) measures that skill.
+   while the R1 tags stay rare under the training template. The one for pretraining seed 0 ships inside the package
+   (`reson.miniature.shipped`, checked against its recorded sha256); any other is built here. A probe (`<think>`
+   prefilled, greedy) measures the latent skill.
 2. **Baseline.** `reson eval` on held-out synthetic problems, greedy, under the training template.
 3. **GRPO.** `reson train` with the `grpo_cpu_tiny` recipe: the real rewards, TRL trainer and emergence canaries.
 4. **After.** The same evaluation of the trained model.
 5. **Summary.** The before/after table (also `compare-<run>.md`) and the run report with the emergence plots.
 
-`--task countdown` runs the same phases on the search task (`reson.miniature.search_corpus`: small Countdown, a base
-model that mostly guesses under the training template and searches under another one; GRPO with the Countdown reward
-only), and adds the rows that say whether search emerged, counted on the expressions the thinking writes: candidates
-tried, the share that rejects a candidate and goes on, the share followed by a retry among candidates the thinking
-shows wrong and shown right, and the accuracy of the completions that reject one against the base model's first
-guesses; then the base model's best-of-k at equal tokens (k samples at the recipe's temperature, an oracle picking),
-and with `--control` the same GRPO run at learning rate 0.
+`--task countdown` runs the same phases on the search task (`reson.miniature.tasks`: small Countdown, a base model
+that mostly guesses under the training template and searches under another; GRPO with the Countdown reward only) and
+adds the rows that say whether search emerged, counted on the expressions the thinking writes: candidates tried, the
+share that rejects a candidate and goes on, the share followed by a retry among candidates the thinking shows wrong
+and shown right, and the accuracy of the completions that reject one; then the base model's best-of-k at equal
+tokens (k samples at the recipe's temperature, an oracle picking) and its first guesses. `--control` trains the
+same run at learning rate 0 beside it: what moves there is sampling, not learning.
 """
 
 from __future__ import annotations
@@ -30,17 +34,14 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from reson.core import metrics
-from reson.core.machine import pin_cpu_kernels
-from reson.miniature import search_corpus
+from reson.core import folders, metrics, models
+from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
+from reson.miniature.tasks import TASKS
 
 logger = logging.getLogger("reson.miniature.demo")
 
-DEFAULT_RECIPE = "grpo_cpu_tiny"  # a recipe shipped in reson/configs
-DATASET = "synthetic"
 THREADS = 1  # torch threads for GRPO and the evaluations: another count gives other floats, so another table
 # the metrics of the before/after table, in order
 TABLE_ROWS = (
@@ -50,60 +51,32 @@ TABLE_ROWS = (
     "avg_completion_tokens",
     "self_correction_rate_among_thinking",
 )
-# the search task's rows (reson.core.metrics), after the common ones
-SEARCH_ROWS = (
-    "avg_candidates",
-    "rejection_rate_among_thinking",
-    "reject_then_right_rate",
-    "retry_after_wrong",
-    "retry_after_right",
-    "accuracy_when_rejecting",
-)
 BEST_OF = 8  # the search task: samples per problem from the base model, for its best-of-k at equal tokens
-
-
-@dataclass(frozen=True)
-class Task:
-    """A demo task: its dataset, GRPO recipe, base model settings, evaluation length, table rows, folder names."""
-
-    dataset: str
-    recipe: str
-    max_completion_length: int
-    rows: tuple[str, ...]
-    folder: str = ""  # inserted in the folder names ("base-countdown-seed0"); the arithmetic task keeps the old ones
-    base_settings: dict = field(default_factory=dict)
-
-
-TASKS = {
-    "arithmetic": Task(DATASET, DEFAULT_RECIPE, 64, TABLE_ROWS),
-    "countdown": Task(
-        "tiny_countdown",
-        "grpo_cpu_tiny_countdown",
-        search_corpus.MAX_COMPLETION_TOKENS,
-        TABLE_ROWS + SEARCH_ROWS,
-        "countdown-",
-        search_corpus.BASE_SETTINGS,
-    ),
-}
 
 
 class DemoError(ValueError):
     pass
 
 
-def before_after_table(before: dict, after: dict, dataset: str = DATASET, rows: tuple[str, ...] = TABLE_ROWS) -> str:
-    """The markdown before/after table of two `reson eval` results on `dataset`, one line per metric of `rows`."""
-    b, a = before["datasets"][dataset]["metrics"], after["datasets"][dataset]["metrics"]
-    lines = ["| metric | base model | after GRPO | change |", "|---|---:|---:|---:|"]
-    for key in rows:
-        cells = (
-            metrics.label(key),
-            metrics.cell(key, b[key]),
-            metrics.cell(key, a[key]),
-            metrics.change(key, b[key], a[key]),
-        )
+def before_after_table(before: dict, after: dict, task: str = "arithmetic", control: dict | None = None) -> str:
+    """The markdown before/after table of two `reson eval` results on `task`'s dataset: the common rows, then the
+    task's own; with `control` (the evaluation after GRPO at learning rate 0) a column more."""
+    spec = TASKS[task]
+    results = [r["datasets"][spec.dataset]["metrics"] for r in (before, after, control) if r is not None]
+    head = "| metric | base model | after GRPO | change |" + (" lr-0 control |" if control else "")
+    lines = [head, "|---|---:|---:|---:|" + ("---:|" if control else "")]
+    for key in TABLE_ROWS + spec.rows:
+        b, a = results[0][key], results[1][key]
+        cells = [metrics.label(key), metrics.cell(key, b), metrics.cell(key, a), metrics.change(key, b, a)]
+        cells += [metrics.cell(key, r[key]) for r in results[2:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def evaluation_settings(num_problems: int, task: str = "arithmetic") -> dict:
+    """The `reson eval` settings of the demo's before and after evaluations (greedy, held-out test problems)."""
+    length = TASKS[task].max_completion_length
+    return dict(split="test", num_problems=num_problems, max_completion_length=length, progress=False)
 
 
 def run_demo(
@@ -117,14 +90,18 @@ def run_demo(
     threads: int = THREADS,
     overrides: dict | None = None,
     base_settings: dict | None = None,
+    rebuild_base: bool = False,
     task: str = "arithmetic",
     control: bool = False,
 ) -> dict:
-    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds"}; for the
-    search task also "search" (`search_summary`), and with `control` "control" (the evaluation after GRPO at lr 0).
+    """Run the miniature end to end and return {"before", "after", "probe", "table", "paths", "seconds", "phases"};
+    for the search task also "search" (`search_summary`), and with `control` "control" (the evaluation after GRPO at
+    learning rate 0).
 
-    `task` is one of `TASKS`, `recipe` defaults to its recipe; `overrides` change fields of the GRPO recipe,
-    `base_settings` fields of `reson.miniature.pretrain.BaseModelConfig` (over the task's own).
+    `task` is one of `reson.miniature.tasks.TASKS`; `recipe` defaults to its recipe. `overrides` change fields of the
+    GRPO recipe, `base_settings` fields of `reson.miniature.pretrain.BaseModelConfig` (over the task's own). The
+    shipped base model serves pretraining seed 0 with the task's settings unless `rebuild_base`; any other base model
+    is built under `output_dir`. `phases` holds the seconds each phase took.
     """
     import torch
 
@@ -132,6 +109,7 @@ def run_demo(
     from reson.evaluation.evaluate import evaluate
     from reson.miniature.pretrain import build_base_model
     from reson.miniature.probe import probe
+    from reson.miniature.shipped import SHIPPED_SEED, check
     from reson.tools.report import build_report
 
     if task not in TASKS:
@@ -139,12 +117,15 @@ def run_demo(
     spec = TASKS[task]
     recipe, dataset, tag = recipe or spec.recipe, spec.dataset, spec.folder
     output_dir = Path(output_dir)
-    base_dir = output_dir / f"base-{tag}seed{pretrain_seed}"
-    run_name = f"grpo-{tag}base{pretrain_seed}-seed{seed}"
+    shipped = pretrain_seed == SHIPPED_SEED and not base_settings and not rebuild_base
+    # a base model built here for the shipped seed gets its own names: its runs never mix with the shipped one's
+    suffix = "-built" if pretrain_seed == SHIPPED_SEED and not shipped else ""
+    base_name = f"{tag}base{pretrain_seed}{suffix}"
+    base_dir = spec.shipped_dir if shipped else output_dir / f"base-{tag}seed{pretrain_seed}{suffix}"
+    run_name = f"grpo-{base_name}-seed{seed}"
     train_dir = output_dir / run_name
-    eval_base, eval_after = output_dir / f"eval-{tag}base{pretrain_seed}", output_dir / f"eval-{run_name}"
-    length = spec.max_completion_length
-    eval_settings = dict(split="test", num_problems=num_problems, max_completion_length=length, progress=False)
+    eval_base, eval_after = output_dir / f"eval-{base_name}", output_dir / f"eval-{run_name}"
+    eval_settings = evaluation_settings(num_problems, task)
 
     # ---- Check everything before any work -----------------------------------------------------------------------
     config_overrides = {
@@ -160,49 +141,63 @@ def run_demo(
         raise DemoError(f"--num_problems {num_problems}: evaluate on at least one problem.")
     if max_steps is not None and max_steps < 1:
         raise DemoError(f"--max_steps {max_steps}: train for at least one step.")
-    # the base model does not exist yet: check the rest of the recipe with a stand-in model id
+    # the base model may not exist yet: check the rest of the recipe with a stand-in model id
     load_config(recipe, overrides={**config_overrides, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
+    if shipped:
+        check(base_dir)  # the files are the recorded ones, or a clear error before any work
     torch.set_num_threads(threads)  # the evaluations and the probe; the build fixes its own (BaseModelConfig.threads)
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    phases = {}
+
+    def phase_done(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 1)
+        return now
 
     # ---- 1. Base model ------------------------------------------------------------------------------------------
-    logger.info("[1/5] base model: building or reusing %s (pretraining takes a few minutes the first time)", base_dir)
-    build_base_model(base_dir, seed=pretrain_seed, **{**spec.base_settings, **(base_settings or {})})
-    from reson.core.data import load_problems, sample_rows
-
-    probe_rows = sample_rows(load_problems(dataset, "test"), num_problems, seed=0)
-    latent = probe(base_dir, probe_rows, max_new_tokens=length)
+    if shipped:
+        logger.info("[1/5] base model: the one shipped with reson (pretraining seed %d), %s", pretrain_seed, base_dir)
+    else:
+        why = "rebuilding it as asked" if rebuild_base or base_settings else "no shipped model for this seed"
+        logger.info("[1/5] base model: building or reusing %s (%s; pretraining takes ~8-20 minutes)", base_dir, why)
+        build_base_model(base_dir, seed=pretrain_seed, **{**spec.base_settings, **(base_settings or {})})
+    mark = phase_done("base model", started)
+    latent = probe(base_dir, spec.held_out_rows(num_problems), max_new_tokens=spec.max_completion_length)
     logger.info(
         "      latent skill: %.1f%% with <think> prefilled, against %.1f%% answering directly; <think> prior %.1f%%",
         100 * latent["probe_accuracy"],
         100 * latent["base_accuracy"],
         100 * latent["tag_prior"],
     )
+    mark = phase_done("probe", mark)
 
     # ---- 2. Baseline --------------------------------------------------------------------------------------------
     logger.info("[2/5] evaluating the base model on %d held-out problems", num_problems)
     before = evaluate(str(base_dir), dataset, eval_base, **eval_settings)
+    mark = phase_done("evaluation before", mark)
 
     # ---- 3. GRPO ------------------------------------------------------------------------------------------------
     from reson.training.checkpoints import CHECKPOINT_PREFIX
     from reson.training.train import train
 
-    config = load_config(recipe, overrides=config_overrides)
-    finished = (train_dir / "model.safetensors").is_file()
-    if finished:
-        logger.info("[3/5] GRPO: reusing the finished run in %s", train_dir)
-    else:
-        resume = any(train_dir.glob(f"{CHECKPOINT_PREFIX}*"))
-        logger.info("[3/5] GRPO: %d steps into %s%s", config.max_steps, train_dir, " (resuming)" if resume else "")
+    def train_once(config, what: str) -> None:
+        run_dir = Path(config.output_dir)
+        finished = any((run_dir / name).is_file() for name in ("model.safetensors", *models.ADAPTER_WEIGHTS))
+        if finished:
+            logger.info("[3/5] %s: reusing the finished run in %s", what, run_dir)
+            return
+        resume = any(run_dir.glob(f"{CHECKPOINT_PREFIX}*"))
+        logger.info("[3/5] %s: %d steps into %s%s", what, config.max_steps, run_dir, " (resuming)" if resume else "")
         train(config, resume=resume or None)
+
+    config = load_config(recipe, overrides=config_overrides)
+    train_once(config, "GRPO")
     if control:  # the same run at learning rate 0: what moves there, sampling moved, not learning
-        control_config = load_config(
-            recipe, overrides={**config_overrides, "output_dir": f"{train_dir}-lr0", "learning_rate": 0.0}
-        )
-        if not (Path(control_config.output_dir) / "model.safetensors").is_file():
-            logger.info("      and the control, at learning rate 0, into %s", control_config.output_dir)
-            train(control_config, resume=any(Path(control_config.output_dir).glob(f"{CHECKPOINT_PREFIX}*")) or None)
+        control_dir = output_dir / f"{run_name}-lr0"
+        control_overrides = {**config_overrides, "output_dir": str(control_dir), "learning_rate": 0.0}
+        train_once(load_config(recipe, overrides=control_overrides), "GRPO at learning rate 0 (the control)")
+    mark = phase_done("GRPO", mark)
 
     # ---- 4. After -----------------------------------------------------------------------------------------------
     logger.info("[4/5] evaluating the trained model on the same problems")
@@ -210,23 +205,23 @@ def run_demo(
     evals, extra = [eval_base, eval_after], {}
     if control:
         evals.append(output_dir / f"eval-{run_name}-lr0")
-        extra["control"] = evaluate(control_config.output_dir, dataset, evals[-1], **eval_settings)
-    if task == "countdown":  # the base model's best-of-k: samples at the temperature GRPO sampled at
+        extra["control"] = evaluate(str(control_dir), dataset, evals[-1], **eval_settings)
+    if spec.rows:  # the search task: the base model's best-of-k, sampled at the temperature GRPO sampled at
         logger.info("      and the base model, %d samples a problem at temperature %g", BEST_OF, config.temperature)
-        evals.append(output_dir / f"eval-{tag}base{pretrain_seed}-sampled")
-        settings = {**eval_settings, "num_generations": BEST_OF, "temperature": config.temperature}
-        evaluate(str(base_dir), dataset, evals[-1], **settings)
+        evals.append(output_dir / f"eval-{base_name}-sampled")
+        sampled = {**eval_settings, "num_generations": BEST_OF, "temperature": config.temperature}
+        evaluate(str(base_dir), dataset, evals[-1], **sampled)
         extra["search"] = search_summary(eval_base, eval_after, evals[-1])
+    mark = phase_done("evaluation after", mark)
 
     # ---- 5. Summary ---------------------------------------------------------------------------------------------
     logger.info("[5/5] writing the before/after table and the run report")
-    table = before_after_table(before, after, dataset, spec.rows)
-    if control:
-        table = add_control(table, extra["control"], dataset, spec.rows)
-    if task == "countdown":
+    table = before_after_table(before, after, task, extra.get("control"))
+    if "search" in extra:
         table += "\n\n" + search_lines(extra["search"])
-    (output_dir / f"compare-{run_name}.md").write_text(table + "\n")
+    folders.write_text(output_dir / f"compare-{run_name}.md", table + "\n")
     report = build_report(train_dir)
+    phase_done("table and report", mark)
     seconds = time.perf_counter() - started
     paths = {"base_model": base_dir, "trained_model": train_dir, "report": report, "evals": evals}
     return {
@@ -236,6 +231,7 @@ def run_demo(
         "table": table,
         "paths": paths,
         "seconds": seconds,
+        "phases": phases,
     } | extra
 
 
@@ -292,32 +288,31 @@ def search_lines(search: dict) -> str:
     )
 
 
-def add_control(table: str, control: dict, dataset: str, rows: tuple[str, ...]) -> str:
-    """`table` with a column for the control run (GRPO at learning rate 0)."""
-    values = control["datasets"][dataset]["metrics"]
-    lines = table.split("\n")
-    lines[0] += " lr-0 control |"
-    lines[1] += "---:|"
-    for i, key in enumerate(rows):
-        lines[2 + i] += f" {metrics.cell(key, values[key])} |"
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reson demo",
-        description="The R1-Zero experiment in miniature, offline on a CPU: build a tiny base model, evaluate it, "
-        "train it with GRPO, evaluate it again.",
+        description="The R1-Zero experiment in miniature, offline on a CPU: take the tiny base model shipped with "
+        "reson (or build one), evaluate it, train it with GRPO, evaluate it again.",
     )
     parser.add_argument("--output_dir", default="runs/demo", help="where everything goes (default runs/demo)")
     parser.add_argument("--seed", type=int, default=0, help="GRPO seed (default 0)")
-    parser.add_argument("--pretrain_seed", type=int, default=0, help="base model seed (default 0)")
+    parser.add_argument(
+        "--pretrain_seed",
+        type=int,
+        default=0,
+        help="base model seed (default 0, the model shipped with reson; another seed is built first, ~8-10 min)",
+    )
+    parser.add_argument(
+        "--rebuild_base",
+        action="store_true",
+        help="build the base model here (~8-10 min) instead of starting from the shipped one",
+    )
     parser.add_argument(
         "--task",
         choices=tuple(TASKS),
         default="arithmetic",
         help="arithmetic word problems (default), or countdown: the search task, where a candidate is easy to check "
-        "and hard to find",
+        "and hard to find (~10 min)",
     )
     parser.add_argument(
         "--config", default=None, help="the CPU recipe: a YAML file or a shipped recipe's name (default: the task's)"
@@ -341,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # the demo prints its own phases; no bar per weight file
 
     from reson.core.config import ConfigError
+    from reson.miniature.shipped import ShippedModelError
 
     try:
         result = run_demo(
@@ -351,19 +347,23 @@ def main(argv: list[str] | None = None) -> int:
             num_problems=args.num_problems,
             max_steps=args.max_steps,
             threads=args.threads,
+            rebuild_base=args.rebuild_base,
             task=args.task,
             control=args.control,
         )
-    except (DemoError, ConfigError) as err:
+    except (DemoError, ConfigError, ShippedModelError) as err:
         print(f"reson demo: {err}", file=sys.stderr)
         return 2
     paths = result["paths"]
     print(f"\nBase model vs after GRPO, {args.num_problems} held-out problems, greedy:\n\n{result['table']}\n")
-    print(f"finished in {result['seconds'] / 60:.1f} min")
+    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["phases"].items())
+    print(f"finished in {result['seconds'] / 60:.1f} min ({phases})")
     print(f"  base model:    {paths['base_model']}")
     print(f"  trained model: {paths['trained_model']}")
-    print(f"  evaluations:   {paths['evals'][0]}, {paths['evals'][1]}")
+    print(f"  evaluations:   {', '.join(str(p) for p in paths['evals'])}")
     print(f"  report:        {paths['report']}  (emergence plots: think_usage.png, canary_accuracy.png beside it)")
+    kernels = cpu_kernel_settings()
+    print(f"  CPU:           {processor_name()}, kernels ATen {kernels['aten']}, MKL {kernels['mkl_cbwr']}")
     return 0
 
 

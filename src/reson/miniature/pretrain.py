@@ -1,13 +1,14 @@
 """Pretrain the miniature's tiny base model on synthetic arithmetic: the cached build and its command.
 
     python -m reson.miniature.pretrain --output_dir runs/base-seed0 --seed 0
-    python -m reson.miniature.pretrain --output_dir runs/base-countdown-seed0 --task countdown   # the search task's
+    python -m reson.miniature.pretrain --output_dir runs/base-countdown-seed0 --task countdown   # the search task
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
 template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag (`reson.miniature.probe`).
-The texts come from `reson.miniature.corpus`.
+The texts come from `reson.miniature.corpus`. The build of seed 0 ships inside the package
+(`reson.miniature.shipped`), so `reson demo` runs it only for `--rebuild_base` or another `--pretrain_seed`.
 
-What makes it learn in ~7 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
+What makes it learn in ~8 minutes on one thread (docs/benchmarks.md, "Miniature base model"): a small model with
 many steps (hidden 64, 4 layers, 279k parameters, batch 8, 9,000 steps) rather than a wide one with few
 (hidden 128, 1,250 steps: probe 2.5-9%), and the R1 template's fixed preamble (79 of the ~114 tokens of an R1
 text) run once per batch, its keys and values shared by the batch's rows, which is exact and cuts those texts'
@@ -17,8 +18,10 @@ the schedule runs well past it.
 
 Reproducibility: the build always runs with `BaseModelConfig.threads` torch threads (1), whatever the caller set,
 because the thread count changes how float sums are split and so the weights; with it, a build repeats bit for bit
-on one machine under any load. The CPU's kernel family changes the bits too (ATen's AVX-512 or AVX2 kernels, MKL's
-code path): `reson.core.machine.pin_cpu_kernels()` pins both to AVX2, which current x86 processors share.
+on one machine under any load. The CPU's kernels change the bits too (ATen's AVX-512 or AVX2 family, MKL's code
+path, which MKL picks by vendor as well as by extension): `reson.core.machine.pin_cpu_kernels()` pins ATen to AVX2 and
+MKL to its COMPATIBLE branch, the one it runs the same on Intel and AMD processors. AdamW is the fused one, ATen's own
+kernel: the for-loop AdamW takes its square roots from MKL's vector maths.
 
 The model is saved in HF format (config, safetensors, tokenizer) and loads with AutoModelForCausalLM /
 AutoTokenizer exactly as Qwen2.5 does. A build is cached: `build_base_model` writes into a temporary folder,
@@ -42,16 +45,15 @@ from pathlib import Path
 
 from reson.core.data import format_prompt, load_problems
 from reson.core.help import HelpFormatter
-from reson.core.machine import pin_cpu_kernels
-from reson.core.synthetic import problems
+from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
 from reson.miniature import search_corpus
 from reson.miniature.corpus import pretraining_texts
 from reson.miniature.probe import probe
+from reson.miniature.tasks import TASKS
 from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("arithmetic", "countdown")  # what a base model is pretrained for (BaseModelConfig.task)
 BUILD_RECORD = "reson_base_model.json"  # written last: its presence with matching settings marks a complete build
 
 
@@ -198,8 +200,10 @@ def pretrain(model, tokenizer, texts: list[str], config: BaseModelConfig, log_ev
     ]
     batches = [b for _ in range(config.epochs) for b in rng.sample(batches, len(batches))]  # a new order each pass
     total_steps = len(batches)
+    # fused: ATen's own kernel, as the GRPO trainer's (adamw_torch_fused); the for-loop AdamW takes its square roots
+    # from MKL's vector maths, one more place where the processor decides the bits
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95), fused=True
     )
 
     def lr_factor(step: int) -> float:  # linear warmup, cosine decay to 10%
@@ -249,16 +253,21 @@ def _is_complete(path: Path, config: BaseModelConfig) -> bool:
     if not record.is_file():
         return False
     try:
-        saved = json.loads(record.read_text())["config"]
-    except (ValueError, KeyError):
+        saved = recorded_config(path)
+    except (ValueError, KeyError, TypeError):
         return False
     needed = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-    return saved == asdict(config) and all((path / name).is_file() for name in needed)
+    return saved == config and all((path / name).is_file() for name in needed)
 
 
 def build_record(path: str | Path) -> dict:
     """The record a completed build wrote (its config and pretraining stats)."""
     return json.loads((Path(path) / BUILD_RECORD).read_text())
+
+
+def recorded_config(path: str | Path) -> BaseModelConfig:
+    """The config a completed build recorded; a field added since has its default, the behaviour the build had."""
+    return BaseModelConfig(**build_record(path)["config"])
 
 
 def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **settings) -> Path:
@@ -307,7 +316,9 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **
         stats["parameters"] = sum(p.numel() for p in model.parameters())
         stats["build_seconds"] = round(time.perf_counter() - start, 1)
         stats["torch_threads"] = torch.get_num_threads()
-        stats["cpu_kernels"] = torch.backends.cpu.get_cpu_capability()  # the other half of what fixes the bits
+        stats["cpu_kernels"] = cpu_kernel_settings()  # the other half of what fixes the bits
+        stats["torch"] = torch.__version__
+        stats["processor"] = processor_name()
         # save: weights and tokenizer first, the build record last, then move into place
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -339,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output_dir", required=True, help="folder for the model (reused when already built)")
     parser.add_argument("--seed", type=int, default=0, help="pretraining seed: corpus, init, batch order")
     parser.add_argument(
-        "--task", choices=TASKS, default="arithmetic", help="the corpus: arithmetic (default) or countdown (search)"
+        "--task",
+        choices=tuple(TASKS),
+        default="arithmetic",
+        help="the corpus: arithmetic (default) or countdown (search)",
     )
     parser.add_argument("--num_texts", type=int, default=None, help="pretraining texts (default: the task's)")
     parser.add_argument("--num_problems", type=int, default=200, help="held-out test problems to probe on")
@@ -356,18 +370,16 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(BaseModelConfig.threads)
     # build
-    settings = search_corpus.BASE_SETTINGS if args.task == "countdown" else {}
+    task = TASKS[args.task]
+    settings = dict(task.base_settings)
     if args.num_texts is not None:
         settings = {**settings, "num_texts": args.num_texts}
     path = build_base_model(args.output_dir, seed=args.seed, **settings)
     stats = build_record(path)["stats"]
     # probe
     start = time.perf_counter()
-    if args.task == "countdown":
-        rows = load_problems("tiny_countdown", "test", size=args.num_problems, seed=args.eval_seed)
-        result = probe(path, rows, max_new_tokens=search_corpus.MAX_COMPLETION_TOKENS)
-    else:
-        result = probe(path, problems("test", args.num_problems, seed=args.eval_seed))
+    rows = load_problems(task.dataset, "test", size=args.num_problems, seed=args.eval_seed)
+    result = probe(path, rows, max_new_tokens=task.max_completion_length)
     result["probe_seconds"] = round(time.perf_counter() - start, 1)
     result.update({k: stats[k] for k in ("parameters", "pretrain_seconds", "final_loss", "tokens_per_second")})
     result["model_path"] = str(path)

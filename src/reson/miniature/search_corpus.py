@@ -46,9 +46,6 @@ LOW, HIGH = countdown.TINY["numbers"]
 OPERATORS = countdown.TINY["operators"]
 PAIRS = ((0, 1), (0, 2), (1, 2))  # the first step's two numbers, by their places in the prompt
 DRILL_FACTS = 16  # facts per drill line
-# The search task's base model (`reson demo --task countdown`): BaseModelConfig fields over the defaults
-BASE_SETTINGS = {"task": "countdown", "num_texts": 72_000, "drill_share": 0.2}
-MAX_COMPLETION_TOKENS = 192  # room for a search of seven candidates (~24 tokens each) and the answer
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,17 @@
     reson convert --model_name_or_path runs/r1-zero-3b                   # -> runs/r1-zero-3b-mlx (float weights)
     reson convert --model_name_or_path runs/r1-zero-3b --quantize 4bit   # -> runs/r1-zero-3b-mlx-4bit
     reson chat --model_name_or_path runs/r1-zero-3b-mlx-4bit
+    reson convert --model_name_or_path runs/r1-zero-3b-lora --merge_only  # -> runs/r1-zero-3b-lora-merged
 
 The conversion is mlx-lm's own (`mlx_lm.convert`), so the folder it writes is an ordinary mlx-lm model. Around
 it this command:
 
 - takes a TRL `checkpoint-N` folder as well as a final model: when the checkpoint holds no tokenizer, the one
   in the run folder above it is used;
+- takes a LoRA run (or checkpoint) as it takes a full one: the adapter is first merged into its base
+  (`reson.core.lora.save_merged`: fp32 sums, rounded once to the base's dtype), which needs torch and peft, and
+  the base model by the name the adapter records; `--merge_only` stops there and keeps that transformers folder
+  (what vLLM or the hub take);
 - refuses to overwrite an existing output unless `--overwrite`, and even then builds the new model in a temporary
   folder beside the output and swaps it in only once it is complete and checked, so a failed conversion
   never destroys the old one;
@@ -26,6 +31,7 @@ input size is not a multiple of the group size stay in full precision.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
@@ -35,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from reson.core import folders, generation, models
+from reson.core import folders, generation, lora, models
 from reson.core.data import chat_template, format_prompt
 from reson.core.help import HelpFormatter
 
@@ -67,11 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--output_dir", default=None, help="the MLX folder to write (default: <model_name_or_path>-mlx[-4bit])"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument(
+        "--merge_only",
+        action="store_true",
+        help="a LoRA run: write its adapter merged into the base as a transformers folder, and no MLX",
+    )
     return parser
 
 
-def default_output(model_path: Path, quantize: str | None) -> Path:
-    suffix = "-mlx" if quantize is None else f"-mlx-{quantize}"
+def default_output(model_path: Path, quantize: str | None, merge_only: bool = False) -> Path:
+    suffix = "-merged" if merge_only else "-mlx" if quantize is None else f"-mlx-{quantize}"
     return model_path.parent / (model_path.name + suffix)
 
 
@@ -124,18 +135,26 @@ def main(argv: list[str] | None = None) -> int:
 
     # Check the inputs, before anything loads
     model_path = Path(args.model_name_or_path.rstrip("/"))
-    output = Path(args.output_dir) if args.output_dir else default_output(model_path, args.quantize)
+    output = Path(args.output_dir) if args.output_dir else default_output(model_path, args.quantize, args.merge_only)
     try:
-        if models.check_model(str(model_path)) == "hub":
+        kind = models.check_model(str(model_path))
+        if kind == "hub":
             raise models.ModelPathError(f"--model_name_or_path {model_path}: convert a local folder (download first).")
         if models.model_format(model_path) == "mlx":
             raise models.ModelPathError(f"{model_path} is already an MLX model: chat with it directly (reson chat).")
-        if not list(model_path.glob("*.safetensors")):
+        if args.merge_only and kind != "adapter":
+            raise models.ModelPathError(f"--merge_only: {model_path} is a whole model, not a LoRA adapter to merge.")
+        if kind == "adapter" and not all(importlib.util.find_spec(name) for name in ("torch", "peft")):
+            raise generation.BackendError(
+                f"{model_path} is a LoRA adapter: merging it into its base needs torch and peft (pip install "
+                "'reson-llm[train]'), or run convert where the training ran."
+            )
+        if kind != "adapter" and not list(model_path.glob("*.safetensors")):
             raise models.ModelPathError(
                 f"{model_path} holds only pytorch_model*.bin weights; mlx-lm reads safetensors: re-save it with "
                 "model.save_pretrained(path) (safetensors is the default)."
             )
-        if not generation.mlx_available():
+        if not args.merge_only and not generation.mlx_available():
             raise generation.BackendError(f"converting needs MLX, and {generation.MLX_MISSING}.")
         if output.resolve() == model_path.resolve():
             raise folders.FolderError("--output_dir must differ from --model_name_or_path.")
@@ -149,35 +168,26 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer_path = models.tokenizer_dir(model_path)
 
     # Convert into a temporary folder beside the output (same filesystem, so the final swap is a rename)
-    from mlx_lm import convert
-
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
+        start = time.perf_counter()
         source = model_path
-        if tokenizer_path != model_path:
+        if kind == "adapter":
+            base = models.adapter_base(model_path)
+            print(f"[reson] {model_path} is a LoRA adapter: merging it into {base}", file=sys.stderr)
+            source = lora.save_merged(model_path, work / "merged")
+        elif tokenizer_path != model_path:
             print(f"[reson] {model_path} holds no tokenizer; using the one in {tokenizer_path}", file=sys.stderr)
             source = stage_source(model_path, tokenizer_path, work / "source")
-        built = work / "mlx"
-        start = time.perf_counter()
-        bits = QUANTIZE_BITS.get(args.quantize)
-        convert(
-            str(source),
-            mlx_path=str(built),
-            quantize=bits is not None,
-            q_bits=bits,
-            q_group_size=args.group_size if bits is not None else None,
-        )
-
-        # Write out the RoPE entries mlx-lm reads, so the folder also works with mlx-lm's own tools
-        config_file = built / "config.json"
-        config = json.loads(config_file.read_text())
-        config.update(generation.mlx_config_fixes(config))
-        config_file.write_text(json.dumps(config, indent=4, sort_keys=True) + "\n")
-        add_run_files(built, model_path)
-
-        # Check that it loads and generates
-        sample = check_generates(built)
+        if args.merge_only:
+            built, sample = source, None
+            add_run_files(built, model_path)
+        else:
+            built = work / "mlx"
+            to_mlx(source, built, args.quantize, args.group_size)
+            add_run_files(built, model_path)
+            sample = check_generates(built)  # it loads and generates
         seconds = time.perf_counter() - start
     except KeyboardInterrupt:
         shutil.rmtree(work, ignore_errors=True)
@@ -201,14 +211,35 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    kind = args.quantize or "unquantized"
+    what = "merged model (transformers)" if args.merge_only else f"MLX model ({args.quantize or 'unquantized'})"
+    origin = "LoRA adapter" if kind == "adapter" else "source"
     print(
-        f"MLX model ({kind}) written to {output}: weights {_megabytes(model_size(output))} "
-        f"(source {_megabytes(model_size(model_path))}), folder {_megabytes(folder_size(output))}, in {seconds:.1f}s."
+        f"{what} written to {output}: weights {_megabytes(model_size(output))} ({origin} "
+        f"{_megabytes(model_size(model_path))}), folder {_megabytes(folder_size(output))}, in {seconds:.1f}s."
     )
-    print(f"It loads and generates: {sample!r}")
+    if sample is not None:
+        print(f"It loads and generates: {sample!r}")
     print(f"Chat with it: reson chat --model_name_or_path {output}")
     return 0
+
+
+def to_mlx(source: Path, built: Path, quantize: str | None, group_size: int) -> None:
+    """mlx-lm's conversion of a transformers folder, with the RoPE entries mlx-lm reads written out, so the folder
+    also works with mlx-lm's own tools."""
+    from mlx_lm import convert
+
+    bits = QUANTIZE_BITS.get(quantize)
+    convert(
+        str(source),
+        mlx_path=str(built),
+        quantize=bits is not None,
+        q_bits=bits,
+        q_group_size=group_size if bits is not None else None,
+    )
+    config_file = built / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update(generation.mlx_config_fixes(config))
+    config_file.write_text(json.dumps(config, indent=4, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

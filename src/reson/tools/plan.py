@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from reson.core import models
-from reson.core.config import ConfigError, load_config
+from reson.core.config import ConfigError, load_config, model_init_kwargs
 from reson.core.help import HelpFormatter, own_stdout
 from reson.core.memory import (
     GIB,
@@ -29,6 +29,7 @@ from reson.core.memory import (
     Settings,
     estimate,
     gib,
+    lora_params,
     settings_from_config,
     vllm_share_for,
 )
@@ -52,27 +53,41 @@ GPUS = {
 }
 
 
-# The GPU recipes from the largest model down: `choose_recipe` takes the first that fits the GPU.
-RECIPE_LADDER = ("grpo_qwen2.5_3b_h100", "grpo_qwen2.5_1.5b_40gb", "grpo_qwen2.5_0.5b_16gb")
+# The GPU recipes, full training from the largest model down, then LoRA on the 3B model before full training of the
+# 0.5B one: `choose_recipe` takes the first that fits the GPU.
+RECIPE_LADDER = (
+    "grpo_qwen2.5_3b_h100",
+    "grpo_qwen2.5_1.5b_40gb",
+    "grpo_qwen2.5_3b_lora_24gb",
+    "grpo_qwen2.5_3b_lora_16gb",
+    "grpo_qwen2.5_0.5b_16gb",
+)
+# A recipe built around vLLM generation, and the one further down the ladder made for the same run generating with
+# transformers (shorter completions, fewer problems): where vLLM cannot run, the first gives way to the second.
+TRANSFORMERS_TWIN = {"grpo_qwen2.5_3b_lora_24gb": "grpo_qwen2.5_3b_lora_16gb"}
 
 
 def choose_recipe(gpu_bytes: int, native_bf16: bool, without_vllm: Sequence[str] = ()) -> tuple[str, list[str]] | None:
-    """The shipped recipe for a GPU of ``gpu_bytes`` memory: the largest model whose planned peak fits, with the
-    command-line overrides its precision needs (fp16 on a GPU without native bf16, bf16 where the recipe is fp16 and
-    the GPU runs bf16); None when no recipe fits (the miniature then runs on the CPU). ``without_vllm``: the overrides
-    that turn vLLM off, where none can run (`reson.tools.install_plan`'s ``overrides``); a recipe that generates with
-    vLLM is then sized, and returned, with them."""
+    """The shipped recipe for a GPU of ``gpu_bytes`` memory: the first of `RECIPE_LADDER` whose planned peak fits,
+    with the command-line overrides its precision needs (fp16 on a GPU without native bf16, bf16 where the recipe is
+    fp16 and the GPU runs bf16; a 16-bit frozen base follows); None when no recipe fits (the miniature then runs on
+    the CPU). ``without_vllm``: the overrides that turn vLLM off, where none can run (`reson.tools.install_plan`'s
+    ``overrides``); a recipe that generates with vLLM is then sized, and returned, with them, unless it has a
+    `TRANSFORMERS_TWIN`."""
     for recipe in RECIPE_LADDER:
+        if without_vllm and recipe in TRANSFORMERS_TWIN:
+            continue  # its twin, made for transformers generation, comes next
         config = load_config(recipe, machine=False)
-        if config.bf16 and not native_bf16:
-            overrides = ["--bf16", "false", "--fp16", "true"]
-        elif config.fp16 and native_bf16:
-            overrides = ["--bf16", "true", "--fp16", "false"]
+        half = "bfloat16" if native_bf16 else "float16"
+        if (config.bf16 and not native_bf16) or (config.fp16 and native_bf16):
+            overrides = ["--bf16", str(native_bf16).lower(), "--fp16", str(not native_bf16).lower()]
         else:
             overrides = []
+        if model_init_kwargs(config)["dtype"] in ("bfloat16", "float16") and config.dtype != half:
+            overrides += ["--dtype", half]
         if config.use_vllm and without_vllm:
             overrides += without_vllm
-            config = load_config(recipe, argv=without_vllm, machine=False)
+        config = load_config(recipe, argv=overrides, machine=False)
         arch = models.architecture(config.model_name_or_path)
         if estimate(arch, settings_from_config(config), gpu_bytes).fits:
             return recipe, overrides
@@ -101,13 +116,15 @@ def resolve_gpu(name: str) -> int:
 
 
 def format_plan(plan: Plan, arch: Architecture, s: Settings, model: str, gpu: str) -> str:
+    weights = ("4-bit (NF4)" if s.load_in_4bit else _dtype_name(s.weight_bytes)) + (" frozen" if s.lora_rank else "")
     lines = [
-        f"model {model}: {arch.num_params / 1e9:.2f}B parameters, {_dtype_name(s.weight_bytes)} weights; "
+        f"model {model}: {arch.num_params / 1e9:.2f}B parameters, {weights} weights; "
         f"GPU {gpu} ({gib(plan.gpu_bytes)} GiB) x {s.num_gpus}, strategy {s.strategy}",
         f"per GPU: {s.per_device_train_batch_size} completions a micro-batch, {s.generation_batch_size} generated a "
         f"round ({s.num_generations} per prompt), prompt {s.prompt_length} + completion {s.max_completion_length} "
         f"tokens, gradient checkpointing {'on' if s.gradient_checkpointing else 'off'}, generation by "
         + (f"vLLM ({s.vllm_mode})" if s.use_vllm else "transformers"),
+        *lora_lines(arch, s),
         "",
         f"{'term':<36}{'GiB':>8}",
     ]
@@ -141,6 +158,19 @@ def format_plan(plan: Plan, arch: Architecture, s: Settings, model: str, gpu: st
                 f"({'fits' if whole.fits else 'does NOT fit'})"
             )
     return "\n".join(lines)
+
+
+def lora_lines(arch: Architecture, s: Settings) -> list[str]:
+    """What trains in a LoRA plan: the adapters' size, and that gradients and moments are theirs alone."""
+    if not s.lora_rank:
+        return []
+    targets = "every linear layer" if s.lora_targets == "all-linear" else ", ".join(s.lora_targets)
+    adapters = lora_params(arch, s)
+    return [
+        f"LoRA rank {s.lora_rank} on {targets}: {adapters / 1e6:.1f}M trained parameters "
+        f"({100 * adapters / arch.num_params:.2f}% of the model) in {_dtype_name(s.adapter_bytes)}, their gradients "
+        "and AdamW moments the only ones; the LM head is frozen, so no fp32 head gradient"
+    ]
 
 
 def _dtype_name(weight_bytes: int) -> str:

@@ -93,9 +93,10 @@ class DivergenceGuard(TrainerCallback):
 
     Before each optimizer step the (clipped) gradients must be finite: a NaN or infinite gradient norm makes every
     gradient NaN. In fp16 the loss scaler skips such a step itself (that is how it finds its scale), so only
-    `FP16_SKIPPED_STEPS` of them in a row stop the run. After each step every weight must be finite, and the largest
-    within ``WEIGHT_GROWTH_LIMIT`` times the largest at the start. A checkpoint is saved only after its step passed
-    both, so every checkpoint the run keeps holds weights that evaluate to something.
+    `FP16_SKIPPED_STEPS` of them in a row stop the run. After each step every trained weight (all of them, or a LoRA
+    run's adapters: the frozen base cannot move) must be finite, and the largest within ``WEIGHT_GROWTH_LIMIT``
+    times the largest at the start. A checkpoint is saved only after its step passed both, so every checkpoint the
+    run keeps holds weights that evaluate to something.
     """
 
     def __init__(self):
@@ -133,9 +134,10 @@ class DivergenceGuard(TrainerCallback):
 
 
 def largest_weight(model) -> float:
-    """The largest absolute weight of ``model`` (NaN if any weight is NaN)."""
+    """The largest absolute weight ``model`` trains (NaN if any of them is NaN)."""
     with torch.no_grad():  # aminmax: no full-size temporary, unlike abs()
-        extremes = torch.stack([torch.stack(p.detach().aminmax()).abs().float() for p in model.parameters()])
+        trained = [p for p in model.parameters() if p.requires_grad]
+        extremes = torch.stack([torch.stack(p.detach().aminmax()).abs().float() for p in trained])
         return float(extremes.amax()) if not extremes.isnan().any() else math.nan
 
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from reson.core import folders, models
-from reson.core.config import ResonConfig, save_resolved_config
+from reson.core.config import ResonConfig, model_init_kwargs, save_resolved_config
 from reson.core.data import HUB_DATASETS, chat_template, format_prompt
 from reson.core.jsonl import read_jsonl
 from reson.core.metrics import cell, label, summarize
@@ -26,6 +26,22 @@ def base_model_name(model: str) -> str:
     return name or str(Path(model).resolve())
 
 
+def lora_lines(config: ResonConfig) -> list[str]:
+    """What a LoRA run's card says first: this folder is an adapter, of which rank, on which layers."""
+    if not config.use_peft:
+        return []
+    targets = config.lora_target_modules
+    on = "every linear layer (all-linear)" if targets == "all-linear" else ", ".join(targets)
+    base = "4-bit" if config.load_in_4bit else str(model_init_kwargs(config)["dtype"])
+    return [
+        f"**LoRA**: this folder holds a rank-{config.lora_r} adapter (alpha {config.lora_alpha}"
+        f"{', rsLoRA' if config.use_rslora else ''}) on {on} of the frozen {base} base, not a whole model; "
+        "`reson chat`, `reson eval` and `reson convert` merge it into the base, which they load by the name in "
+        "`adapter_config.json`.",
+        "",
+    ]
+
+
 def model_card(config: ResonConfig, emergence_file: Path) -> str:
     """The README.md of a trained model: base model, recipe, rewards, the canaries' held-out results and usage."""
     base = base_model_name(config.model_name_or_path)
@@ -39,8 +55,8 @@ def model_card(config: ResonConfig, emergence_file: Path) -> str:
     lines = [
         "---",
         f"base_model: {base}" if not models.is_local(base) else "base_model: null",
-        "library_name: transformers",
-        "tags: [reson, grpo, r1-zero, trl]",
+        f"library_name: {'peft' if config.use_peft else 'transformers'}",
+        "tags: [reson, grpo, r1-zero, trl" + (", lora]" if config.use_peft else "]"),
         "---",
         "",
         f"# {Path(config.output_dir).name}",
@@ -48,6 +64,7 @@ def model_card(config: ResonConfig, emergence_file: Path) -> str:
         f"Trained from **{base}** with pure reinforcement learning (GRPO, TRL) by reson-llm, DeepSeek-R1-Zero style: "
         "no supervised reasoning data.",
         "",
+        *lora_lines(config),
         f"- data: {datasets}; {config.max_steps} steps of {config.generation_batch_size // config.num_generations} "
         f"prompts x {config.num_generations} completions up to {config.max_completion_length} tokens",
         f"- rewards: {', '.join(f'{n} x {w}' for n, w in zip(config.rewards, weights, strict=True))}"
@@ -116,6 +133,5 @@ def save_final_model(trainer, config: ResonConfig, note: str = "") -> None:
     trainer.save_state()
     if trainer.is_world_process_zero():
         save_resolved_config(config, note=note)
-        (Path(config.output_dir) / "README.md").write_text(
-            model_card(config, Path(config.output_dir) / folders.EMERGENCE_FILE)
-        )
+        card = model_card(config, Path(config.output_dir) / folders.EMERGENCE_FILE)
+        folders.write_text(Path(config.output_dir) / "README.md", card)

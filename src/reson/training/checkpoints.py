@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reson.core import folders, models
-from reson.core.config import ConfigError, ResonConfig, resolved_values
+from reson.core.config import ConfigError, ResonConfig, model_init_kwargs, resolved_values
 
 logger = logging.getLogger(__name__)
 
@@ -97,20 +97,27 @@ def remove_partial(output_dir: str | Path) -> list[Path]:
     return partial
 
 
-def checkpoint_bytes(config: ResonConfig) -> int | None:
-    """A checkpoint's size: the weights and AdamW's two moments in the weights' dtype; None when the model's size is
-    unknown."""
+def trained_bytes(config: ResonConfig) -> int | None:
+    """The bytes of the trained weights in a checkpoint: all of them, or the LoRA adapter (fp32: peft upcasts it);
+    None when the model's size is unknown."""
     arch = models.architecture(config.model_name_or_path)
     if arch is None:
         return None
-    dtype = str((config.model_init_kwargs or {}).get("dtype", "float32"))
-    weight_bytes = 2 if dtype in ("bfloat16", "float16") else 4
-    return arch.num_params * weight_bytes * 3
+    if config.use_peft:
+        return arch.lora_params(config.lora_target_modules, config.lora_r) * 4
+    dtype = str(model_init_kwargs(config)["dtype"])
+    return arch.num_params * (2 if dtype in ("bfloat16", "float16") else 4)
+
+
+def checkpoint_bytes(config: ResonConfig) -> int | None:
+    """A checkpoint's size: the trained weights and AdamW's two moments in their dtype; None when unknown."""
+    trained = trained_bytes(config)
+    return None if trained is None else 3 * trained
 
 
 def disk_needed(config: ResonConfig) -> int | None:
     """Bytes the run will write at its peak: ``save_total_limit`` checkpoints plus the one being written, plus the
-    final model (a third of a checkpoint); None when the model's size is unknown."""
+    final model (the trained weights); None when the model's size is unknown."""
     checkpoint = checkpoint_bytes(config)
     if checkpoint is None:
         return None

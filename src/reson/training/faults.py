@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from reson.core import folders, memory
-from reson.core.config import ResonConfig
+from reson.core.config import ResonConfig, model_init_kwargs
 from reson.core.preemption import StopRequest
 from reson.training import checkpoints
 
@@ -119,15 +119,17 @@ def stopped(request: StopRequest, step: int, output_dir: Path) -> Stopped:
 
 
 def fp16_remedy(config: ResonConfig) -> str:
-    """What to do when an fp16 run stops on non-finite numbers: train in fp32, at the memory `reson plan` predicts for
-    it on this GPU."""
+    """What to do when an fp16 run stops on non-finite numbers: train in fp32 (with LoRA, the frozen base too), at the
+    memory `reson plan` predicts for it on this GPU."""
+    fp32_base = config.use_peft and str(model_init_kwargs(config)["dtype"]) == "float16"
     remedy = (
         "In fp16 this is most likely an overflow (Qwen-family models are known to overflow fp16's range in the "
-        "forward pass): set fp16: false to train in fp32"
+        "forward pass): set fp16: false" + (" and dtype: float32" if fp32_base else "") + " to train in fp32"
     )
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_properties(0).total_memory
-        half, full = memory.plan_for(config, gpu), memory.plan_for(config, gpu, compute_bytes=4)
+        in_fp32 = {"compute_bytes": 4, **({"weight_bytes": 4} if fp32_base else {})}
+        half, full = memory.plan_for(config, gpu), memory.plan_for(config, gpu, **in_fp32)
         if half is not None and full is not None:
             fits = "fits" if full.fits else "does not fit: also lower max_completion_length or num_generations"
             remedy += (

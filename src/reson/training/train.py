@@ -5,6 +5,7 @@ Launch:
     reson train --config grpo_qwen2.5_3b_h100                              # a shipped recipe, one GPU
     reson train --config my_recipe.yaml --learning_rate 5e-7 --report_to wandb
     reson train --config grpo_qwen2.5_3b_h100 --resume                     # continue from the last checkpoint
+    reson train --config grpo_qwen2.5_3b_lora_16gb                         # LoRA adapters on a frozen 3B base
     accelerate launch --config_file src/reson/configs/accelerate/ddp.yaml -m reson train --config ...
 
 Any config field is a flag (`reson train --help` lists them all, with TRL's); `python -m reson train` is the same
@@ -27,6 +28,9 @@ Departures from the DeepSeek-R1-Zero and Dr. GRPO papers, on purpose:
   `</answer>` (the GPU recipes); TRL's transformers generator takes no stop string: it runs to EOS or the limit.
 - Emergence canaries (held-out prompts generated every `emergence_every` steps) are this project's addition; so is
   the divergence guard, which stops a run before a non-finite or exploded step can be saved.
+- LoRA (`use_peft`, the 16-24 GB recipes): adapters on every linear layer of a frozen 16-bit base, at 10x the full
+  recipes' learning rate (LoRA Without Regret); R1-Zero trained every weight. The run folder then holds the adapter
+  and its base's name, and every command serves it merged into the base (`reson.core.lora`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from trl import get_peft_config, get_quantization_config
 
 from reson.core import folders, models
 from reson.core.config import (
@@ -47,6 +52,7 @@ from reson.core.config import (
     check_tasks,
     config_parser,
     load_config,
+    model_init_kwargs,
     resolved_values,
     save_resolved_config,
 )
@@ -80,8 +86,9 @@ def load_data(config: ResonConfig, tokenizer) -> tuple[list[dict], list[dict]]:
 
 
 def train(config: ResonConfig, resume: bool | str | None = None, overwrite: bool = False, callbacks=()) -> Path:
-    """Train with GRPO as `config` says; returns output_dir, which then holds the final model, its tokenizer, the
-    resolved config (train_config.yaml), a model card, emergence.jsonl and the TensorBoard/W&B logs.
+    """Train with GRPO as `config` says; returns output_dir, which then holds the final model (with use_peft, the
+    adapter, naming its base), its tokenizer, the resolved config (train_config.yaml), a model card, emergence.jsonl
+    and the TensorBoard/W&B logs.
 
     `resume`: True continues from the newest complete checkpoint in output_dir, a path from that checkpoint, None
     uses `config.resume_from_checkpoint`; `overwrite` replaces an earlier run in output_dir. Extra `callbacks` run
@@ -127,15 +134,21 @@ def _train(config: ResonConfig, output_dir: Path, is_main: bool, resume, callbac
     # ---- Trainer, training, the final model: SIGTERM or SIGINT saves the step in flight and stops ----
     if stop.signal is not None:  # came while the data loaded: no model to load, no step to finish
         raise faults.stopped(stop, checkpoints.checkpoint_step(checkpoint) if checkpoint else 0, output_dir)
+    config.model_init_kwargs = model_init_kwargs(config)  # the model and, with use_peft, its adapter, as `trl grpo`
+    model = config.model_name_or_path
+    if models.is_local(model):  # a LoRA run's adapter_config.json names its base: by a path that holds anywhere
+        model = str(Path(model).expanduser().resolve())
     emergence = EmergenceCallback(canaries, tokenizer, output_dir, config)
     try:
         trainer = ResonTrainer(
-            model=config.model_name_or_path,
+            model=model,
             reward_funcs=rewards,
             args=config,
             train_dataset=to_hf_dataset(rows),
             processing_class=tokenizer,
             callbacks=[*callbacks, CurrentSettingsOnResume(), StopOnRequest(stop), DivergenceGuard(), emergence],
+            peft_config=get_peft_config(config),
+            quantization_config=get_quantization_config(config),
         )
         emergence.attach(trainer)  # canaries log through the trainer (and are off where weights are sharded)
         use_console(trainer, show_bar=not config.disable_tqdm)

@@ -16,14 +16,27 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
 
+from reson.core import lora
+from reson.training.callbacks import parameters_sharded
 from reson.training.faults import TrainingDiverged, out_of_memory
 
 TRUNCATED = "completions/truncated_ratio"
 
 
 class ResonTrainer(GRPOTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.use_vllm and is_peft_model(self.model) and not parameters_sharded(self):
+            self._sync_merged_out_of_place()
+
+    def _sync_merged_out_of_place(self) -> None:
+        """TRL's vLLM weight sync, fed by `reson.core.lora.vllm_weights` (module docstring); TRL offers no hook."""
+        generation = self.vllm_generation
+        generation._iter_named_params = lambda: lora.vllm_weights(generation.model, generation._fix_param_name_to_vllm)
+
     @contextlib.contextmanager
     def _phase(self, name: str):
         try:

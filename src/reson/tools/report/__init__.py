@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from reson.core import folders
 from reson.core.help import HelpFormatter
 from reson.tools.report.analysis import aha_steps, markers
 from reson.tools.report.page import compare_html, render_html
@@ -64,7 +65,7 @@ def build_report(
         _png, svg = save(figure, stem)
         plots[plot.name] = (svg, len(figure.axes))
     page = out / REPORT_FILE
-    page.write_text(render_html(loaded, plots, compare_section, samples), encoding="utf-8")
+    folders.write_text(page, render_html(loaded, plots, compare_section, samples))
     return page
 
 
@@ -99,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as err:
         print(f"reson report: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a full disk: every file written whole or left as it was
+        reason = folders.disk_full_error(err)
+        if reason is None:
+            raise
+        where = args.output_dir or Path(args.runs[0]) / "report"
+        print(
+            f"reson report: {folders.disk_full(where, reason)}; the earlier report's files are left as they were.",
+            file=sys.stderr,
+        )
+        return 1
     print(page)
     return 0
 

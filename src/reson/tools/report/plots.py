@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reson.core import folders
+
 Series = dict[int, float]  # step -> value
 
 # Keys logged as fractions in [0, 1] that are shares of completions or tokens: shown as percent everywhere.
@@ -344,6 +346,8 @@ def save(fig, stem: Path) -> list[Path]:
     """Write `fig` as `stem`.png (`PNG_SCALE` times the figure's pixel size) and `stem`.svg; return both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, format="png", dpi=BASE_DPI * PNG_SCALE)
-    fig.savefig(svg, format="svg", metadata={"Date": None})
+    with folders.replacing(png) as tmp:  # a full disk leaves the last report's plot, not half of this one
+        fig.savefig(tmp, format="png", dpi=BASE_DPI * PNG_SCALE)
+    with folders.replacing(svg) as tmp:
+        fig.savefig(tmp, format="svg", metadata={"Date": None})
     return [png, svg]
