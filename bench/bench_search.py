@@ -25,21 +25,12 @@ import logging
 import time
 from pathlib import Path
 
+from bench_selfcorrection import settings  # key=value pairs, read as JSON where they parse
+
 from reson.core.machine import pin_cpu_kernels
+from reson.miniature.tasks import TASKS
 
 SAMPLES = 4  # sampled completions a problem, for the measures among thinking completions
-
-
-def settings(pairs: list[str]) -> dict:
-    """key=value pairs, values read as JSON where they parse (numbers, lists), else as strings."""
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def check_errors(records: list[dict]) -> dict:
@@ -76,19 +67,8 @@ def sampled(model: str, folder: Path, num_problems: int, temperature: float, len
     return {**result["datasets"]["tiny_countdown"]["metrics"], **check_errors(records)}
 
 
-KEYS = (
-    "accuracy",
-    "think_usage",
-    "avg_candidates",
-    "rejection_rate_among_thinking",
-    "reject_then_right_rate",
-    "retry_after_wrong",
-    "retry_after_right",
-    "accuracy_when_rejecting",
-    "false_accepts",
-    "false_rejects",
-    "avg_completion_tokens",
-)
+# the sampled table's rows: accuracy, think usage, the search task's rows, the checks' quality, the length
+KEYS = ("accuracy", "think_usage", *TASKS["countdown"].rows, "false_accepts", "false_rejects", "avg_completion_tokens")
 
 
 def main() -> None:
@@ -108,7 +88,6 @@ def main() -> None:
 
     from reson.core.config import load_config
     from reson.miniature.demo import run_demo
-    from reson.miniature.tasks import TASKS
 
     torch.set_num_threads(1)
     spec = TASKS["countdown"]

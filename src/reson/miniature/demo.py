@@ -160,7 +160,7 @@ def run_demo(
         logger.info("[1/5] base model: the one shipped with reson (pretraining seed %d), %s", pretrain_seed, base_dir)
     else:
         why = "rebuilding it as asked" if rebuild_base or base_settings else "no shipped model for this seed"
-        logger.info("[1/5] base model: building or reusing %s (%s; pretraining takes ~8-20 minutes)", base_dir, why)
+        logger.info("[1/5] base model: building or reusing %s (%s; pretraining takes ~8-35 minutes)", base_dir, why)
         build_base_model(base_dir, seed=pretrain_seed, **{**spec.base_settings, **(base_settings or {})})
     mark = phase_done("base model", started)
     latent = probe(base_dir, spec.held_out_rows(num_problems), max_new_tokens=spec.max_completion_length)
@@ -300,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         "--pretrain_seed",
         type=int,
         default=0,
-        help="base model seed (default 0, the model shipped with reson; another seed is built first, ~8-10 min)",
+        help="base model seed (default 0, the model shipped with reson; another seed is built first: ~8-10 min, "
+        "~20-35 min for the search task)",
     )
     parser.add_argument(
         "--rebuild_base",
         action="store_true",
-        help="build the base model here (~8-10 min) instead of starting from the shipped one",
+        help="build the base model here (~8-10 min; the search task ~20-35) instead of using the shipped one",
     )
     parser.add_argument(
         "--task",
