@@ -62,7 +62,10 @@ def one(args) -> None:
     import logging
 
     from reson.core.machine import cpu_kernel_settings, processor_name
-    from reson.miniature.demo import DATASET, run_demo
+    from reson.miniature.demo import run_demo
+    from reson.miniature.tasks import TASKS
+
+    dataset = TASKS["arithmetic"].dataset
 
     logging.basicConfig(level=logging.WARNING)  # the kernel settings are the variant's: nothing pinned here
     variant, pretrain_seed, seed = args.one[0], int(args.one[1]), int(args.one[2])
@@ -84,8 +87,8 @@ def one(args) -> None:
     # varies far less than the wall time, so kernel settings are compared by it
     cpu_seconds = round(_cpu_seconds() - cpu_started, 1)
     seconds = round(time.perf_counter() - started, 1)
-    before = result["before"]["datasets"][DATASET]["metrics"]
-    after = result["after"]["datasets"][DATASET]["metrics"]
+    before = result["before"]["datasets"][dataset]["metrics"]
+    after = result["after"]["datasets"][dataset]["metrics"]
     curve = {}  # step -> the after-GRPO figures of the checkpoint saved at that step
     if args.curve_every:
         from reson.evaluation.evaluate import evaluate
@@ -94,8 +97,8 @@ def one(args) -> None:
         train_dir = result["paths"]["trained_model"]
         for checkpoint in sorted(train_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
             out = train_dir.parent / f"eval-{train_dir.name}-{checkpoint.name}"
-            scores = evaluate(str(checkpoint), DATASET, out, **evaluation_settings(args.num_problems))
-            metrics = scores["datasets"][DATASET]["metrics"]
+            scores = evaluate(str(checkpoint), dataset, out, **evaluation_settings(args.num_problems))
+            metrics = scores["datasets"][dataset]["metrics"]
             curve[int(checkpoint.name.split("-")[-1])] = {key: metrics[key] for key, _, _ in FIGURES}
     row = {
         "variant": variant,

@@ -27,8 +27,8 @@ def main() -> None:
     import torch
 
     from reson.core.config import load_config
-    from reson.miniature.demo import DEFAULT_RECIPE
     from reson.miniature.pretrain import build_base_model
+    from reson.miniature.tasks import TASKS
     from reson.training.train import train
 
     torch.set_num_threads(1)
@@ -54,7 +54,7 @@ def main() -> None:
         "report_to": [],
         "disable_tqdm": True,
     }
-    output_dir = train(load_config(DEFAULT_RECIPE, overrides))
+    output_dir = train(load_config(TASKS["arithmetic"].recipe, overrides))
     history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
     rewards = [entry["reward"] for entry in history if "reward" in entry]
     first, last = sum(rewards[:K]) / K, sum(rewards[-K:]) / K

@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 
 from reson.core.machine import pin_cpu_kernels
-from reson.miniature.demo import DATASET, THREADS, run_demo
+from reson.miniature.demo import THREADS, run_demo
+from reson.miniature.tasks import TASKS
+
+DATASET, RECIPE = TASKS["arithmetic"].dataset, TASKS["arithmetic"].recipe
 
 FORMAT_SWITCH = 0.5  # the training format reward (graded 0-1) past which the think/answer format has taken over
 
@@ -59,10 +62,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     pin_cpu_kernels()  # as `reson demo` does: the same tables
     from reson.core.config import load_config
-    from reson.miniature.demo import DEFAULT_RECIPE
 
     root = Path(args.output_dir)
-    recipe_lr = load_config(DEFAULT_RECIPE, overrides={"model_name_or_path": "Qwen/Qwen2.5-0.5B"}).learning_rate
+    recipe_lr = load_config(RECIPE, overrides={"model_name_or_path": "Qwen/Qwen2.5-0.5B"}).learning_rate
     variants = [] if args.no_full else [("full", {})]
     for rank in args.ranks:
         for scale in args.lr_scale:

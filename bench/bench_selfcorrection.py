@@ -84,7 +84,7 @@ def summarize(records: list[dict]) -> dict:
 
 
 def settings(pairs: list[str]) -> dict:
-    """key=value pairs, values read as JSON where they parse (numbers), else as strings."""
+    """key=value pairs, values read as JSON where they parse (numbers, lists), else as strings."""
     out = {}
     for pair in pairs:
         key, _, value = pair.partition("=")

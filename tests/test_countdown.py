@@ -373,7 +373,34 @@ def test_generation_is_fast():
     assert time.monotonic() - start < 15.0  # ~1 s on the project's CPU box; generous for a busy machine
 
 
+def test_the_miniatures_problems_stay_small():
+    """`TINY`: three numbers in 1-20, + - * only, and every value the solution computes in 0-100, so a tiny model
+    can compute each step; still solvable under the grader, deterministic, and split by the same hash."""
+    rows = problems("train", 2000, seed=0, **countdown.TINY)
+    assert rows == problems("train", 2000, seed=0, **countdown.TINY)
+    for row in rows:
+        assert len(row["nums"]) == 3 and all(1 <= n <= 20 for n in row["nums"]) and 1 <= row["target"] <= 100
+        assert "/" not in row["solution"]
+        assert grade(f"<answer>{row['solution']}</answer>", row["nums"], row["target"]).reward == 1.0
+        assert split_of(row["nums"], row["target"]) == "train"
+    values = []  # every intermediate value of the solutions, read back from their trees
+    for row in rows[:300]:
+        expression = parse_expression(row["solution"])
+        stack: list[int] = []
+        for token in expression.rpn:
+            if isinstance(token, int):
+                stack.append(token)
+            else:
+                b, a = stack.pop(), stack.pop()
+                stack.append(a + b if token == "+" else a - b if token == "-" else a * b)
+                values.append(stack[-1])
+    assert min(values) >= 0 and max(values) <= 100
+    assert {r["solution"].count("*") > 0 for r in rows} == {True, False}  # products and sums both
+
+
 def test_problem_arguments_are_checked():
+    with pytest.raises(ValueError, match="operators"):
+        problems("train", 1, operators="+^")
     with pytest.raises(ValueError, match="split"):
         problems("validation", 1)
     with pytest.raises(ValueError, match="n must"):
@@ -519,7 +546,48 @@ def test_search_measures(completion, nums, target, expected, why):
 
 def test_search_measures_of_an_unusable_row_and_of_no_thinking():
     assert search_measures(answered("1+2"), None, 3) is None
-    assert search_measures("1 + 2 = 3", [1, 2], 3) == {"candidates": 0, "rejections": 0, "verified": False}
+    nothing = {"candidates": 0, "rejections": 0, "verified": False, "checks": []}
+    assert search_measures("1 + 2 = 3", [1, 2], 3) == nothing
+
+
+CHECKS = [
+    # (thinking then answer, nums, target, checks: [shown right, right, retried] per candidate, why)
+    (
+        "13+20=33, 33*1=33, 33!=34 no; 13+1=14, 14+20=34, 34=34 yes</think> <answer>13+1+20</answer>",
+        [13, 1, 20], 34, [[False, False, True], [True, True, False]],
+        "a search: the first candidate shown wrong and left, the second shown right and kept",
+    ),
+    (
+        "13+20=33, 33*1=34, 34=34 yes</think> <answer>(13+20)*1</answer>",
+        [13, 1, 20], 34, [[True, False, False]],
+        "a step miscomputed to the target: shown right but not right, a false accept",
+    ),
+    (
+        "13+1=14, 14+20=35, 35!=34 no; 13+20=33, 33*1=33</think> <answer>(13+20)*1</answer>",
+        [13, 1, 20], 34, [[False, True, True], [False, False, False]],
+        "a right candidate miscomputed and left: a false reject; the last candidate is followed by nothing",
+    ),
+    (
+        "13+1=14, 14+20=34, 34=34 yes; 13*1=13, 13+20=33</think> <answer>13*1+20</answer>",
+        [13, 1, 20], 34, [[True, True, True], [False, False, False]],
+        "a candidate shown right and left anyway: a retry after a right one",
+    ),
+    (
+        "13*20=260. 13+1=14, 14+20=34</think> <answer>13+1+20</answer>",
+        [13, 1, 20], 34, [[False, False, True], [True, True, False]],
+        "a partial candidate (a number unused) is never shown right",
+    ),
+    (
+        "13+1=14, 14+20=34. 1+13=14, 14+20=34</think> <answer>13+1+20</answer>",
+        [13, 1, 20], 34, [[True, True, False]],
+        "a candidate written twice is one, and not a retry of itself",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("completion", "nums", "target", "expected", "why"), CHECKS, ids=[c[4][:60] for c in CHECKS])
+def test_search_measures_read_each_candidates_check(completion, nums, target, expected, why):
+    assert search_measures(completion, nums, target, prompt=PREFILLED)["checks"] == expected
 
 
 @pytest.mark.parametrize(
@@ -681,8 +749,9 @@ def test_the_reward_never_raises_and_stays_in_range(answer, nums, target, prompt
         [value] = Countdown()([completion], nums=[nums], target=[target], prompts=[prompt])
         assert value in (0.0, 1.0)
         measures = search_measures(completion, nums, target, prompt)
-        assert set(measures) == {"candidates", "rejections", "verified"}
+        assert set(measures) == {"candidates", "rejections", "verified", "checks"}
         assert 0 <= measures["rejections"] <= max(0, measures["candidates"] - 1)
+        assert len(measures["checks"]) == measures["candidates"]
         assert time.monotonic() - start < CALL_LIMIT
 
 

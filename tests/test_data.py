@@ -253,11 +253,12 @@ def test_missing_and_unknown_inputs_say_what_to_do(tmp_path, shared_data):
     ):
         load_problems("gsm9k")
     assert set(DATASET_NAMES) == {"gsm8k", "math", "math500", "aime24", "amc23", "countdown", "synthetic"} | {
-        "synthetic_countdown"
+        "synthetic_countdown",
+        "tiny_countdown",
     }
     with pytest.raises(ValueError, match="math500 has no 'train' split: choose one of test"):
         load_problems("math500", "train", data_dir=str(shared_data))
-    with pytest.raises(ValueError, match="size applies to synthetic, synthetic_countdown only"):
+    with pytest.raises(ValueError, match="size applies to synthetic, synthetic_countdown, tiny_countdown only"):
         load_problems("gsm8k", "test", data_dir=str(shared_data), size=10)
     (tmp_path / "rows.csv").write_text("question,answer\n")
     with pytest.raises(ValueError, match=r"rows\.csv: unsupported file type '\.csv'"):

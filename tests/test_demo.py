@@ -126,3 +126,34 @@ def test_demo_help(capsys):
     assert main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--pretrain_seed" in out and "--rebuild_base" in out
+    assert "--task {arithmetic,countdown}" in out and "--control" in out
+
+
+@pytest.mark.slow
+def test_the_search_task_on_a_tiny_budget(tmp_path):
+    """`reson demo --task countdown` end to end, far too small to learn: its own folders beside the arithmetic
+    task's, the search rows, the base model's best-of-k line and the lr-0 control's column."""
+    base = {"num_texts": 300, "batch_size": 16}
+    overrides = {"save_steps": 1000, "num_canaries": 4, "emergence_every": 1, "max_completion_length": 24}
+    result = run_demo(
+        tmp_path, task="countdown", num_problems=4, max_steps=1, threads=1, base_settings=base, overrides=overrides,
+        control=True,
+    )  # fmt: skip
+    table = result["table"]
+    for row in (
+        "mean candidates tried (Countdown)",
+        "rejected a candidate and went on, among thinking (Countdown) (%)",
+        "retry after a candidate shown wrong (Countdown) (%)",
+        "retry after a candidate shown right (Countdown) (%)",
+    ):
+        assert row in table
+    assert table.splitlines()[0].endswith("| lr-0 control |")
+    assert "the base model's first guesses" in table and "at equal tokens" in table
+    assert 1 <= result["search"]["k"] <= 8
+    assert (tmp_path / "base-countdown-seed0-built" / "reson_base_model.json").is_file()
+    assert result["paths"]["trained_model"] == tmp_path / "grpo-countdown-base0-built-seed0"
+    assert (tmp_path / "grpo-countdown-base0-built-seed0-lr0" / "model.safetensors").is_file()
+    metrics = result["before"]["datasets"]["tiny_countdown"]["metrics"]
+    assert metrics["count"] == 4 and "rejection_rate_among_thinking" in metrics
+    with pytest.raises(DemoError, match="--task chess"):
+        run_demo(tmp_path / "other", task="chess")

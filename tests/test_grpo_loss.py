@@ -83,7 +83,7 @@ def test_the_recipe_runs_dr_grpo(recipe, tiny_model_path, tmp_path, monkeypatch)
     import torch
 
     trainer, shipped = toy_trainer(recipe, tiny_model_path, tmp_path, monkeypatch)
-    weights = shipped.reward_weights
+    weights = shipped.reward_weights or [1.0, 1.0]  # a recipe without weights: TRL weighs every reward 1.0
     eps_low, eps_high = shipped.epsilon, shipped.epsilon_high or shipped.epsilon
 
     # ---- Advantages: TRL's, from the rewards of the group ----

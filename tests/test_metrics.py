@@ -94,3 +94,34 @@ def test_summarize():
     assert summarize([*records, correct])["self_correction_rate_among_correct"] == 0.5
     empty = summarize([])
     assert empty["count"] == 0 and empty["accuracy"] == 0.0
+
+
+def test_summarize_countdown_search():
+    """Countdown records add the search measures: the rejecting share among thinking completions (a guess without a
+    think block does not dilute it), rejections that end right, and retries after the candidates the thinking itself
+    shows wrong against those it shows right."""
+    base = {"self_correction": False, "format": 1.0}
+    records = [
+        # a search: one candidate shown wrong and left, then one shown right, kept; right
+        {**base, "think_used": True, "think_tokens": 30, "accuracy": 1.0, "candidates": 2, "rejections": 1,
+         "verified": True, "checks": [[False, False, True], [True, True, False]]},
+        # a guess worked out without a check: shown wrong, not retried; wrong
+        {**base, "think_used": True, "think_tokens": 10, "accuracy": 0.0, "candidates": 1, "rejections": 0,
+         "verified": False, "checks": [[False, False, False]]},
+        # a right candidate left anyway, then a wrong one answered
+        {**base, "think_used": True, "think_tokens": 30, "accuracy": 0.0, "candidates": 2, "rejections": 0,
+         "verified": False, "checks": [[True, True, True], [False, False, False]]},
+        # a bare guess: no thinking, no candidates
+        {**base, "think_used": False, "think_tokens": 0, "accuracy": 1.0, "candidates": 0, "rejections": 0,
+         "verified": False, "checks": []},
+    ]  # fmt: skip
+    summary = summarize(records)
+    assert summary["avg_candidates"] == 1.25
+    assert summary["rejection_rate"] == 0.25
+    assert summary["rejection_rate_among_thinking"] == pytest.approx(1 / 3)
+    assert summary["reject_then_right_rate"] == 0.25
+    assert summary["accuracy_when_rejecting"] == 1.0
+    assert summary["retry_after_wrong"] == pytest.approx(1 / 3)  # 3 shown wrong, 1 retried
+    assert summary["retry_after_right"] == 0.5  # 2 shown right, 1 retried
+    maths = {**base, "think_used": False, "think_tokens": 0, "accuracy": 1.0}
+    assert "avg_candidates" not in summarize([maths])  # maths records have no search measures

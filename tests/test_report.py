@@ -364,6 +364,37 @@ def test_same_canary_first_to_think_and_to_correct_is_one_pick():
     assert pick.canary == 1 and pick.tag == "first to think, then to self-correct"
 
 
+def test_countdown_canary_that_rejects_a_candidate_and_then_succeeds_is_picked():
+    from types import SimpleNamespace
+
+    from reson.core.countdown import search_measures
+    from reson.core.metrics import completion_record
+
+    def row(step: int, index: int, think: str, answer: str, right: bool) -> dict:
+        completion = f"<think>{think}</think> <answer>{answer}</answer>"
+        search = search_measures(completion, [13, 1, 20], 34)
+        graded = SimpleNamespace(accuracy=float(right), format=1.0, search=search)
+        record = completion_record(completion, PROMPT, graded)
+        return {"step": step, "canary": index, "prompt": PROMPT, "completion": completion, **record}
+
+    rows = [
+        # step 0: canary 0 thinks and guesses right at once; canary 1 rejects a candidate but ends wrong
+        row(0, 0, "13+1=14, 14+20=34", "13+1+20", True),
+        row(0, 1, "13+20=33, 33*1=33, 33!=34 no; 20-13=7, 7+1=8", "20-13+1", False),
+        # step 5: canary 1 rejects one and then succeeds: picked
+        row(5, 1, "13+20=33, 33*1=33, 33!=34 no; 13+1=14, 14+20=34, 34=34 yes", "13+1+20", True),
+    ]
+    picks = analysis.pick_canaries({0: rows[:2], 5: rows[2:]})
+    assert [(pick.canary, pick.step, pick.tag) for pick in picks] == [
+        (0, 0, "first to think"),
+        (1, 5, "first to reject a candidate and then succeed"),
+    ]
+    assert "1 candidate(s) checked, found wrong and left before a right answer, at step 5" in picks[1].why
+    # one canary, both: one pick
+    [pick] = analysis.pick_canaries({5: rows[2:]})
+    assert pick.tag == "first to think, then to reject a candidate and then succeed"
+
+
 def test_rows_without_record_keys_are_measured_from_their_text():
     # a file from another tool: only the completion and its grade
     row = {"step": 5, "prompt": PROMPT + " <think>", "completion": "3+2=6, wait: 3+2=5</think> 5", "accuracy": 1.0}

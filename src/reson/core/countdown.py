@@ -535,20 +535,25 @@ def split_of(nums: Sequence[int], target: int) -> str:
     return "test" if int.from_bytes(digest[:4], "big") % 100 < TEST_SHARE_PERCENT else "train"
 
 
-def _random_expression(draw, nums: list[int]) -> tuple[object, object] | None:
+def _random_expression(
+    draw, nums: list[int], operators: str = "+-*/", max_value: int | None = None
+) -> tuple[object, object] | None:
     """A random expression over ``nums``, each once: two of the values left (``draw()`` is uniform in [0, 1)) are
-    combined by a random operation until one is left. Returns (its exact value, its tree: a number, or (op, left,
-    right)); None on a division by zero."""
+    combined by a random operation of ``operators`` until one is left. Returns (its exact value, its tree: a number,
+    or (op, left, right)); None on a division by zero, or, with ``max_value``, when a value it computes falls
+    outside 0 to ``max_value``."""
     items: list[tuple[object, object]] = [(n, n) for n in nums]
     while len(items) > 1:
         i = int(draw() * len(items))
         j = int(draw() * (len(items) - 1))
         j += j >= i
         (a, left), (b, right) = items[i], items[j]
-        op = "+-*/"[int(draw() * 4)]
+        op = operators[int(draw() * len(operators))]
         if op == "/" and not b:
             return None
         value = a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else _divide(a, b)
+        if max_value is not None and not 0 <= value <= max_value:
+            return None
         items = [item for k, item in enumerate(items) if k != i and k != j]
         items.append((value, (op, left, right)))
     return items[0]
@@ -561,15 +566,27 @@ def _tree_text(tree) -> tuple[str, int]:
     return _render(_tree_text(left), op, _tree_text(right))
 
 
-def problems(split: str, n: int, seed: int = 0, sizes: tuple[int, ...] = SIZES) -> list[dict]:
+def problems(
+    split: str,
+    n: int,
+    seed: int = 0,
+    sizes: tuple[int, ...] = SIZES,
+    *,
+    numbers: tuple[int, int] = (MIN_NUMBER, MAX_NUMBER),
+    targets: tuple[int, int] = (MIN_TARGET, MAX_TARGET),
+    operators: str = "+-*/",
+    max_value: int | None = None,
+) -> list[dict]:
     """``n`` distinct solvable problems of ``split`` ("train" or "test"): ``{"nums", "target", "solution"}``.
 
-    Drawn by construction: the count of numbers uniform over ``sizes``, then numbers uniform in 1-99 and a random
-    expression over them (``_random_expression``), drawn again until its value is an integer in 1-100: that value
-    is the target and the expression the solution, so every problem is solvable under the grader's rules (exact
-    fractions along the way included, as ``solve`` and the grader allow). Targets come out nearly even over 1-100
-    (each 0.7% to 1.4% of 10,000 rows); the slower alternative, a uniform target kept when ``solve`` finds it
-    reachable, discards about nine draws in ten. Same split and seed, same rows, on any machine.
+    Drawn by construction: the count of numbers uniform over ``sizes``, then numbers uniform in ``numbers`` (1-99)
+    and a random expression over them with ``operators`` (``_random_expression``), drawn again until its value is an
+    integer in ``targets`` (1-100): that value is the target and the expression the solution, so every problem is
+    solvable under the grader's rules (exact fractions along the way included, as ``solve`` and the grader allow).
+    Targets come out nearly even over 1-100 (each 0.7% to 1.4% of 10,000 rows); the slower alternative, a uniform
+    target kept when ``solve`` finds it reachable, discards about nine draws in ten. With ``max_value``, every value
+    the solution computes lies in 0 to ``max_value`` (``TINY``: the miniature's search task). Same split, seed and
+    settings, same rows, on any machine.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'.")
@@ -577,8 +594,10 @@ def problems(split: str, n: int, seed: int = 0, sizes: tuple[int, ...] = SIZES) 
         raise ValueError(f"n must be >= 0, got {n}.")
     if not sizes or any(not isinstance(s, int) or not 2 <= s <= MAX_SOLVE_NUMBERS for s in sizes):
         raise ValueError(f"sizes must be counts of numbers from 2 to {MAX_SOLVE_NUMBERS}, got {tuple(sizes)}.")
+    if not operators or set(operators) - set(_APPLY):
+        raise ValueError(f"operators must be some of + - * /, got {operators!r}.")
     draw = random.Random(f"reson-countdown/{split}/{seed}").random  # a str seed hashes with sha512: stable anywhere
-    span = MAX_NUMBER - MIN_NUMBER + 1
+    low, span = numbers[0], numbers[1] - numbers[0] + 1
     rows: list[dict] = []
     seen: set[str] = set()
     size = sizes[int(draw() * len(sizes))]
@@ -587,9 +606,9 @@ def problems(split: str, n: int, seed: int = 0, sizes: tuple[int, ...] = SIZES) 
         if misses > 1_000_000:
             raise ValueError(f"cannot draw {n} distinct {split} problems of sizes {tuple(sizes)}: ask for fewer.")
         misses += 1
-        nums = [MIN_NUMBER + int(draw() * span) for _ in range(size)]
-        drawn = _random_expression(draw, nums)
-        if drawn is None or type(drawn[0]) is not int or not MIN_TARGET <= drawn[0] <= MAX_TARGET:
+        nums = [low + int(draw() * span) for _ in range(size)]
+        drawn = _random_expression(draw, nums, operators, max_value)
+        if drawn is None or type(drawn[0]) is not int or not targets[0] <= drawn[0] <= targets[1]:
             continue
         target = drawn[0]
         key = canonical_problem(nums, target)
@@ -600,6 +619,11 @@ def problems(split: str, n: int, seed: int = 0, sizes: tuple[int, ...] = SIZES) 
         rows.append({"nums": nums, "target": target, "solution": _tree_text(drawn[1])[0]})
         size = sizes[int(draw() * len(sizes))]
     return rows
+
+
+# The miniature's search task (dataset ``tiny_countdown``): three numbers in 1-20, + - *, every value the solution
+# computes in 0-100, so a 279k-parameter model can compute each step and check it against the target.
+TINY = {"sizes": (3,), "numbers": (1, 20), "targets": (1, 100), "operators": "+-*", "max_value": 100}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -701,6 +725,13 @@ def _compose(expression: Expression, taken: dict[int, _Result]) -> tuple[Fractio
     return stack[0]
 
 
+def expression_key(text: str) -> tuple:
+    """An expression's identity as `search_measures` compares candidates: the same for reorderings and regroupings of
+    ``+ -`` and of ``* /`` (``13*7+4``, ``4+7*13``); ExpressionError when ``text`` is not an expression (or has no
+    value)."""
+    return _compose(parse_expression(text), {})[1]
+
+
 def _within(part: Counter, whole: Counter) -> bool:
     return all(whole[k] >= v for k, v in part.items())
 
@@ -733,7 +764,8 @@ def _attempt_key(attempt: _Attempt) -> tuple:
 
 def search_measures(completion: str, nums, target, prompt: str = "") -> dict | None:
     """Countdown's search measures of one completion, counted on the expressions its thinking writes:
-    ``{"candidates": int, "rejections": int, "verified": bool}``; None for an unusable row.
+    ``{"candidates": int, "rejections": int, "verified": bool, "checks": [[bool, bool, bool], ...]}``; None for an
+    unusable row.
 
     What counts, precisely:
 
@@ -756,6 +788,11 @@ def search_measures(completion: str, nums, target, prompt: str = "") -> dict | N
     - *Rejections*: candidates that were not a solution, by the grader's value or the value the text states
       (not every number used, or a value other than the target), and after which the thinking went on to a
       different candidate. Each distinct candidate counts once.
+    - *Checks*: per candidate, in the order first tried, ``[shown right, right, retried]``: whether the thinking shows
+      it to be a solution (every number used, and the value it states, or else its computed value, is the target),
+      whether it is one (its computed value is the target), and whether a different candidate followed it. So
+      P(retry | shown wrong) against P(retry | shown right) is read from the trace's own verdicts; shown right but
+      not right is a false accept, right but not shown right a false reject.
     - *Verified*: the final answer (``final_answer``), or an expression equal to it up to reordering and
       regrouping, is a candidate of the thinking stated there to equal the target.
 
@@ -809,19 +846,20 @@ def search_measures(completion: str, nums, target, prompt: str = "") -> dict | N
         attempt.last = result
     keys = [_attempt_key(a) for a in attempts]
     rejected: set[tuple] = set()
+    checks: dict[tuple, list[bool]] = {}  # key -> [shown right, right, retried], filled from the last attempt back
     later: tuple | None = None  # a key seen after the attempt, and whether two different ones were
     later_varied = False
     for i in range(len(attempts) - 1, -1, -1):
         result = attempts[i].results[0]
-        solved = (
-            len(attempts[i].results) == 1
-            and result.used == given
-            and result.value == goal
-            and result.stated in (None, goal)
-        )
-        if not solved and (later_varied or (later is not None and later != keys[i])):
+        complete = len(attempts[i].results) == 1 and result.used == given
+        solved = complete and result.value == goal and result.stated in (None, goal)
+        followed = later_varied or (later is not None and later != keys[i])
+        if not solved and followed:
             rejected.add(keys[i])
-        later_varied = later_varied or (later is not None and later != keys[i])
+        shown = complete and (result.value if result.stated is None else result.stated) == goal
+        check = checks.setdefault(keys[i], [shown, complete and result.value == goal, False])  # the last attempt's
+        check[2] = check[2] or followed
+        later_varied = followed or later_varied
         later = keys[i]
     verified = False
     answer = final_answer(completion, prompt)
@@ -834,4 +872,10 @@ def search_measures(completion: str, nums, target, prompt: str = "") -> dict | N
         verified = any(
             len(a.results) == 1 and a.results[0].key == answer_key and a.results[0].stated == goal for a in attempts
         )
-    return {"candidates": len(set(keys)), "rejections": len(rejected), "verified": verified}
+    first_tried = list(dict.fromkeys(keys))
+    return {
+        "candidates": len(set(keys)),
+        "rejections": len(rejected),
+        "verified": verified,
+        "checks": [checks[key] for key in first_tried],
+    }

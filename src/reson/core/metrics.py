@@ -113,6 +113,11 @@ LABELS = {
     "avg_candidates": "mean candidates tried (Countdown)",
     "rejection_rate": "rejected a candidate and went on (Countdown)",
     "verified_rate": "final answer verified in thinking (Countdown)",
+    "rejection_rate_among_thinking": "rejected a candidate and went on, among thinking (Countdown)",
+    "reject_then_right_rate": "rejected a candidate, then right (Countdown)",
+    "accuracy_when_rejecting": "accuracy when rejecting a candidate (Countdown)",
+    "retry_after_wrong": "retry after a candidate shown wrong (Countdown)",
+    "retry_after_right": "retry after a candidate shown right (Countdown)",
     "truncation_rate": "truncated",
     "avg_completion_tokens": "mean completion tokens",
     "num_problems": "problems",
@@ -177,7 +182,12 @@ def summarize(records: Sequence[dict]) -> dict:
       do not self-correct (0.0 when there are none): does correcting pay?
     - Countdown records (with search measures) add ``avg_candidates`` (candidate expressions tried in the thinking,
       on average), ``rejection_rate`` (share that rejected a candidate, its value checked and found wrong, and went
-      on) and ``verified_rate`` (share whose final answer was verified in the thinking).
+      on), ``verified_rate`` (share whose final answer was verified in the thinking), and, for the search habit:
+      ``rejection_rate_among_thinking`` (the same share among records that think: the plain rate rises with think
+      usage alone), ``reject_then_right_rate`` (share that rejected a candidate and ended right),
+      ``accuracy_when_rejecting`` (accuracy of the records that rejected one), and, over the candidates of all
+      records, ``retry_after_wrong`` / ``retry_after_right``: the share followed by another candidate among those the
+      thinking itself shows wrong / right (does the search act on its own checks?).
     - ``count``: number of records.
 
     Every rate is a fraction in [0, 1] (``RATES``); tables and plots show rates in percent (``shown``).
@@ -208,17 +218,33 @@ def summarize(records: Sequence[dict]) -> dict:
     }
 
 
-SEARCH_FIELDS = ("candidates", "rejections", "verified")  # a Countdown record's search measures
-SEARCH_METRICS = ("avg_candidates", "rejection_rate", "verified_rate")  # their summary over records
+SEARCH_FIELDS = ("candidates", "rejections", "verified", "checks")  # a Countdown record's search measures
+SEARCH_METRICS = (  # their summary over records
+    "avg_candidates",
+    "rejection_rate",
+    "verified_rate",
+    "rejection_rate_among_thinking",
+    "reject_then_right_rate",
+    "accuracy_when_rejecting",
+    "retry_after_wrong",
+    "retry_after_right",
+)
 
 
 def _search_summary(records: Sequence[dict]) -> dict:
     if not records:
         return {}
+    rejecting = [r for r in records if r["rejections"] > 0]
+    checks = [c for r in records for c in r.get("checks") or ()]  # [shown right, right, retried] per candidate
     return {
         "avg_candidates": _mean([r["candidates"] for r in records]),
         "rejection_rate": _mean([float(r["rejections"] > 0) for r in records]),
         "verified_rate": _mean([float(bool(r["verified"])) for r in records]),
+        "rejection_rate_among_thinking": _mean([float(r["rejections"] > 0) for r in records if r["think_used"]]),
+        "reject_then_right_rate": _mean([float(r["rejections"] > 0 and r["accuracy"] == 1.0) for r in records]),
+        "accuracy_when_rejecting": _mean([r["accuracy"] or 0.0 for r in rejecting]),
+        "retry_after_wrong": _mean([float(retried) for shown, _, retried in checks if not shown]),
+        "retry_after_right": _mean([float(retried) for shown, _, retried in checks if shown]),
     }
 
 

@@ -30,8 +30,10 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + the signal's number, as a shell reports it
 
 
-class Interrupted(Exception):
-    """The first SIGTERM or SIGINT, raised where the program was (``stop_requests(interrupt=True)``)."""
+class Interrupted(BaseException):
+    """The first SIGTERM or SIGINT, raised where the program was (``stop_requests(interrupt=True)``). A BaseException,
+    as KeyboardInterrupt is: the code that must never let a failure stop a run (a reward, the verifier's pool) catches
+    Exception, and would otherwise take the signal for a failed answer and go on."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)

@@ -1,6 +1,7 @@
 """Pretrain the miniature's tiny base model on synthetic arithmetic: the cached build and its command.
 
     python -m reson.miniature.pretrain --output_dir runs/base-seed0 --seed 0
+    python -m reson.miniature.pretrain --output_dir runs/base-countdown-seed0 --task countdown   # the search task
 
 builds (or reuses) the base model and prints its size, pretraining time, greedy accuracy under the R1-Zero
 template, the probe's accuracy (with `<think>` prefilled) and the prior for the think tag (`reson.miniature.probe`).
@@ -42,12 +43,13 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from reson.core.data import format_prompt
+from reson.core.data import format_prompt, load_problems
 from reson.core.help import HelpFormatter
 from reson.core.machine import cpu_kernel_settings, pin_cpu_kernels, processor_name
-from reson.core.synthetic import problems
+from reson.miniature import search_corpus
 from reson.miniature.corpus import pretraining_texts
 from reson.miniature.probe import probe
+from reson.miniature.tasks import TASKS
 from reson.miniature.tiny_model import TAG_TOKENS, build_model, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,10 @@ class BaseModelConfig:
     check_rate: float = 0.0  # per step: chance the step is checked ("12-7=5, check 5+7=12")
     check_fail_share: float = 0.5  # share of checked steps that had slipped: "12-7=6, check 6+7=13, wait, 12-7=5"
     check_style: str = "inverse"  # "inverse" ("check 5+7=12") or "recompute" ("recheck 12-7=5")
+    # the task: "arithmetic" (reson.miniature.corpus) or "countdown", the search task (reson.miniature.search_corpus)
+    task: str = "arithmetic"
+    search_share: float = 0.2  # countdown: share of R1-tagged texts that search; the others guess without a check
+    max_candidates: int = 9  # countdown: candidates a search trace tries before it gives up (9: all, it always finds)
     # tokenizer and model
     vocab_size: int = 512
     hidden_size: int = 64
@@ -93,6 +99,7 @@ class BaseModelConfig:
             "repair_rate",
             "check_rate",
             "check_fail_share",
+            "search_share",
         )
         outside = [f"{name}={getattr(self, name)}" for name in fractions if not 0.0 <= getattr(self, name) <= 1.0]
         if outside:
@@ -101,6 +108,10 @@ class BaseModelConfig:
             raise ValueError(f"num_texts ({self.num_texts}) must be at least batch_size ({self.batch_size}).")
         if self.check_style not in ("inverse", "recompute"):
             raise ValueError(f"check_style {self.check_style!r}: choose 'inverse' or 'recompute'.")
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {', '.join(TASKS)}.")
+        if self.max_candidates < 1:
+            raise ValueError(f"max_candidates ({self.max_candidates}) must be at least 1.")
         if self.threads < 1:
             raise ValueError(f"threads ({self.threads}) must be at least 1.")
         if self.hidden_size % self.num_heads:
@@ -242,16 +253,21 @@ def _is_complete(path: Path, config: BaseModelConfig) -> bool:
     if not record.is_file():
         return False
     try:
-        saved = json.loads(record.read_text())["config"]
-    except (ValueError, KeyError):
+        saved = recorded_config(path)
+    except (ValueError, KeyError, TypeError):
         return False
     needed = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-    return saved == asdict(config) and all((path / name).is_file() for name in needed)
+    return saved == config and all((path / name).is_file() for name in needed)
 
 
 def build_record(path: str | Path) -> dict:
     """The record a completed build wrote (its config and pretraining stats)."""
     return json.loads((Path(path) / BUILD_RECORD).read_text())
+
+
+def recorded_config(path: str | Path) -> BaseModelConfig:
+    """The config a completed build recorded; a field added since has its default, the behaviour the build had."""
+    return BaseModelConfig(**build_record(path)["config"])
 
 
 def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **settings) -> Path:
@@ -281,7 +297,7 @@ def build_base_model(output_dir: str | Path, seed: int = 0, *, callback=None, **
     try:
         # data
         start = time.perf_counter()
-        texts = pretraining_texts(config)
+        texts = (search_corpus.pretraining_texts if config.task == "countdown" else pretraining_texts)(config)
         # tokenizer: the tags are added tokens, so the BPE merges are spent on the rest of the text
         plain = texts[:5000]
         for tag in TAG_TOKENS:
@@ -333,7 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output_dir", required=True, help="folder for the model (reused when already built)")
     parser.add_argument("--seed", type=int, default=0, help="pretraining seed: corpus, init, batch order")
-    parser.add_argument("--num_texts", type=int, default=BaseModelConfig.num_texts, help="pretraining texts")
+    parser.add_argument(
+        "--task",
+        choices=tuple(TASKS),
+        default="arithmetic",
+        help="the corpus: arithmetic (default) or countdown (search)",
+    )
+    parser.add_argument("--num_texts", type=int, default=None, help="pretraining texts (default: the task's)")
     parser.add_argument("--num_problems", type=int, default=200, help="held-out test problems to probe on")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the held-out problems")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -348,11 +370,16 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(BaseModelConfig.threads)
     # build
-    path = build_base_model(args.output_dir, seed=args.seed, num_texts=args.num_texts)
+    task = TASKS[args.task]
+    settings = dict(task.base_settings)
+    if args.num_texts is not None:
+        settings = {**settings, "num_texts": args.num_texts}
+    path = build_base_model(args.output_dir, seed=args.seed, **settings)
     stats = build_record(path)["stats"]
     # probe
     start = time.perf_counter()
-    result = probe(path, problems("test", args.num_problems, seed=args.eval_seed))
+    rows = load_problems(task.dataset, "test", size=args.num_problems, seed=args.eval_seed)
+    result = probe(path, rows, max_new_tokens=task.max_completion_length)
     result["probe_seconds"] = round(time.perf_counter() - start, 1)
     result.update({k: stats[k] for k in ("parameters", "pretrain_seconds", "final_loss", "tokens_per_second")})
     result["model_path"] = str(path)

@@ -14,17 +14,8 @@ from reson.core import models
 from reson.core.data import format_prompt
 from reson.core.generation import HFEngine, Request, Sampling
 from reson.core.metrics import completion_record
-from reson.core.rewards import score
+from reson.core.rewards import score_rows
 from reson.miniature.corpus import final_answer
-
-HELD_OUT_DATASET = "synthetic"  # the miniature's held-out problems: the synthetic generator's test split
-
-
-def held_out_rows(n: int) -> list[dict]:
-    """The demo's `n` held-out problems: the first `n` of the synthetic test split's seeded permutation (seed 0)."""
-    from reson.core.data import load_problems, sample_rows
-
-    return sample_rows(load_problems(HELD_OUT_DATASET, "test"), n, seed=0)
 
 
 def tag_prior(model, tokenizer, prompts: list[str], tag: str = "<think>") -> float:
@@ -57,8 +48,9 @@ def _accuracy(scores, rows) -> tuple[float, dict]:
 def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, batch_size: int = 64) -> dict:
     """Greedy accuracy under the training template, the latent skill with `<think>` prefilled, and the tag prior.
 
-    `rows` have `question` and `answer` (a GSM8K-style solution ending `#### N`, or the final answer itself).
-    Completions are scored by `reson.core.rewards.score`, the scoring training and evaluation use.
+    `rows` have `question` and `answer` (a GSM8K-style solution ending `#### N`, or the final answer itself), or are
+    Countdown rows (`nums`, `target`). Completions are scored by `reson.core.rewards.score_rows`, the scoring training
+    and evaluation use.
     """
     if not rows:
         raise ValueError("probe needs at least one row with 'question' and 'answer'.")
@@ -73,9 +65,10 @@ def probe(model_path: str | Path, rows: list[dict], max_new_tokens: int = 64, ba
     think_prompts = [format_prompt(r["question"], "r1_zero_think") for r in rows]
 
     base = [g.text for g in engine.generate([Request(p) for p in base_prompts], greedy)]
-    base_scores = score(base, golds, base_prompts)
+    graded = [{**r, "answer": g} for r, g in zip(rows, golds, strict=True)]  # the final answer, or nums and target
+    base_scores = score_rows(base, graded, base_prompts)
     latent = [g.text for g in engine.generate([Request(p) for p in think_prompts], greedy)]
-    latent_scores = score(latent, golds, think_prompts)
+    latent_scores = score_rows(latent, graded, think_prompts)
     base_acc, base_by_level = _accuracy(base_scores, rows)
     probe_acc, probe_by_level = _accuracy(latent_scores, rows)
     return {

@@ -3,6 +3,8 @@
 `reson demo` starts GRPO from this model (pretraining seed 0, the default `BaseModelConfig`), so every machine starts
 from the same weights whatever its processor, and the demo skips the build that was three quarters of its time.
 `reson demo --rebuild_base`, or `python -m reson.miniature.pretrain --output_dir DIR --seed 0`, builds it again.
+The search task's base model (`reson demo --task countdown`, `reson.miniature.tasks`) ships the same way, in its own
+folder; every function here takes the task.
 
 The folder holds the model and tokenizer in HF format, the record the build wrote (`reson_base_model.json`: the
 `BaseModelConfig`, torch version, CPU kernels, processor and times) and `shipped.json`: the command that made it, the
@@ -11,6 +13,7 @@ sha256 of every other file, and what the probe measured on the demo's held-out p
 
     python -m reson.miniature.pretrain --output_dir runs/ship/base-seed0 --seed 0
     python -m reson.miniature.shipped --ship runs/ship/base-seed0
+    python -m reson.miniature.shipped --task countdown --ship runs/ship/base-countdown-seed0
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from reson.miniature.pretrain import BUILD_RECORD, build_record
+from reson.miniature.pretrain import BUILD_RECORD, build_record, recorded_config
+from reson.miniature.tasks import TASKS, Task
 
-SHIPPED_DIR = Path(__file__).with_name("base_model")
+SHIPPED_DIR = TASKS["arithmetic"].shipped_dir
 MANIFEST = "shipped.json"
-SHIPPED_SEED = 0  # the pretraining seed of the shipped model; other seeds are built
-BUILD_COMMAND = "python -m reson.miniature.pretrain --output_dir {output_dir} --seed {seed}"
+SHIPPED_SEED = 0  # the pretraining seed of the shipped models; other seeds are built
 PROBE_ROWS = 200  # held-out problems the recorded probe ran on (the demo's default)
 PROBE_KEYS = ("probe_accuracy", "base_accuracy", "base_format", "tag_prior")  # what shipped.json records of it
 
@@ -68,38 +71,53 @@ def check(path: str | Path = SHIPPED_DIR) -> Path:
     return path
 
 
-def probe_numbers(path: str | Path, threads: int = 1) -> dict:
-    """The probe's numbers (`PROBE_KEYS`) for the model at `path` on the demo's held-out problems, with `threads`
-    torch threads; the CPU kernels are whatever the caller pinned."""
+def build_command(task: Task, seed: int = SHIPPED_SEED) -> str:
+    """The command that builds `task`'s base model for `seed` (into a folder DIR)."""
+    command = f"python -m reson.miniature.pretrain --output_dir DIR --seed {seed}"
+    return command + ("" if task.name == "arithmetic" else f" --task {task.name}")
+
+
+def probe_numbers(path: str | Path, threads: int = 1, task: Task = TASKS["arithmetic"]) -> dict:
+    """The probe's numbers (`PROBE_KEYS`) for the model at `path` on the demo's held-out problems of `task`, with
+    `threads` torch threads; the CPU kernels are whatever the caller pinned."""
     import torch
 
-    from reson.miniature.probe import held_out_rows, probe
+    from reson.miniature.probe import probe
 
     torch.set_num_threads(threads)
-    result = probe(path, held_out_rows(PROBE_ROWS))
+    result = probe(path, task.held_out_rows(PROBE_ROWS), max_new_tokens=task.max_completion_length)
     return {key: result[key] for key in PROBE_KEYS}
 
 
-def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
-    """Copy a finished build into `dest`, probe it on the demo's held-out problems and write `shipped.json`."""
-    from reson.core.machine import CPU_KERNEL_PINS
+def build_kernels(recorded: dict | str) -> dict:
+    """The kernel pins (`CPU_KERNEL_PINS`' keys) a build ran under, from its record: {"aten", "mkl_cbwr"}, or the
+    single family ("AVX2") that earlier builds pinned both to."""
+    if isinstance(recorded, str):
+        return {"ATEN_CPU_CAPABILITY": recorded.lower(), "MKL_CBWR": recorded}
+    return {"ATEN_CPU_CAPABILITY": recorded["aten"].lower(), "MKL_CBWR": recorded["mkl_cbwr"]}
 
-    build_dir, dest = Path(build_dir), Path(dest)
-    record = build_record(build_dir)  # raises if the build is not complete
+
+def ship(build_dir: str | Path, task: Task = TASKS["arithmetic"]) -> dict:
+    """Copy a finished build into `task`'s shipped folder, probe it on the demo's held-out problems and write
+    `shipped.json`."""
+    build_dir, dest = Path(build_dir), task.shipped_dir
+    record, config = build_record(build_dir), recorded_config(build_dir)  # raise if the build is not complete
+    if config.task != task.name:
+        raise ValueError(f"{build_dir} is a base model for the {config.task} task, not {task.name}.")
     files = sorted(p.name for p in build_dir.iterdir() if p.is_file())
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     for name in files:
         shutil.copyfile(build_dir / name, dest / name)
-    numbers = probe_numbers(dest, record["config"]["threads"])
+    numbers = probe_numbers(dest, config.threads, task)
     data = {
-        "command": BUILD_COMMAND.format(output_dir="DIR", seed=record["config"]["seed"]),
-        "environment": {**CPU_KERNEL_PINS, "torch_threads": record["config"]["threads"]},
+        "command": build_command(task, config.seed),
+        "environment": {**build_kernels(record["stats"]["cpu_kernels"]), "torch_threads": config.threads},
         "build_record": BUILD_RECORD,
         "sha256": {name: sha256(dest / name) for name in files},
         "probe": {
-            "rows": f"the demo's {PROBE_ROWS} held-out problems (reson.miniature.probe.held_out_rows)",
+            "rows": f"the demo's {PROBE_ROWS} held-out problems (reson.miniature.tasks, {task.dataset})",
             **numbers,
         },
     }
@@ -107,11 +125,12 @@ def ship(build_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> dict:
     return data
 
 
-def probe_again(path: str | Path = SHIPPED_DIR) -> dict:
-    """Probe the shipped model again as `ship` did: {"recorded", "measured", "same"} (the kernels are the caller's)."""
-    path = check(path)
+def probe_again(task: Task = TASKS["arithmetic"]) -> dict:
+    """Probe `task`'s shipped model again as `ship` did: {"recorded", "measured", "same"} (the kernels are the
+    caller's)."""
+    path = check(task.shipped_dir)
     recorded = {key: manifest(path)["probe"][key] for key in PROBE_KEYS}
-    measured = probe_numbers(path, build_record(path)["config"]["threads"])
+    measured = probe_numbers(path, recorded_config(path).threads, task)
     return {"recorded": recorded, "measured": measured, "same": measured == recorded}
 
 
@@ -127,18 +146,22 @@ def main(argv: list[str] | None = None) -> int:
         help="probe the shipped model again on this machine and compare with the recorded numbers (~10 s)",
     )
     action.add_argument("--ship", metavar="BUILD_DIR", help="a finished build to copy into the package and record")
+    parser.add_argument(
+        "--task", choices=tuple(TASKS), default="arithmetic", help="whose base model (default: arithmetic)"
+    )
     args = parser.parse_args(argv)
+    task = TASKS[args.task]
     from reson.core.machine import pin_cpu_kernels
 
     pin_cpu_kernels()  # the probe runs under the demo's kernels
     if args.ship:
-        data = ship(args.ship)
+        data = ship(args.ship, task)
         print(json.dumps(data["probe"], indent=2))
         return 0
     try:
-        path = check()
+        path = check(task.shipped_dir)
         if args.probe:
-            again = probe_again(path)
+            again = probe_again(task)
             print(json.dumps(again))
             return 0 if again["same"] else 1
     except ShippedModelError as err:
@@ -148,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     stats = record["stats"]
     print(f"shipped base model: {path} (intact: {len(data['sha256'])} files match their sha256)")
     print(f"made by:   {data['command']} with {data['environment']}")
-    print(f"on:        {stats['processor']}, torch {stats['torch']}, kernels {stats['cpu_kernels']}")
+    on = f"{stats.get('processor', 'an unrecorded processor')}, torch {stats.get('torch', 'unrecorded')}"
+    print(f"on:        {on}, kernels {stats['cpu_kernels']}")
     print(f"build:     {stats['steps']} steps in {stats['pretrain_seconds']} s, final loss {stats['final_loss']:.3f}")
     probe = data["probe"]
     print(

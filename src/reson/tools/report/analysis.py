@@ -13,8 +13,10 @@ The aha steps:
   so the page shows that completion, the phrase highlighted, to read.
 
 The timeline follows the canaries that show the change rather than the first few: the first canary to think (close
-a think block), and the first to self-correct (at the first step where any completion's thinking holds a
-self-correction phrase: a right one first, then one that closed its block), each with why it was picked.
+a think block), the first to self-correct (at the first step where any completion's thinking holds a
+self-correction phrase: a right one first, then one that closed its block), and, in Countdown runs, the first to
+reject a candidate and then succeed (its thinking checked a candidate, found it wrong, went on, and the answer is
+right: `reson.core.countdown.search_measures`, counted on expressions, not words), each with why it was picked.
 """
 
 from __future__ import annotations
@@ -103,28 +105,45 @@ def _verdict(row: dict) -> str:
 
 
 def pick_canaries(canaries: dict[int, list[dict]]) -> list[Pick]:
-    """The canaries that show the change (module docstring): the first to think and the first to self-correct, each
-    with why; one pick when they are the same canary, none before any completion thinks or self-corrects."""
+    """The canaries that show the change (module docstring): the first to think, the first to self-correct and, in
+    Countdown runs, the first to reject a candidate and then succeed, each with why; one pick per canary (its tags
+    joined), none before any completion shows one of them."""
     picks: list[Pick] = []
-    thinks = _first(canaries, lambda row: bool(row["think_used"]))
-    if thinks:
-        step, row = thinks
-        picks.append(Pick(row["canary"], step, "first to think", f"the first to close a think block, at step {step}"))
+
+    def add(found: tuple[int, dict] | None, tag: str, why: str) -> None:
+        if not found:
+            return
+        step, row = found
+        why = why.format(step=step, row=row, verdict=_verdict(row))
+        same = next((i for i, pick in enumerate(picks) if pick.canary == row["canary"]), None)
+        if same is None:
+            picks.append(Pick(row["canary"], step, tag, why))
+        else:
+            first = picks[same]
+            picks[same] = Pick(first.canary, first.step, f"{first.tag}, then {tag[6:]}", f"{first.why}; {why}")
+
+    add(
+        _first(canaries, lambda row: bool(row["think_used"])),
+        "first to think",
+        "the first to close a think block, at step {step}",
+    )
     corrects = _first(
         canaries,
         lambda row: bool(row["self_correction"]),
         rank=lambda row: (row.get("accuracy") == 1.0, bool(row["think_used"])),
     )
     if corrects:
-        step, row = corrects
-        think = split_completion(str(row.get("completion", "")), str(row.get("prompt", ""))).think
-        why = f"the first to self-correct: “{_phrase(think)}” in its thinking at step {step}, answer {_verdict(row)}"
-        same = next((i for i, pick in enumerate(picks) if pick.canary == row["canary"]), None)
-        if same is None:
-            picks.append(Pick(row["canary"], step, "first to self-correct", why))
-        else:
-            first = picks[same]
-            picks[same] = Pick(first.canary, first.step, f"{first.tag}, then to self-correct", f"{first.why}; {why}")
+        think = split_completion(str(corrects[1].get("completion", "")), str(corrects[1].get("prompt", ""))).think
+        phrase = _phrase(think).replace("{", "{{").replace("}", "}}")
+        why = f"the first to self-correct: “{phrase}” in its thinking at step {{step}}, answer {{verdict}}"
+        add(corrects, "first to self-correct", why)
+    searches = _first(canaries, lambda row: (row.get("rejections") or 0) > 0 and row.get("accuracy") == 1.0)
+    add(
+        searches,
+        "first to reject a candidate and then succeed",
+        "the first to reject a candidate and then succeed: {row[rejections]} candidate(s) checked, found wrong and "
+        "left before a right answer, at step {step}",
+    )
     return picks
 
 

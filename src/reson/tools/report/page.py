@@ -143,6 +143,7 @@ CANARY_FACTS = (
     ("emergence/canary_accuracy", "accuracy"),
     ("emergence/self_correction_rate_among_thinking", "self-correcting among thinking"),
     ("emergence/avg_think_tokens", "tokens per think block"),
+    ("emergence/rejection_rate_among_thinking", "rejecting a candidate among thinking"),  # Countdown runs
 )
 
 

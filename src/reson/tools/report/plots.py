@@ -43,6 +43,8 @@ SHARE_KEYS = frozenset(
         "emergence/self_correction_rate_correct",
         "emergence/rejection_rate",
         "emergence/verified_rate",
+        "emergence/rejection_rate_among_thinking",
+        "emergence/reject_then_right_rate",
     }
 )
 REWARD_RANGE = (0.0, 1.0)  # what one reward of reson.core.rewards.REWARDS can score
@@ -156,9 +158,15 @@ PLOTS = (
             Panel("candidates", ("emergence/avg_candidates",), emergence=True),
             Panel(
                 "% of canary completions",
-                ("emergence/rejection_rate", "emergence/verified_rate"),
+                (
+                    "emergence/rejection_rate_among_thinking",
+                    "emergence/rejection_rate",
+                    "emergence/reject_then_right_rate",
+                    "emergence/verified_rate",
+                ),
                 ylim=PERCENT_AXIS,
                 emergence=True,
+                count_note=THINKING_COUNT,
             ),
         ),
     ),
@@ -190,6 +198,8 @@ LABELS = {
     "emergence/avg_candidates": "candidate expressions tried (mean)",
     "emergence/rejection_rate": "rejected a candidate, its value checked, and went on",
     "emergence/verified_rate": "final answer verified in the thinking",
+    "emergence/rejection_rate_among_thinking": "rejected a candidate and went on, of the thinking ones (the habit)",
+    "emergence/reject_then_right_rate": "rejected a candidate, then right",
 }
 
 

@@ -44,7 +44,11 @@ CANARY_KEYS = (
     "format_compliance",
 )
 # of those, the ones averaged over the thinking completions only: their points carry that count
-THINKING_KEYS = ("emergence/avg_think_tokens", "emergence/self_correction_rate_among_thinking")
+THINKING_KEYS = (
+    "emergence/avg_think_tokens",
+    "emergence/self_correction_rate_among_thinking",
+    "emergence/rejection_rate_among_thinking",
+)
 
 
 class ReportError(ValueError):
