@@ -9,6 +9,9 @@
   TRL's ``completions/clipped_ratio`` counts every completion that ended without EOS: with the vLLM recipes' stop at
   ``</answer>`` that is every answered one too, so it heads towards 100 % as training succeeds. Truncation, the share
   whose answer was cut off, is the figure to watch (TRL #5697, #6263: too short a limit zeroes the reward).
+- On a CPU, completions come from ``reson.training.sampler``, which drops each row from the batch when it ends
+  (``model.generate`` carries finished rows to the longest one's end): the same distribution at half the time.
+  Settings it does not implement (min-p, a repetition penalty, extra ``generation_kwargs``) keep TRL's ``generate``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import contextlib
 import torch
 from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
+from trl.models import unwrap_model_for_generation
 
 from reson.core import lora
+from reson.training import sampler
 from reson.training.callbacks import parameters_sharded
 from reson.training.faults import TrainingDiverged, out_of_memory
 
 TRUNCATED = "completions/truncated_ratio"
+# the generation settings TRL's transformers path always sets, at values reson.training.sampler implements
+SAMPLER_SETTINGS = {"min_p": None, "repetition_penalty": 1.0, "cache_implementation": None}
 
 
 class ResonTrainer(GRPOTrainer):
@@ -51,6 +58,40 @@ class ResonTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, *args, **kwargs):
         with self._phase("scoring the completions (rewards and log-probabilities)"):
             return super()._generate_and_score_completions(*args, **kwargs)
+
+    def _samples_on_cpu(self, images, multimodal_fields) -> bool:
+        """Whether this round's completions come from `reson.training.sampler` (module docstring)."""
+        if self.use_vllm or self.use_transformers_continuous_batching or self.accelerator.device.type != "cpu":
+            return False
+        if (images is not None and any(images)) or multimodal_fields or self.args.generation_kwargs:
+            return False
+        return all(self.generation_kwargs.get(key) == value for key, value in SAMPLER_SETTINGS.items())
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if not self._samples_on_cpu(images, multimodal_fields):
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        with (
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as model,
+            torch.no_grad(),
+        ):
+            completion_ids = sampler.sample(
+                model,
+                prompt_ids,
+                max_new_tokens=self.max_completion_length,
+                temperature=self.temperature,
+                eos_ids=set(self.eos_token_ids),
+                pad_id=self._tokenizer.pad_token_id,
+                top_k=self.top_k or 0,
+                top_p=self.top_p,
+            )
+        return completion_ids, None
 
     def _generate(self, prompts: list):
         with self._phase("generation"):

@@ -1,0 +1,72 @@
+"""Sampling GRPO's completions on a CPU: ``model.generate``'s distribution, without its finished rows.
+
+``model.generate`` keeps every row of the batch in each forward until the longest completion ends: a finished row
+is fed padding, and its key/value cache grows and is copied like a live one. On a GPU the extra rows ride along in
+parallel; on a CPU every row costs its share. In the search task a few completions of each step's 64 run to the
+192-token limit while most stop after 60, so about two thirds of ``generate``'s work went to rows already done.
+``sample`` drops each row from the batch and its cache when it samples EOS: the same distribution (temperature,
+then top-k, then top-p, as transformers orders its warpers), drawn from torch's global random stream as ``generate``
+draws it, at half the time (``bench/bench_sampler.py``). The draws land on other rows once rows leave, so a run
+samples other completions than under ``generate``, from the same distribution.
+
+    completion_ids = sample(model, prompt_ids, max_new_tokens=192, temperature=1.0, eos_ids={0}, pad_id=0)
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sample(
+    model,
+    prompt_ids: list[list[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    eos_ids: set[int],
+    pad_id: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> list[list[int]]:
+    """One completion per prompt: its token ids up to and including the first EOS, or `max_new_tokens` of them."""
+    device = next(model.parameters()).device
+    width = max(len(ids) for ids in prompt_ids)
+    input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    eos = torch.tensor(sorted(eos_ids), device=device)
+
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, positions = out.past_key_values, positions[:, -1:] + 1
+    rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live row of the batch belongs to
+    completions: list[list[int]] = [[] for _ in prompt_ids]
+    for step in range(max_new_tokens):
+        tokens = torch.multinomial(_probabilities(out.logits[:, -1], temperature, top_k, top_p), 1)
+        for row, token in zip(rows.tolist(), tokens[:, 0].tolist(), strict=True):
+            completions[row].append(token)
+        going = ~torch.isin(tokens[:, 0], eos)
+        if step == max_new_tokens - 1 or not going.any():
+            break
+        if not going.all():
+            keep = going.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            rows, mask, tokens, positions = rows[keep], mask[keep], tokens[keep], positions[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, past_key_values=cache)
+        positions = positions + 1
+    return completions
+
+
+def _probabilities(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order, then softmax."""
+    scores = logits.float() / temperature
+    if 0 < top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, -float("inf"))
+    if top_p < 1.0:
+        ascending, order = torch.sort(scores)
+        cumulative = ascending.softmax(-1).cumsum(-1)
+        drop = cumulative <= 1 - top_p
+        drop[:, -1] = False  # keep at least the most likely token
+        scores = scores.masked_fill(drop.scatter(1, order, drop), -float("inf"))
+    return scores.softmax(-1)
