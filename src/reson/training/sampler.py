@@ -1,13 +1,14 @@
-"""Sampling GRPO's completions on a CPU: ``model.generate``'s distribution, without its finished rows.
+"""Sampling GRPO's completions on a CPU: ``model.generate``'s tokens, without its finished rows.
 
 ``model.generate`` keeps every row of the batch in each forward until the longest completion ends: a finished row
 is fed padding, and its key/value cache grows and is copied like a live one. On a GPU the extra rows ride along in
 parallel; on a CPU every row costs its share. In the search task a few completions of each step's 64 run to the
-192-token limit while most stop after 60, so about two thirds of ``generate``'s work went to rows already done.
-``sample`` drops each row from the batch and its cache when it samples EOS: the same distribution (temperature,
-then top-k, then top-p, as transformers orders its warpers), drawn from torch's global random stream as ``generate``
-draws it, at half the time (``bench/bench_sampler.py``). The draws land on other rows once rows leave, so a run
-samples other completions than under ``generate``, from the same distribution.
+192-token limit while most stop after 60, so most of ``generate``'s work went to rows already done. ``sample`` drops
+each row from the batch and its cache when it samples EOS, and draws as ``generate`` draws: temperature, then top-k,
+then top-p (transformers' order of its warpers), then torch's multinomial, which for one sample is the argmax of the
+probabilities over exponential noise of the batch's full shape (its CPU kernel). Each step draws that noise for every
+row of the batch, finished or not, so the random stream moves as under ``generate`` and a run samples the same
+completions, token for token (tests/test_sampler.py), in 0.4-0.6 of the time (``bench/bench_sampler.py``).
 
     completion_ids = sample(model, prompt_ids, max_new_tokens=192, temperature=1.0, eos_ids={0}, pad_id=0)
 """
@@ -41,7 +42,9 @@ def sample(
     rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live row of the batch belongs to
     completions: list[list[int]] = [[] for _ in prompt_ids]
     for step in range(max_new_tokens):
-        tokens = torch.multinomial(_probabilities(out.logits[:, -1], temperature, top_k, top_p), 1)
+        probabilities = _probabilities(out.logits[:, -1], temperature, top_k, top_p)
+        noise = torch.empty(len(prompt_ids), probabilities.shape[-1], device=device).exponential_()
+        tokens = (probabilities / noise[rows]).argmax(-1, keepdim=True)  # torch.multinomial(probabilities, 1)
         for row, token in zip(rows.tolist(), tokens[:, 0].tolist(), strict=True):
             completions[row].append(token)
         going = ~torch.isin(tokens[:, 0], eos)
