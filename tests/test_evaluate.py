@@ -314,9 +314,9 @@ def test_stop_string_looks_at_the_completion_only(tiny_model_path):
     open_row = prompt + tok(" <think> 2+3=5 </think> <answer>5", add_special_tokens=False)["input_ids"]
     open_row = open_row + [open_row[-1]] * (len(done_row) - len(open_row))  # same length, never closed
     assert len(done_row) == len(open_row)
-    assert stop(torch.tensor([done_row, open_row]), None).tolist() == [True, False]
+    assert stop(torch.tensor([done_row, open_row])).tolist() == [True, False]
     # the prompt quotes </answer>, but nothing was generated yet: no stop
-    assert stop(torch.tensor([prompt]), None).tolist() == [False]
+    assert stop(torch.tensor([prompt])).tolist() == [False]
 
     engine = HFEngine(AutoModelForCausalLM.from_pretrained(tiny_model_path), tok)
     eos = tok.eos_token_id
@@ -508,6 +508,36 @@ def test_a_second_evaluation_into_a_busy_folder_stops_naming_the_first(
     assert not (out / "run.json").exists()
 
 
+def test_hf_engine_batch_is_generate_greedy_token_for_token():
+    """A greedy batch through the hf engine (rows leave the batch as they end) gives what `model.generate` gives each
+    prompt alone: prompts of different lengths, completions ended by EOS at different steps, by `</answer>`, and
+    cut at the limit (the shipped search base model guesses, or searches with `<think>` prefilled)."""
+    import torch
+
+    from reson.core.data import R1_ZERO_TEMPLATE, R1_ZERO_THINK_TEMPLATE, load_problems
+    from reson.core.generation import HFEngine, Request, Sampling
+    from reson.miniature.tasks import TASKS
+
+    engine = HFEngine.from_pretrained(str(TASKS["countdown"].shipped_dir), device="cpu")
+    questions = [row["question"] for row in load_problems("tiny_countdown", "test")[:5]]
+    prompts = [t.format(question=q) for q in questions for t in (R1_ZERO_TEMPLATE, R1_ZERO_THINK_TEMPLATE)]
+    sampling = Sampling(max_new_tokens=27)
+    batch = engine.generate([Request(p) for p in prompts], sampling)
+
+    eos = sorted(engine.eos_token_ids)
+    for prompt, generation in zip(prompts, batch, strict=True):
+        ids = engine.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = engine.model.generate(ids, do_sample=False, max_new_tokens=27, eos_token_id=eos, pad_token_id=eos[0])
+        [alone] = [engine._finish(out[0, ids.shape[1] :].tolist(), sampling)]
+        expected = (
+            alone.text[: alone.text.find("</answer>") + len("</answer>")] if "</answer>" in alone.text else alone.text
+        )
+        assert generation.text == expected, prompt
+    assert {g.finish_reason for g in batch} == {"stop", "length"} and len({g.num_tokens for g in batch}) > 3
+    assert any(g.text.endswith("</answer>") for g in batch)  # a row ended by the stop string, not EOS
+
+
 @pytest.mark.slow
 def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_data):
     data = [str(shared_data / "gsm8k" / "test.jsonl")]
@@ -527,7 +557,7 @@ def test_sampling_does_not_depend_on_batching(tmp_path, tiny_model_path, shared_
 
 @pytest.mark.slow
 def test_the_batch_size_reaches_the_model(tmp_path, tiny_model_path, shared_data, monkeypatch):
-    """--batch_size 40 runs 40 rows per model.generate, past the hf engine's default of 32 (it used to stop there)."""
+    """--batch_size 40 decodes 40 rows at once, past the hf engine's default of 32 (it used to stop there)."""
     from reson.core import generation
 
     rows_per_call = []

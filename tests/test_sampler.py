@@ -1,16 +1,10 @@
-"""`reson.training.sampler`: `model.generate`'s completions and distribution, and when the trainer uses it."""
+"""`reson.training.sampler`: `model.generate`'s completions, token for token, and when the trainer uses it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
-from transformers.generation import (
-    LogitsProcessorList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from reson.core.config import load_config
 from reson.core.data import R1_ZERO_TEMPLATE, R1_ZERO_THINK_TEMPLATE, load_problems
@@ -27,72 +21,46 @@ def countdown_model():
     return AutoModelForCausalLM.from_pretrained(folder).eval(), load_tokenizer(str(folder))
 
 
-def test_top_k_one_gives_generate_greedy_completions(countdown_model):
-    """top_k=1 leaves one token to sample: the completions must be greedy `generate`'s, token for token, for prompts
-    of different lengths (left padding) whose completions end with EOS at different steps (rows leave the batch),
-    and for those cut at the limit."""
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(1.0, 0, 1.0), (0.7, 5, 0.9)])
+def test_samples_generate_completions_token_for_token(countdown_model, temperature, top_k, top_p):
+    """From the same random state, the completions are `generate`'s, token for token, and the random stream is left
+    where `generate` leaves it: for prompts of different lengths (left padding), completions that end with EOS at
+    different steps (rows leave the batch) and completions cut at the limit."""
     model, tokenizer = countdown_model
-    questions = [row["question"] for row in load_problems("tiny_countdown", "test")[:6]]
-    prompts = [R1_ZERO_TEMPLATE.format(question=q) for q in questions[:3]]
-    prompts += [R1_ZERO_THINK_TEMPLATE.format(question=q) for q in questions[3:]]  # searches: longer
-    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    eos = tokenizer.eos_token_id
-    limit = 40
+    questions = [row["question"] for row in load_problems("tiny_countdown", "test")[:4]]
+    prompts = [
+        template.format(question=q) for q in questions for template in (R1_ZERO_TEMPLATE, R1_ZERO_THINK_TEMPLATE)
+    ]
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts for _ in range(4)]
+    eos, limit = tokenizer.eos_token_id, 48
+    settings = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+
+    width = max(map(len, prompt_ids))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=torch.tensor([[eos] * (width - len(ids)) + ids for ids in prompt_ids]),
+            attention_mask=torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids]),
+            do_sample=True, max_new_tokens=limit, eos_token_id=eos, pad_token_id=eos, **settings,
+        )  # fmt: skip
+    after_generate = torch.rand(1)
+    expected = [row[: row.index(eos) + 1] if eos in row else row for row in out[:, width:].tolist()]
 
     torch.manual_seed(0)
-    completions = sampler.sample(
-        model, prompt_ids, max_new_tokens=limit, temperature=1.0, eos_ids={eos}, pad_id=eos, top_k=1
-    )
-
-    expected = []
-    for ids in prompt_ids:  # one at a time: no padding in the reference
-        out = model.generate(
-            torch.tensor([ids]), do_sample=False, max_new_tokens=limit, eos_token_id=eos, pad_token_id=eos
-        )
-        expected.append(out[0, len(ids) :].tolist())
-    assert completions == expected
-    lengths = {len(c) for c in completions}
-    assert min(lengths) < limit and limit in lengths, lengths  # some rows left the batch early, some hit the limit
-    assert all(c[-1] == eos for c in completions if len(c) < limit)
-    assert len({len(ids) for ids in prompt_ids}) > 1  # the batch was left-padded
-
-
-@pytest.mark.parametrize(
-    ("temperature", "top_k", "top_p"), [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8), (0.5, 7, 0.6)]
-)
-def test_distribution_is_transformers_warpers(temperature, top_k, top_p):
-    """The probabilities sampled from are those of transformers' temperature, top-k and top-p warpers, in its order."""
-    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) * 3
-    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
-    if top_k:
-        warpers.append(TopKLogitsWarper(top_k))
-    if top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p))
-    expected = warpers(None, logits.clone()).softmax(-1)
-    assert torch.allclose(sampler._probabilities(logits, temperature, top_k, top_p), expected, atol=1e-6)
-
-
-def test_sampling_draws_from_the_distribution(countdown_model):
-    """The first token of a completion, sampled 4,000 times from one prompt, lands on each token at the model's
-    probability: total variation between the counts and the softmax under 0.05. At temperature 2 the law has nine
-    tokens over 1%; 4,000 draws from it stray 0.01-0.02, and the law at a temperature 25% off lies 0.20 away."""
-    model, tokenizer = countdown_model
-    question = load_problems("tiny_countdown", "test")[0]["question"]
-    ids = tokenizer(R1_ZERO_THINK_TEMPLATE.format(question=question), add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        probabilities = (model(torch.tensor([ids])).logits[0, -1] / 2.0).softmax(-1)
-        torch.manual_seed(0)
-        draws = sampler.sample(model, [ids] * 4000, max_new_tokens=1, temperature=2.0, eos_ids={-1}, pad_id=0)
-    counts = torch.bincount(torch.tensor([d[0] for d in draws]), minlength=len(probabilities)).float()
-    assert (probabilities > 0.01).sum() >= 5  # a law with several likely tokens, not one
-    assert 0.5 * (counts / counts.sum() - probabilities).abs().sum() < 0.05
+        completions = sampler.sample(model, prompt_ids, max_new_tokens=limit, eos_ids={eos}, pad_id=eos, **settings)
+    assert completions == expected
+    assert torch.equal(torch.rand(1), after_generate)
+    lengths = [len(c) for c in completions]
+    assert min(lengths) < limit and limit in lengths, lengths  # rows left the batch early, others hit the limit
+    assert len(set(lengths)) > 3 and len({len(ids) for ids in prompt_ids}) > 1
 
 
-def _trainer(tiny_model_path, tmp_path, **overrides):
+def _trainer(model_path, tmp_path, prompts=("q",) * 4, **overrides):
     from datasets import Dataset
 
     settings = {
-        "model_name_or_path": str(tiny_model_path),
+        "model_name_or_path": str(model_path),
         "output_dir": str(tmp_path),
         "num_generations": 4,
         "per_device_train_batch_size": 4,
@@ -105,11 +73,35 @@ def _trainer(tiny_model_path, tmp_path, **overrides):
         **overrides,
     }
     return ResonTrainer(
-        model=str(tiny_model_path),
-        reward_funcs=[lambda completions, **kwargs: [0.0] * len(completions)],
+        model=str(model_path),
+        reward_funcs=[lambda completions, **kwargs: [float(len(c) % 3) for c in completions]],
         args=load_config("grpo_debug", overrides=settings),
-        train_dataset=Dataset.from_dict({"prompt": ["q"] * 4}),
+        train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
     )
+
+
+def test_training_on_cpu_gives_the_weights_generate_gives(tmp_path, monkeypatch):
+    """Three GRPO steps from the search base model (completions of many lengths) end on the same weights, bit for
+    bit, whether completions come from the sampler or from TRL's `generate`."""
+    questions = [row["question"] for row in load_problems("tiny_countdown", "train")[:6]]
+    settings = {
+        "prompts": [R1_ZERO_THINK_TEMPLATE.format(question=q) for q in questions],
+        "max_completion_length": 32,
+        "per_device_train_batch_size": 8,
+        "max_steps": 3,
+        "learning_rate": 1e-3,
+        "save_strategy": "no",
+    }
+    weights = {}
+    for path in ("sampler", "generate"):
+        if path == "generate":
+            monkeypatch.setattr(ResonTrainer, "_samples_on_cpu", lambda self, *args: False)
+        trainer = _trainer(TASKS["countdown"].shipped_dir, tmp_path / path, **settings)
+        trainer.train()
+        weights[path] = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    before = AutoModelForCausalLM.from_pretrained(TASKS["countdown"].shipped_dir).state_dict()
+    assert any(not torch.equal(p, before[name]) for name, p in weights["sampler"].items())  # it trained
+    assert all(torch.equal(p, weights["generate"][name]) for name, p in weights["sampler"].items())
 
 
 def test_trainer_samples_on_cpu_without_generate(tiny_model_path, tmp_path, monkeypatch):

@@ -12,8 +12,10 @@ it), decodes with the model's transformers tokenizer skipping special tokens, an
 seeded generator, so a sample does not depend on which batch it landed in, nor on any global random state (the
 canaries sample in the middle of training without touching the trainer's random stream).
 
-- **hf**: left-padded batches through ``model.generate``; sampling (temperature, top-p, top-k, min-p) happens in a
-  per-row logits processor; streaming runs the same ``generate`` in a thread with a streamer.
+- **hf**: left-padded batches through ``decode``: ``model.generate``'s greedy loop with the model's key/value cache,
+  except that a row leaves the batch when it ends (``generate`` feeds finished rows padding until the longest one
+  ends: on a CPU, most of the work when a few completions run long); sampling (temperature, top-p, top-k, min-p)
+  picks each row's token from its own generator; streaming runs the same loop in a thread.
 - **vllm**: ``vllm.LLM`` with one ``SamplingParams(seed=...)`` per request; imported only when used.
 
 A LoRA run (an adapter folder) is served merged into its base by every backend that takes transformers folders:
@@ -265,7 +267,7 @@ class HFEngine:
 
         def run():
             try:
-                self._generate_ids([Request(prompt, seed)], sampling, streamer=_QueueStreamer(tokens), cancel=cancel)
+                self._generate_ids([Request(prompt, seed)], sampling, lambda _, token: tokens.put(token), cancel)
             finally:
                 tokens.put(done)
 
@@ -283,10 +285,10 @@ class HFEngine:
             worker.join()
 
     def _generate_ids(
-        self, requests: list[Request], sampling: Sampling, streamer=None, cancel=None
+        self, requests: list[Request], sampling: Sampling, on_token=None, cancel=None
     ) -> list[list[int]]:
+        """Each request's new tokens, up to and including the one that ended it (EOS or a stop string's end)."""
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
         from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
         device = next(self.model.parameters()).device
@@ -297,57 +299,71 @@ class HFEngine:
             padding_side="left",
             add_special_tokens=False,
         ).to(device)
-        prompt_len = enc["input_ids"].shape[1]
-        config = GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=False,  # sampling, when asked, happens in _PerRowSampler; greedy picks its one token
-            num_beams=1,
-            pad_token_id=self._pad,
-            eos_token_id=sorted(self.eos_token_ids),
-        )
-        processors = LogitsProcessorList()
+        penalty = None
         if sampling.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
-        if sampling.temperature > 0:
-            processors.append(_PerRowSampler([r.seed for r in requests], sampling, device))
+            penalty = RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty)
+        sampler = _PerRowSampler([r.seed for r in requests], sampling, device) if sampling.temperature > 0 else None
+
+        def pick(sequences, scores, rows):
+            if penalty is not None:
+                scores = penalty(sequences, scores)
+            return sampler(scores, rows) if sampler is not None else scores.argmax(dim=-1)
+
         if sampling.stop not in self._stop_tokens:
             self._stop_tokens[sampling.stop] = _ending_tokens(self.tokenizer, sampling.stop)
-        stop_criterion = _StopStrings(
-            self.tokenizer, prompt_len, sampling.stop, self._stop_tokens[sampling.stop], cancel
+        stop = _StopStrings(
+            self.tokenizer, enc["input_ids"].shape[1], sampling.stop, self._stop_tokens[sampling.stop], cancel
         )
-        stopping = StoppingCriteriaList([stop_criterion])
+        eos = torch.tensor(sorted(self.eos_token_ids), device=device)
+
+        def ended(sequences):
+            return torch.isin(sequences[:, -1], eos) | stop(sequences)
+
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                out = self.model.generate(
-                    **enc,
-                    generation_config=config,
-                    logits_processor=processors,
-                    stopping_criteria=stopping,
-                    streamer=streamer,
+                return decode(
+                    self.model, enc["input_ids"], enc["attention_mask"], sampling.max_new_tokens, pick, ended, on_token
                 )
         finally:
             self.model.train(was_training)
-        return out[:, prompt_len:].tolist()  # [batch, new_tokens]
 
 
-class _QueueStreamer:
-    """transformers' streamer protocol: the prompt comes first (skipped), then one token per step."""
+def decode(model, input_ids, attention_mask, max_new_tokens: int, pick, ended, on_token=None) -> list[list[int]]:
+    """The new tokens of each row of a left-padded batch, up to and including the one that ended it, decoded with the
+    model's key/value cache as ``model.generate`` decodes (the same positions and logits, token for token), except
+    that a row leaves the batch, and its cache, when it ends. ``pick(sequences, scores, rows)`` gives the next token
+    of each row still going, from its sequence so far and its float32 logits (``rows``: their indices in the batch);
+    ``ended(sequences)`` says which of them are done once the token is appended. ``on_token(row, token)`` sees each
+    token as it comes."""
+    import torch
 
-    def __init__(self, tokens: queue.Queue):
-        self.tokens = tokens
-        self.prompt_seen = False
-
-    def put(self, value):
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        for token in value.flatten().tolist():
-            self.tokens.put(token)
-
-    def end(self):
-        pass
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, logits_to_keep=1
+    )
+    cache, positions, mask, sequences = out.past_key_values, positions[:, -1:] + 1, attention_mask, input_ids
+    rows = torch.arange(len(input_ids), device=input_ids.device)
+    new: list[list[int]] = [[] for _ in range(len(input_ids))]
+    for step in range(max_new_tokens):
+        tokens = pick(sequences, out.logits[:, -1].float(), rows)
+        sequences = torch.cat([sequences, tokens[:, None]], dim=1)
+        for row, token in zip(rows.tolist(), tokens.tolist(), strict=True):
+            new[row].append(token)
+            if on_token is not None:
+                on_token(row, token)
+        going = ~ended(sequences)
+        if step == max_new_tokens - 1 or not going.any():
+            break
+        if not going.all():
+            keep = going.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            rows, mask, sequences, positions = rows[keep], mask[keep], sequences[keep], positions[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        out = model(input_ids=sequences[:, -1:], attention_mask=mask, position_ids=positions, past_key_values=cache)
+        positions = positions + 1
+    return new
 
 
 def _ending_tokens(tokenizer, stop: tuple[str, ...]):
@@ -372,7 +388,7 @@ class _StopStrings:
         self.cancel = cancel
         self.window = max(map(len, stop), default=0) + 2  # tokens: enough to hold a stop string however it splits
 
-    def __call__(self, input_ids, scores, **kwargs):
+    def __call__(self, input_ids):
         import torch
 
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -391,8 +407,8 @@ class _StopStrings:
 
 
 class _PerRowSampler:
-    """Temperature, top-k, min-p and top-p sampling with one seeded generator per row; returns logits that make
-    greedy decoding pick the sampled token, so ``generate(do_sample=False)`` samples reproducibly per request."""
+    """Temperature, top-k, min-p and top-p sampling with one seeded generator per row: a request samples the same
+    tokens whichever batch it lands in and whenever the other rows end."""
 
     def __init__(self, seeds: list[int], sampling: Sampling, device):
         import torch
@@ -401,7 +417,8 @@ class _PerRowSampler:
         self.gen_device = device if device.type == "cuda" else torch.device("cpu")
         self.generators = [torch.Generator(device=self.gen_device).manual_seed(s) for s in seeds]
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, scores, rows):
+        """The next token of each row still going (``rows``: their indices in the batch), from its float32 logits."""
         import torch
 
         s = self.sampling
@@ -419,12 +436,9 @@ class _PerRowSampler:
             remove[:, 0] = False
             logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
         probs = logits.softmax(dim=-1).to(self.gen_device)
-        picked = torch.stack(
-            [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)]
-        ).flatten()  # [batch]
-        out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(scores.shape[0], device=scores.device), picked.to(scores.device)] = 0.0
-        return out
+        generators = [self.generators[row] for row in rows.tolist()]
+        picked = [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators, strict=True)]
+        return torch.cat(picked).to(scores.device)  # [rows]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 ``model.generate`` keeps every row of the batch in each forward until the longest completion ends: a finished row
 is fed padding, and its key/value cache grows and is copied like a live one. On a GPU the extra rows ride along in
 parallel; on a CPU every row costs its share. In the search task a few completions of each step's 64 run to the
-192-token limit while most stop after 60, so most of ``generate``'s work went to rows already done. ``sample`` drops
-each row from the batch and its cache when it samples EOS, and draws as ``generate`` draws: temperature, then top-k,
-then top-p (transformers' order of its warpers), then torch's multinomial, which for one sample is the argmax of the
-probabilities over exponential noise of the batch's full shape (its CPU kernel). Each step draws that noise for every
-row of the batch, finished or not, so the random stream moves as under ``generate`` and a run samples the same
-completions, token for token (tests/test_sampler.py), in 0.4-0.6 of the time (``bench/bench_sampler.py``).
+192-token limit while most stop after 60, so most of ``generate``'s work went to rows already done. ``sample``
+decodes with ``reson.core.generation.decode``, which drops a row from the batch and its cache when it ends, and
+draws as ``generate`` draws: temperature, then top-k, then top-p (transformers' order of its warpers), then torch's
+multinomial, which for one sample is the argmax of the probabilities over exponential noise of the batch's full
+shape (its CPU kernel). Each step draws that noise for every row of the batch, finished or not, so the random stream
+moves as under ``generate`` and a run samples the same completions, token for token (tests/test_sampler.py), in
+0.4-0.6 of the time (``bench/bench_sampler.py``).
 
     completion_ids = sample(model, prompt_ids, max_new_tokens=192, temperature=1.0, eos_ids={0}, pad_id=0)
 """
@@ -16,6 +17,8 @@ completions, token for token (tests/test_sampler.py), in 0.4-0.6 of the time (``
 from __future__ import annotations
 
 import torch
+
+from reson.core.generation import decode
 
 
 def sample(
@@ -34,35 +37,19 @@ def sample(
     width = max(len(ids) for ids in prompt_ids)
     input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     eos = torch.tensor(sorted(eos_ids), device=device)
 
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    cache, positions = out.past_key_values, positions[:, -1:] + 1
-    rows = torch.arange(len(prompt_ids), device=device)  # which prompt each live row of the batch belongs to
-    completions: list[list[int]] = [[] for _ in prompt_ids]
-    for step in range(max_new_tokens):
-        probabilities = _probabilities(out.logits[:, -1], temperature, top_k, top_p)
+    def pick(sequences, scores, rows):
+        probabilities = _probabilities(scores, temperature, top_k, top_p)
         noise = torch.empty(len(prompt_ids), probabilities.shape[-1], device=device).exponential_()
-        tokens = (probabilities / noise[rows]).argmax(-1, keepdim=True)  # torch.multinomial(probabilities, 1)
-        for row, token in zip(rows.tolist(), tokens[:, 0].tolist(), strict=True):
-            completions[row].append(token)
-        going = ~torch.isin(tokens[:, 0], eos)
-        if step == max_new_tokens - 1 or not going.any():
-            break
-        if not going.all():
-            keep = going.nonzero()[:, 0]
-            cache.batch_select_indices(keep)
-            rows, mask, tokens, positions = rows[keep], mask[keep], tokens[keep], positions[keep]
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-        out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, past_key_values=cache)
-        positions = positions + 1
-    return completions
+        return (probabilities / noise[rows]).argmax(dim=-1)  # torch.multinomial(probabilities, 1) on the full batch
+
+    return decode(model, input_ids, mask, max_new_tokens, pick, lambda sequences: torch.isin(sequences[:, -1], eos))
 
 
 def _probabilities(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper, in that order, then softmax."""
-    scores = logits.float() / temperature
+    scores = logits / temperature
     if 0 < top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k).values[:, -1:]
         scores = scores.masked_fill(scores < kth, -float("inf"))
