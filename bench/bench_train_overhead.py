@@ -2,11 +2,13 @@
 
 Runs the same tiny GRPO job (the CPU recipe's batch: 8 prompts x 8 completions, synthetic problems, a random tiny
 Qwen2) through `reson.training.train.train` (config checks, real accuracy + format rewards, console line, non-finite
-guard, emergence canaries) and through a bare `trl.GRPOTrainer` with a trivial reward, alternating A/B rounds in one
-process so machine load hits both alike. learning_rate is 0 in both, so both models stay identical and every step
-generates the same completions: the time difference is the layer, not the sampling. Per-step wall time is measured from
-one step's start to the next's by the same callback in both; the first steps of a run (warm-up: the verifier pool
-starts, allocators grow) and the steps where canaries were generated are excluded.
+guard, emergence canaries, and on a CPU its sampler, `reson.training.sampler`) and through a bare `trl.GRPOTrainer`
+with a trivial reward, alternating A/B rounds in one process so machine load hits both alike. learning_rate is 0 in
+both, so both models stay identical and every step generates the same completions (the sampler gives `generate`'s
+tokens): the time difference is the layer, not the sampling. The random model rarely ends a completion early, so
+the sampler saves little here; on completions of uneven length it saves most of generation (bench_sampler.py).
+Per-step wall time is measured from one step's start to the next's by the same callback in both; the first steps of
+a run (warm-up: the verifier pool starts, allocators grow) and the steps where canaries were generated are excluded.
 
     .venv/bin/python bench/bench_train_overhead.py [--steps 24] [--rounds 2]
 

@@ -41,7 +41,7 @@ from reson.core import models
 
 BACKENDS = ("auto", "hf", "vllm", "mlx")
 DEFAULT_MAX_COMPLETION_LENGTH = 1536  # the main recipe's; a model `reson train` wrote is given its run's own
-HF_BATCH_SIZE = 32  # rows per model.generate on the hf backend
+HF_BATCH_SIZE = 32  # rows decoded together on the hf backend
 ALIASES = {"transformers": "hf"}  # what people call the hf backend
 STOP = ("</answer>",)
 MLX_MISSING = (
@@ -149,7 +149,7 @@ def load_engine(
     backend: str, model: str, dtype: str = "auto", device: str = "auto", seed: int = 0, batch_size: int | None = None
 ):
     """A loaded engine for ``model`` on ``backend`` (resolved first): this is where the weights load. ``batch_size``
-    is the hf backend's rows per ``model.generate`` (vLLM schedules its own batches; MLX decodes one at a time)."""
+    is the hf backend's rows decoded together (vLLM schedules its own batches; MLX decodes one at a time)."""
     backend = resolve_backend(backend, model)
     if backend == "hf":
         return HFEngine.from_pretrained(model, dtype=dtype, device=device, batch_size=batch_size or HF_BATCH_SIZE)
@@ -202,7 +202,7 @@ def decode_stream(tokenizer, tokens, eos_ids: set[int], sampling: Sampling) -> I
 
 
 class HFEngine:
-    """``model.generate`` on a loaded transformers model: batched (left padding), or one request streamed."""
+    """A loaded transformers model, decoded by ``decode``: batched (left padding), or one request streamed."""
 
     name = "hf"
 

@@ -10,7 +10,7 @@
   ``</answer>`` that is every answered one too, so it heads towards 100 % as training succeeds. Truncation, the share
   whose answer was cut off, is the figure to watch (TRL #5697, #6263: too short a limit zeroes the reward).
 - On a CPU, completions come from ``reson.training.sampler``, which drops each row from the batch when it ends
-  (``model.generate`` carries finished rows to the longest one's end): the same distribution at half the time.
+  (``model.generate`` carries finished rows to the longest one's end): ``generate``'s tokens, in less time.
   Settings it does not implement (min-p, a repetition penalty, extra ``generation_kwargs``) keep TRL's ``generate``.
 """
 
