@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -259,9 +258,11 @@ def hashes() -> dict:
 def header() -> str:
     import torch
 
+    from reson.core.machine import processor_name
+
     pins = " ".join(f"{k}={os.environ[k]}" for k in KNOBS if k in os.environ)
     return (
-        f"{platform.processor() or platform.machine()} | torch {torch.__version__} | capability "
+        f"{processor_name()} | torch {torch.__version__} | capability "
         f"{torch.backends.cpu.get_cpu_capability()} | {pins or 'nothing pinned'}"
     )
 
