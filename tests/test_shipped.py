@@ -25,6 +25,7 @@ from reson.miniature.shipped import (
     build_command,
     build_kernels,
     check,
+    main,
     manifest,
 )
 from reson.miniature.tasks import TASKS
@@ -75,6 +76,24 @@ def test_a_damaged_copy_is_refused_with_what_to_do(tmp_path, damage):
         check(copy)
     expected = {"altered": "model.safetensors has another sha256", "missing": "tokenizer.json is missing"}
     assert expected.get(damage, MANIFEST) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--ship", "{tmp}"], "is not a finished base-model build"),
+        (["--task", "countdown", "--ship", str(SHIPPED_DIR)], "for the arithmetic task, not countdown"),
+    ],
+)
+def test_shipping_a_wrong_folder_is_refused_in_one_line_and_ships_nothing(tmp_path, capsys, args, says):
+    def shipped_files():
+        return {path: path.read_bytes() for task in TASKS.values() for path in task.shipped_dir.iterdir()}
+
+    before = shipped_files()
+    assert main([arg.format(tmp=tmp_path) for arg in args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert shipped_files() == before
 
 
 @pytest.mark.slow

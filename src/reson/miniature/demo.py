@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=tuple(TASKS),
         default="arithmetic",
         help="arithmetic word problems (default), or countdown: the search task, where a candidate is easy to check "
-        "and hard to find (~10 min)",
+        "and hard to find (~9 min)",
     )
     parser.add_argument(
         "--config", default=None, help="the CPU recipe: a YAML file or a shipped recipe's name (default: the task's)"

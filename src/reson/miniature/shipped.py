@@ -101,7 +101,10 @@ def ship(build_dir: str | Path, task: Task = TASKS["arithmetic"]) -> dict:
     """Copy a finished build into `task`'s shipped folder, probe it on the demo's held-out problems and write
     `shipped.json`."""
     build_dir, dest = Path(build_dir), task.shipped_dir
-    record, config = build_record(build_dir), recorded_config(build_dir)  # raise if the build is not complete
+    try:
+        record, config = build_record(build_dir), recorded_config(build_dir)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{build_dir} is not a finished base-model build ({BUILD_RECORD}: {err}).") from None
     if config.task != task.name:
         raise ValueError(f"{build_dir} is a base model for the {config.task} task, not {task.name}.")
     files = sorted(p.name for p in build_dir.iterdir() if p.is_file())
@@ -155,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
 
     pin_cpu_kernels()  # the probe runs under the demo's kernels
     if args.ship:
-        data = ship(args.ship, task)
+        try:
+            data = ship(args.ship, task)
+        except ValueError as err:
+            print(f"python -m reson.miniature.shipped: {err}", file=sys.stderr)
+            return 2
         print(json.dumps(data["probe"], indent=2))
         return 0
     try:

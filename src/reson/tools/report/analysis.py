@@ -110,39 +110,44 @@ def pick_canaries(canaries: dict[int, list[dict]]) -> list[Pick]:
     joined), none before any completion shows one of them."""
     picks: list[Pick] = []
 
-    def add(found: tuple[int, dict] | None, tag: str, why: str) -> None:
+    def add(found: tuple[int, dict] | None, tag: str, why) -> None:
+        """Pick the canary of `found` (step, row) with `tag` and `why(step, row)`, or join them to its earlier pick."""
         if not found:
             return
         step, row = found
-        why = why.format(step=step, row=row, verdict=_verdict(row))
+        reason = why(step, row)
         same = next((i for i, pick in enumerate(picks) if pick.canary == row["canary"]), None)
         if same is None:
-            picks.append(Pick(row["canary"], step, tag, why))
+            picks.append(Pick(row["canary"], step, tag, reason))
         else:
             first = picks[same]
-            picks[same] = Pick(first.canary, first.step, f"{first.tag}, then {tag[6:]}", f"{first.why}; {why}")
+            picks[same] = Pick(first.canary, first.step, f"{first.tag}, then {tag[6:]}", f"{first.why}; {reason}")
+
+    def self_correction(step: int, row: dict) -> str:
+        think = split_completion(str(row.get("completion", "")), str(row.get("prompt", ""))).think
+        return f"the first to self-correct: “{_phrase(think)}” in its thinking at step {step}, answer {_verdict(row)}"
 
     add(
         _first(canaries, lambda row: bool(row["think_used"])),
         "first to think",
-        "the first to close a think block, at step {step}",
+        lambda step, row: f"the first to close a think block, at step {step}",
     )
-    corrects = _first(
-        canaries,
-        lambda row: bool(row["self_correction"]),
-        rank=lambda row: (row.get("accuracy") == 1.0, bool(row["think_used"])),
-    )
-    if corrects:
-        think = split_completion(str(corrects[1].get("completion", "")), str(corrects[1].get("prompt", ""))).think
-        phrase = _phrase(think).replace("{", "{{").replace("}", "}}")
-        why = f"the first to self-correct: “{phrase}” in its thinking at step {{step}}, answer {{verdict}}"
-        add(corrects, "first to self-correct", why)
-    searches = _first(canaries, lambda row: (row.get("rejections") or 0) > 0 and row.get("accuracy") == 1.0)
     add(
-        searches,
+        _first(
+            canaries,
+            lambda row: bool(row["self_correction"]),
+            rank=lambda row: (row.get("accuracy") == 1.0, bool(row["think_used"])),
+        ),
+        "first to self-correct",
+        self_correction,
+    )
+    add(
+        _first(canaries, lambda row: (row.get("rejections") or 0) > 0 and row.get("accuracy") == 1.0),
         "first to reject a candidate and then succeed",
-        "the first to reject a candidate and then succeed: {row[rejections]} candidate(s) checked, found wrong and "
-        "left before a right answer, at step {step}",
+        lambda step, row: (
+            f"the first to reject a candidate and then succeed: {row['rejections']} candidate(s) "
+            f"checked, found wrong and left before a right answer, at step {step}"
+        ),
     )
     return picks
 
