@@ -9,7 +9,7 @@ draws as ``generate`` draws: temperature, then top-k, then top-p (transformers' 
 multinomial, which for one sample is the argmax of the probabilities over exponential noise of the batch's full
 shape (its CPU kernel). Each step draws that noise for every row of the batch, finished or not, so the random stream
 moves as under ``generate`` and a run samples the same completions, token for token (tests/test_sampler.py), in
-0.4-0.6 of the time (``bench/bench_sampler.py``).
+0.36-0.56 of the time (``bench/bench_sampler.py``, Intel Xeon).
 
     completion_ids = sample(model, prompt_ids, max_new_tokens=192, temperature=1.0, eos_ids={0}, pad_id=0)
 """
